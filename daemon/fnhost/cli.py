@@ -1,0 +1,288 @@
+"""The ``fnhost`` command: ``serve`` runs the daemon; every other command is a gRPC client.
+
+Exit status: 0 success; 1 the function returned an error (its error JSON on stdout); 2 a
+platform or usage error (a message on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from google.protobuf.json_format import MessageToDict
+
+from . import errors
+from .client import Client, default_address
+
+EXIT_FUNCTION_ERROR = 1
+EXIT_PLATFORM_ERROR = 2
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"fnhost: {message}", err=True)
+    sys.exit(EXIT_PLATFORM_ERROR)
+
+
+def _client(ctx: click.Context) -> Client:
+    return Client(ctx.obj["address"])
+
+
+def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except errors.FnhostError as exc:
+        _fail(f"{exc.code}: {exc.message}")
+
+
+def _print_json(message: Any) -> None:
+    click.echo(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--address", envvar="FNHOST_ADDRESS", default=None, metavar="unix:PATH|HOST:PORT",
+              help="Where the daemon listens (default: the default state directory's socket).")
+@click.version_option(package_name="fnhost")
+@click.pass_context
+def main(ctx: click.Context, address: str | None) -> None:
+    """fnhost: run AWS Lambda functions on hosts you own."""
+    ctx.obj = {"address": address or default_address()}
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Registry, code store and socket (default: $FNHOST_STATE_DIR, else /var/lib/fnhost "
+                   "as root, else ~/.local/state/fnhost).")
+@click.option("--listen", default=None, metavar="unix:PATH|HOST:PORT",
+              help="Listen address (default: unix socket fnhost.sock in the state directory).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="TOML file with [daemon] settings and [functions.NAME] tables.")
+@click.option("--examples", is_flag=True, help="Also deploy each runtime's bundled hello-<runtime> example.")
+@click.option("--detach", is_flag=True,
+              help="Start in the background, wait until it serves, print its pid and return.")
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, examples: bool,
+          detach: bool, log_level: str) -> None:
+    """Run the daemon in the foreground (as systemd expects) until SIGTERM or SIGINT."""
+    import anyio
+
+    from . import logs
+    from .config import ConfigError, load_config_file, settings_from
+    from .daemon import DaemonError
+    from .daemon import serve as run_daemon
+
+    try:
+        parsed = load_config_file(config_path) if config_path else None
+        settings = settings_from(parsed.daemon if parsed else {}, state_dir=state_dir, listen=listen)
+    except ConfigError as exc:
+        _fail(f"invalid config: {exc}")
+    if detach:
+        _detach(settings.state_dir, settings.address)
+        return
+    logs.configure(log_level)
+    try:
+        anyio.run(lambda: run_daemon(settings, functions=parsed.functions if parsed else [],
+                                     examples=examples))
+    except (DaemonError, ConfigError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+def _detach(state_dir: Path, address: str) -> None:
+    """Re-run ``serve`` without --detach in a new session; return once it answers health checks."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    log_path = state_dir / "fnhost.log"
+    argv = [a for a in sys.argv if a != "--detach"]
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "fnhost", *argv[1:]], stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=log_file, start_new_session=True)
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + 120
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                _fail(f"the daemon exited with status {proc.returncode}; its log ({log_path}):\n{tail}")
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    click.echo(f"fnhost serving on {address} (pid {proc.pid}, log {log_path})")
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    proc.terminate()
+    _fail(f"the daemon did not become ready within 120 s; see {log_path}")
+
+
+# --- functions --------------------------------------------------------------------------------
+
+
+def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env
+
+
+def _code(path: str) -> str | bytes:
+    p = Path(path)
+    if p.is_file():
+        return p.read_bytes()  # a zip; the daemon validates it
+    return str(p.resolve())
+
+
+@main.command()
+@click.argument("name")
+@click.option("--runtime", help="python, node, … (required when creating).")
+@click.option("--handler", help="The runtime's handler string, e.g. app.handler (required when creating).")
+@click.option("--code", "code_path", type=click.Path(exists=True), help="A directory (read in place) or a .zip.")
+@click.option("--memory-mb", type=int, help="128-10240, default 128.")
+@click.option("--timeout-s", type=int, help="1-900, default 3.")
+@click.option("--env", "env_pairs", multiple=True, metavar="KEY=VALUE", help="Repeatable; replaces all variables.")
+@click.option("--min-warm", type=int, help="Workers kept warm (provisioned concurrency).")
+@click.option("--max-concurrency", type=int, help="Most workers at once (reserved concurrency).")
+@click.option("--idle-ttl-s", type=int, help="Stop idle workers after this many seconds.")
+@click.pass_context
+def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | None, code_path: str | None,
+           memory_mb: int | None, timeout_s: int | None, env_pairs: tuple[str, ...], min_warm: int | None,
+           max_concurrency: int | None, idle_ttl_s: int | None) -> None:
+    """Create function NAME, or update its code and the options given."""
+    options = {k: v for k, v in dict(memory_mb=memory_mb, timeout_s=timeout_s, min_warm=min_warm,
+                                      max_concurrency=max_concurrency, idle_ttl_s=idle_ttl_s).items()
+               if v is not None}
+    env = _parse_env(env_pairs) if env_pairs else None
+    with _client(ctx) as client:
+        try:
+            client.get_function(name)
+            exists = True
+        except errors.ResourceNotFound:
+            exists = False
+        except errors.FnhostError as exc:
+            _fail(f"{exc.code}: {exc.message}")
+        if not exists:
+            missing = [f"--{o}" for o, v in (("runtime", runtime), ("handler", handler), ("code", code_path)) if not v]
+            if missing:
+                raise click.UsageError(f"creating {name} needs {', '.join(missing)}")
+            result = _run(client.create_function, name, runtime=runtime, handler=handler,
+                          code=_code(code_path), environment=env, **options)  # type: ignore[arg-type]
+        else:
+            changes = dict(options)
+            if runtime:
+                changes["runtime"] = runtime
+            if handler:
+                changes["handler"] = handler
+            result = None
+            if changes or env is not None:
+                result = _run(client.update_function_configuration, name, environment=env, **changes)
+            if code_path:
+                result = _run(client.update_function_code, name, _code(code_path))
+            if result is None:
+                result = _run(client.get_function, name)
+        _print_json(result)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("payload", required=False)
+@click.option("--payload-file", type=click.File("rb"), help="Read the payload from a file ('-' for stdin).")
+@click.option("--log-type", type=click.Choice(["none", "tail"], case_sensitive=False), default="none",
+              help="tail: print the invocation's last 4 KB of log on stderr.")
+@click.option("--invocation-type", type=click.Choice(["RequestResponse", "Event", "DryRun"]),
+              default="RequestResponse")
+@click.option("--report", is_flag=True, help="Print the REPORT line on stderr.")
+@click.pass_context
+def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any, log_type: str,
+           invocation_type: str, report: bool) -> None:
+    """Invoke NAME with PAYLOAD (JSON) and print the result on stdout."""
+    if payload is not None and payload_file is not None:
+        raise click.UsageError("give PAYLOAD or --payload-file, not both")
+    data = payload_file.read() if payload_file is not None else (payload or "").encode()
+    with _client(ctx) as client:
+        result = _run(client.invoke, name, data, invocation_type=invocation_type, log_type=log_type)
+    if result.log_result:
+        click.echo(result.log_result, err=True, nl=False)
+    if report and result.report is not None:
+        click.echo(result.report.line(), err=True)
+    out = sys.stdout.buffer
+    out.write(result.payload)
+    if result.payload and not result.payload.endswith(b"\n"):
+        out.write(b"\n")
+    out.flush()
+    if result.function_error:
+        sys.exit(EXIT_FUNCTION_ERROR)
+
+
+@main.command("list")
+@click.pass_context
+def list_(ctx: click.Context) -> None:
+    """List functions."""
+    with _client(ctx) as client:
+        functions = _run(client.list_functions)
+    rows = [("NAME", "RUNTIME", "HANDLER", "MEMORY", "TIMEOUT", "LAST MODIFIED")]
+    rows += [(f.function_name, f.runtime, f.handler, f"{f.memory_mb} MB", f"{f.timeout_s} s", f.last_modified)
+             for f in functions]
+    _table(rows)
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+def get(ctx: click.Context, name: str) -> None:
+    """Show NAME's configuration as JSON."""
+    with _client(ctx) as client:
+        _print_json(_run(client.get_function, name))
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+def delete(ctx: click.Context, name: str) -> None:
+    """Delete NAME and stop its workers."""
+    with _client(ctx) as client:
+        _run(client.delete_function, name)
+    click.echo(f"deleted {name}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the GetStats response as JSON.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Pools, workers by state and invocation counts."""
+    with _client(ctx) as client:
+        snapshot = _run(client.stats)
+    if as_json:
+        _print_json(snapshot)
+        return
+    click.echo(f"uptime {snapshot.uptime_s} s, memory limits by {snapshot.memory_backend}")
+    rows = [("FUNCTION", "WORKERS", "INVOCATIONS", "ERRORS", "THROTTLES", "COLD STARTS", "TIMEOUTS", "QUEUED")]
+    for f in snapshot.functions:
+        workers = ", ".join(f"{n} {s}" for s, n in sorted(f.workers.items())) or "none"
+        rows.append((f.function_name, workers, str(f.invocations), str(f.errors), str(f.throttles),
+                     str(f.cold_starts), str(f.timeouts), str(f.queued)))
+    _table(rows)
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

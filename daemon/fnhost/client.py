@@ -1,0 +1,234 @@
+"""Python client for fnhost's gRPC API; the CLI uses it too.
+
+    from fnhost.client import Client
+    with Client() as fn:
+        result = fn.invoke("hello-python", b'{"name": "Ada"}')
+        print(result.payload, result.report.line())
+
+A refused request raises the matching ``fnhost.errors.ApiError`` subclass (``ResourceNotFound``,
+``TooManyRequests``, ``InvalidParameter`` …); a function's own failure does not raise: it comes
+back with ``function_error == "Unhandled"`` and Lambda's error JSON as the payload.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from . import errors
+from .config import default_state_dir
+from .report import Report
+from .v1 import fnhost_pb2 as pb
+from .v1 import fnhost_pb2_grpc as pb_grpc
+
+ERROR_TYPE_KEY = "fnhost-error-type"
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+_BY_CODE: dict[str, type[errors.ApiError]] = {}
+
+
+def _index(cls: type[errors.ApiError]) -> None:
+    for sub in cls.__subclasses__():
+        _BY_CODE.setdefault(sub.code, sub)
+        _index(sub)
+
+
+_index(errors.ApiError)
+
+
+def default_address() -> str:
+    return os.environ.get("FNHOST_ADDRESS") or f"unix:{default_state_dir() / 'fnhost.sock'}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    status_code: int
+    payload: bytes
+    function_error: str
+    request_id: str
+    report: Report | None
+    log_result: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.function_error
+
+
+class Unreachable(errors.FnhostError):
+    """No daemon answers at the address."""
+
+    code = "ServiceUnreachable"
+
+
+def _translate(exc: grpc.RpcError, address: str) -> errors.FnhostError:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE and ERROR_TYPE_KEY not in dict(exc.trailing_metadata() or ()):
+        return Unreachable(f"no fnhost daemon answers at {address}: {details}")
+    error_type = dict(exc.trailing_metadata() or ()).get(ERROR_TYPE_KEY, "")
+    cls = _BY_CODE.get(error_type, errors.ApiError)
+    message = details.removeprefix(f"{error_type}: ") if error_type else details
+    err = cls(message)
+    if cls is errors.ApiError and code is not None:
+        err.status = code
+    return err
+
+
+def _result(r: pb.InvokeResponse) -> InvokeResult:
+    report = None
+    if r.HasField("report"):
+        rep = r.report
+        report = Report(
+            request_id=r.request_id,
+            duration_ms=rep.duration_ms,
+            billed_duration_ms=rep.billed_duration_ms,
+            memory_size_mb=rep.memory_size_mb,
+            max_memory_used_mb=rep.max_memory_used_mb,
+            init_duration_ms=rep.init_duration_ms if rep.HasField("init_duration_ms") else None,
+        )
+    return InvokeResult(r.status_code, r.payload, r.function_error, r.request_id, report, r.log_result)
+
+
+_INVOCATION = {"RequestResponse": pb.REQUEST_RESPONSE, "Event": pb.EVENT, "DryRun": pb.DRY_RUN}
+
+
+def _invoke_request(name: str, payload: bytes, invocation_type: str, log_type: str) -> pb.InvokeRequest:
+    try:
+        itype = _INVOCATION[invocation_type]
+    except KeyError:
+        raise ValueError(f"invocation_type must be one of {sorted(_INVOCATION)}") from None
+    return pb.InvokeRequest(
+        function_name=name,
+        payload=payload,
+        invocation_type=itype,
+        log_type=pb.TAIL if log_type.lower() == "tail" else pb.NONE,
+    )
+
+
+def code_message(code: str | bytes) -> pb.Code:
+    """A directory path (str) or zip bytes."""
+    if isinstance(code, bytes):
+        return pb.Code(zip_file=code)
+    return pb.Code(directory=os.path.abspath(code))
+
+
+class Client:
+    """Blocking client. ``address``: ``unix:/path/fnhost.sock`` or ``host:port``."""
+
+    def __init__(self, address: str | None = None, *, timeout: float | None = None) -> None:
+        self.address = address or default_address()
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.FnhostStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
+
+    def invoke(self, name: str, payload: bytes = b"", *, invocation_type: str = "RequestResponse",
+               log_type: str = "None") -> InvokeResult:
+        return _result(self._call("Invoke", _invoke_request(name, payload, invocation_type, log_type)))
+
+    def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
+                        environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:
+        return self._call("CreateFunction", pb.CreateFunctionRequest(
+            function_name=name, runtime=runtime, handler=handler, code=code_message(code),
+            environment=pb.Environment(variables=environment or {}), **options))
+
+    def update_function_code(self, name: str, code: str | bytes) -> pb.FunctionConfiguration:
+        return self._call("UpdateFunctionCode",
+                          pb.UpdateFunctionCodeRequest(function_name=name, code=code_message(code)))
+
+    def update_function_configuration(self, name: str, *, environment: dict[str, str] | None = None,
+                                      **changes: Any) -> pb.FunctionConfiguration:
+        request = pb.UpdateFunctionConfigurationRequest(function_name=name, **changes)
+        if environment is not None:
+            request.environment.CopyFrom(pb.Environment(variables=environment))
+        return self._call("UpdateFunctionConfiguration", request)
+
+    def get_function(self, name: str) -> pb.FunctionConfiguration:
+        return self._call("GetFunction", pb.GetFunctionRequest(function_name=name))
+
+    def list_functions(self) -> list[pb.FunctionConfiguration]:
+        return list(self._call("ListFunctions", pb.ListFunctionsRequest()).functions)
+
+    def delete_function(self, name: str) -> None:
+        self._call("DeleteFunction", pb.DeleteFunctionRequest(function_name=name))
+
+    def stats(self) -> pb.Stats:
+        return self._call("GetStats", pb.GetStatsRequest())
+
+
+class AsyncClient:
+    """The same API on grpc.aio, for asyncio/anyio programs."""
+
+    def __init__(self, address: str | None = None, *, timeout: float | None = None) -> None:
+        self.address = address or default_address()
+        self.timeout = timeout
+        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.FnhostStub(self._channel)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self._stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
+
+    async def invoke(self, name: str, payload: bytes = b"", *, invocation_type: str = "RequestResponse",
+                     log_type: str = "None") -> InvokeResult:
+        return _result(await self._call("Invoke", _invoke_request(name, payload, invocation_type, log_type)))
+
+    async def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
+                              environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:
+        return await self._call("CreateFunction", pb.CreateFunctionRequest(
+            function_name=name, runtime=runtime, handler=handler, code=code_message(code),
+            environment=pb.Environment(variables=environment or {}), **options))
+
+    async def update_function_code(self, name: str, code: str | bytes) -> pb.FunctionConfiguration:
+        return await self._call("UpdateFunctionCode",
+                                pb.UpdateFunctionCodeRequest(function_name=name, code=code_message(code)))
+
+    async def update_function_configuration(self, name: str, *, environment: dict[str, str] | None = None,
+                                            **changes: Any) -> pb.FunctionConfiguration:
+        request = pb.UpdateFunctionConfigurationRequest(function_name=name, **changes)
+        if environment is not None:
+            request.environment.CopyFrom(pb.Environment(variables=environment))
+        return await self._call("UpdateFunctionConfiguration", request)
+
+    async def get_function(self, name: str) -> pb.FunctionConfiguration:
+        return await self._call("GetFunction", pb.GetFunctionRequest(function_name=name))
+
+    async def list_functions(self) -> list[pb.FunctionConfiguration]:
+        return list((await self._call("ListFunctions", pb.ListFunctionsRequest())).functions)
+
+    async def delete_function(self, name: str) -> None:
+        await self._call("DeleteFunction", pb.DeleteFunctionRequest(function_name=name))
+
+    async def stats(self) -> pb.Stats:
+        return await self._call("GetStats", pb.GetStatsRequest())

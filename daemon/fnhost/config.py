@@ -1,0 +1,255 @@
+"""Function configuration and daemon settings: the values, their defaults and their validation.
+
+Every check here raises ``InvalidParameter`` with a message that names the field and says what
+to fix, because these messages are what a user sees from ``fnhost deploy`` or the API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidParameter
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+MEMORY_MB = (128, 10240)
+TIMEOUT_S = (1, 900)
+ENV_MAX_BYTES = 4096  # Lambda: all variables together, keys and values
+SYNC_PAYLOAD_MAX = 6 * 1024 * 1024  # Lambda's 6 MB, in bytes
+HANDLER_MAX = 128
+
+# Variables the platform sets; a function may not override them (Lambda reserves the same).
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "FNHOST_CONTROL_FDS",
+        "FNHOST_BUILD_DIR",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionConfig:
+    """Everything that decides how a function's workers run, except its code."""
+
+    name: str
+    runtime: str
+    handler: str
+    memory_mb: int = 128
+    timeout_s: int = 3
+    environment: dict[str, str] = field(default_factory=dict)
+    min_warm: int = 0
+    max_concurrency: int = 0  # 0: the daemon's cap
+    idle_ttl_s: int = 300
+
+    def replace(self, **changes: Any) -> FunctionConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise InvalidParameter(
+            f"function name {name!r} is invalid: use 1-64 letters, digits, '-' or '_'"
+        )
+    return name
+
+
+def _in_range(field_name: str, value: int, bounds: tuple[int, int], unit: str) -> None:
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise InvalidParameter(f"{field_name} {value} is out of range: use {lo}-{hi} {unit}")
+
+
+def validate_config(cfg: FunctionConfig, *, max_concurrency_cap: int) -> FunctionConfig:
+    """Check every field of ``cfg`` except runtime and handler (the runtime registry owns those)."""
+    validate_name(cfg.name)
+    _in_range("memory_mb", cfg.memory_mb, MEMORY_MB, "MB")
+    _in_range("timeout_s", cfg.timeout_s, TIMEOUT_S, "seconds")
+    if cfg.max_concurrency > max_concurrency_cap:
+        raise InvalidParameter(
+            f"max_concurrency {cfg.max_concurrency} is above this daemon's cap of "
+            f"{max_concurrency_cap}: lower it, or raise max_concurrency_cap in the daemon config"
+        )
+    limit = cfg.max_concurrency or max_concurrency_cap
+    if cfg.min_warm > limit:
+        raise InvalidParameter(
+            f"min_warm {cfg.min_warm} is above the function's concurrency limit of {limit}"
+        )
+    if cfg.idle_ttl_s < 1:
+        raise InvalidParameter("idle_ttl_s must be at least 1 second")
+    if len(cfg.handler) > HANDLER_MAX:
+        raise InvalidParameter(f"handler is longer than {HANDLER_MAX} characters")
+    size = 0
+    for key, value in cfg.environment.items():
+        if not ENV_KEY_RE.match(key):
+            raise InvalidParameter(
+                f"environment variable name {key!r} is invalid: start with a letter, "
+                "then letters, digits or '_'"
+            )
+        if key in RESERVED_ENV:
+            raise InvalidParameter(f"environment variable {key} is reserved by the platform")
+        if "\0" in value:
+            raise InvalidParameter(f"environment variable {key} contains a NUL byte")
+        size += len(key.encode()) + len(value.encode())
+    if size > ENV_MAX_BYTES:
+        raise InvalidParameter(
+            f"environment variables take {size} bytes; Lambda's limit is {ENV_MAX_BYTES}"
+        )
+    return cfg
+
+
+# --- daemon settings --------------------------------------------------------------------------
+
+
+def default_state_dir() -> Path:
+    """``$FNHOST_STATE_DIR``; else systemd's ``$STATE_DIRECTORY``; else a per-user directory."""
+    for var in ("FNHOST_STATE_DIR", "STATE_DIRECTORY"):
+        if os.environ.get(var):
+            return Path(os.environ[var].split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/fnhost")
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "fnhost"
+
+
+@dataclass(slots=True)
+class Settings:
+    """Daemon-wide settings: from the ``[daemon]`` table of the config file and the CLI."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    listen: str = ""  # "unix:PATH" or "HOST:PORT"; empty: unix socket in the state dir
+    socket_mode: int = 0o660
+    max_concurrency_cap: int = 64
+    queue_timeout_s: float = 3.0  # how long a request waits for a worker at the limit
+    init_timeout_s: float = 10.0  # spawn + HELLO + INIT must finish within this
+    kill_grace_s: float = 0.5  # SIGTERM → SIGKILL
+    billing_granularity_ms: int = 1
+    memory_backend: str = "auto"  # auto | cgroup | psutil
+    memory_sample_interval_s: float = 0.05
+
+    @property
+    def socket_path(self) -> Path:
+        return self.state_dir / "fnhost.sock"
+
+    @property
+    def address(self) -> str:
+        return self.listen or f"unix:{self.socket_path}"
+
+
+_SETTING_TYPES: dict[str, type] = {
+    "state_dir": str,
+    "listen": str,
+    "socket_mode": int,
+    "max_concurrency_cap": int,
+    "queue_timeout_s": float,
+    "init_timeout_s": float,
+    "kill_grace_s": float,
+    "billing_granularity_ms": int,
+    "memory_backend": str,
+    "memory_sample_interval_s": float,
+}
+
+_FUNCTION_KEYS = {
+    "runtime": str,
+    "handler": str,
+    "code": str,
+    "memory_mb": int,
+    "timeout_s": int,
+    "environment": dict,
+    "min_warm": int,
+    "max_concurrency": int,
+    "idle_ttl_s": int,
+}
+
+
+class ConfigError(Exception):
+    """The config file is unreadable or invalid; the message names the key."""
+
+
+@dataclass(slots=True)
+class ConfigFile:
+    """A parsed config file: daemon settings plus declared functions."""
+
+    daemon: dict[str, Any]
+    functions: list[tuple[FunctionConfig, Path]]
+
+
+def _check_type(where: str, value: Any, typ: type) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def load_config_file(path: Path) -> ConfigFile:
+    """Read and check a TOML config file::
+
+        [daemon]
+        max_concurrency_cap = 32
+
+        [functions.hello]
+        runtime = "python"
+        handler = "app.handler"
+        code = "./hello"          # relative to the config file
+        memory_mb = 256
+        environment = { GREETING = "hi" }
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    unknown = set(data) - {"daemon", "functions"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}; use [daemon] or [functions.NAME]")
+    daemon: dict[str, Any] = {}
+    for key, value in data.get("daemon", {}).items():
+        if key not in _SETTING_TYPES:
+            raise ConfigError(f"{path}: daemon.{key}: unknown setting; known: {sorted(_SETTING_TYPES)}")
+        daemon[key] = _check_type(f"{path}: daemon.{key}", value, _SETTING_TYPES[key])
+    functions: list[tuple[FunctionConfig, Path]] = []
+    for name, table in data.get("functions", {}).items():
+        where = f"{path}: functions.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        for key, value in table.items():
+            if key not in _FUNCTION_KEYS:
+                raise ConfigError(f"{where}.{key}: unknown key; known: {sorted(_FUNCTION_KEYS)}")
+            _check_type(f"{where}.{key}", value, _FUNCTION_KEYS[key])
+        for required in ("runtime", "handler", "code"):
+            if required not in table:
+                raise ConfigError(f"{where}: missing required key {required!r}")
+        env = {str(k): str(v) for k, v in table.get("environment", {}).items()}
+        fields = {k: v for k, v in table.items() if k not in ("code", "environment")}
+        try:
+            cfg = FunctionConfig(name=validate_name(name), environment=env, **fields)
+        except InvalidParameter as exc:
+            raise ConfigError(f"{where}: {exc.message}") from exc
+        functions.append((cfg, (path.parent / table["code"]).resolve()))
+    return ConfigFile(daemon=daemon, functions=functions)
+
+
+def settings_from(daemon: dict[str, Any], **overrides: Any) -> Settings:
+    values = {**daemon, **{k: v for k, v in overrides.items() if v is not None}}
+    if "state_dir" in values:
+        values["state_dir"] = Path(values["state_dir"]).expanduser().resolve()
+    if values.get("memory_backend", "auto") not in ("auto", "cgroup", "psutil"):
+        raise ConfigError("daemon.memory_backend: use auto, cgroup or psutil")
+    return Settings(**values)

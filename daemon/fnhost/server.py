@@ -1,0 +1,181 @@
+"""The gRPC API: translates requests to Supervisor calls and results back. No pool logic here."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .config import FunctionConfig
+from .errors import ApiError, InvalidParameter
+from .registry import FunctionRecord
+from .supervisor import CodeSource, Supervisor
+from .v1 import fnhost_pb2 as pb
+from .v1 import fnhost_pb2_grpc as pb_grpc
+
+log = structlog.get_logger("fnhost.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Fnhost"].full_name
+ERROR_TYPE_KEY = "fnhost-error-type"
+# Zip uploads reach 50 MB; an invoke payload is checked against 6 MB with a clear error instead.
+MAX_MESSAGE = 64 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.so_reuseport", 0),
+]
+
+T = TypeVar("T")
+
+
+def _api(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Turn ApiError into its gRPC status, with the Lambda error name in trailing metadata."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Servicer, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except ApiError as exc:
+            await context.abort(exc.status, f"{exc.code}: {exc.message}", ((ERROR_TYPE_KEY, exc.code),))
+            raise  # abort raises; this line is never reached
+
+    return wrapper
+
+
+def _config_message(record: FunctionRecord) -> pb.FunctionConfiguration:
+    c = record.config
+    return pb.FunctionConfiguration(
+        function_name=c.name,
+        runtime=c.runtime,
+        handler=c.handler,
+        memory_mb=c.memory_mb,
+        timeout_s=c.timeout_s,
+        environment=c.environment,
+        min_warm=c.min_warm,
+        max_concurrency=c.max_concurrency,
+        idle_ttl_s=c.idle_ttl_s,
+        code_sha256=record.code.sha256,
+        code_size=record.code.size,
+        code_location=str(record.code.location),
+        revision_id=record.revision_id,
+        last_modified=record.last_modified,
+        version="$LATEST",
+    )
+
+
+def _code(code: pb.Code) -> CodeSource:
+    which = code.WhichOneof("source")
+    if which == "directory":
+        return CodeSource(directory=code.directory)
+    if which == "zip_file":
+        return CodeSource(zip_file=code.zip_file)
+    return CodeSource()
+
+
+_OPTIONAL_FIELDS = ("runtime", "handler", "memory_mb", "timeout_s", "min_warm", "max_concurrency", "idle_ttl_s")
+
+
+class Servicer(pb_grpc.FnhostServicer):
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+
+    @_api
+    async def CreateFunction(self, request: pb.CreateFunctionRequest, context: Any) -> pb.FunctionConfiguration:
+        if not request.runtime or not request.handler:
+            raise InvalidParameter("runtime and handler are required")
+        fields = {f: getattr(request, f) for f in _OPTIONAL_FIELDS[2:] if request.HasField(f)}
+        config = FunctionConfig(
+            name=request.function_name,
+            runtime=request.runtime,
+            handler=request.handler,
+            environment=dict(request.environment.variables),
+            **fields,
+        )
+        record = await self.sup.create_function(config, _code(request.code))
+        return _config_message(record)
+
+    @_api
+    async def UpdateFunctionCode(self, request: pb.UpdateFunctionCodeRequest, context: Any) -> pb.FunctionConfiguration:
+        return _config_message(await self.sup.update_code(request.function_name, _code(request.code)))
+
+    @_api
+    async def UpdateFunctionConfiguration(
+        self, request: pb.UpdateFunctionConfigurationRequest, context: Any
+    ) -> pb.FunctionConfiguration:
+        changes: dict[str, Any] = {f: getattr(request, f) for f in _OPTIONAL_FIELDS if request.HasField(f)}
+        if request.HasField("environment"):
+            changes["environment"] = dict(request.environment.variables)
+        return _config_message(await self.sup.update_config(request.function_name, **changes))
+
+    @_api
+    async def GetFunction(self, request: pb.GetFunctionRequest, context: Any) -> pb.FunctionConfiguration:
+        return _config_message(self.sup.get_function(request.function_name))
+
+    @_api
+    async def ListFunctions(self, request: pb.ListFunctionsRequest, context: Any) -> pb.ListFunctionsResponse:
+        return pb.ListFunctionsResponse(functions=[_config_message(r) for r in self.sup.list_functions()])
+
+    @_api
+    async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: Any) -> pb.DeleteFunctionResponse:
+        await self.sup.delete_function(request.function_name)
+        return pb.DeleteFunctionResponse()
+
+    @_api
+    async def Invoke(self, request: pb.InvokeRequest, context: Any) -> pb.InvokeResponse:
+        result = await self.sup.invoke(
+            request.function_name,
+            request.payload,
+            dry_run=request.invocation_type == pb.DRY_RUN,
+            event=request.invocation_type == pb.EVENT,
+            tail=request.log_type == pb.TAIL,
+        )
+        response = pb.InvokeResponse(
+            status_code=result.status_code,
+            payload=result.payload,
+            function_error=result.function_error,
+            log_result=result.log_result,
+            request_id=result.request_id,
+            executed_version="$LATEST",
+        )
+        r = result.report
+        if r is not None:
+            report = response.report
+            report.duration_ms = r.duration_ms
+            report.billed_duration_ms = r.billed_duration_ms
+            report.memory_size_mb = r.memory_size_mb
+            report.max_memory_used_mb = r.max_memory_used_mb
+            if r.init_duration_ms is not None:
+                report.init_duration_ms = r.init_duration_ms
+        return response
+
+    @_api
+    async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.Stats:
+        snapshot = self.sup.stats()
+        return pb.Stats(
+            functions=[pb.FunctionStats(**f) for f in snapshot["functions"]],  # type: ignore[attr-defined]
+            uptime_s=snapshot["uptime_s"],
+            memory_backend=snapshot["memory_backend"],
+        )
+
+
+async def start_server(supervisor: Supervisor, address: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """Start serving ``address`` (``unix:PATH`` or ``HOST:PORT``); returns the server and health."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    pb_grpc.add_FnhostServicer_to_server(Servicer(supervisor), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer

@@ -1,0 +1,251 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class InvocationType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REQUEST_RESPONSE: _ClassVar[InvocationType]
+    EVENT: _ClassVar[InvocationType]
+    DRY_RUN: _ClassVar[InvocationType]
+
+class LogType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NONE: _ClassVar[LogType]
+    TAIL: _ClassVar[LogType]
+REQUEST_RESPONSE: InvocationType
+EVENT: InvocationType
+DRY_RUN: InvocationType
+NONE: LogType
+TAIL: LogType
+
+class Code(_message.Message):
+    __slots__ = ("directory", "zip_file")
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    ZIP_FILE_FIELD_NUMBER: _ClassVar[int]
+    directory: str
+    zip_file: bytes
+    def __init__(self, directory: _Optional[str] = ..., zip_file: _Optional[bytes] = ...) -> None: ...
+
+class Environment(_message.Message):
+    __slots__ = ("variables",)
+    class VariablesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    variables: _containers.ScalarMap[str, str]
+    def __init__(self, variables: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreateFunctionRequest(_message.Message):
+    __slots__ = ("function_name", "runtime", "handler", "code", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_WARM_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    runtime: str
+    handler: str
+    code: Code
+    memory_mb: int
+    timeout_s: int
+    environment: Environment
+    min_warm: int
+    max_concurrency: int
+    idle_ttl_s: int
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ...) -> None: ...
+
+class UpdateFunctionCodeRequest(_message.Message):
+    __slots__ = ("function_name", "code")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    code: Code
+    def __init__(self, function_name: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ...) -> None: ...
+
+class UpdateFunctionConfigurationRequest(_message.Message):
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_WARM_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    runtime: str
+    handler: str
+    memory_mb: int
+    timeout_s: int
+    environment: Environment
+    min_warm: int
+    max_concurrency: int
+    idle_ttl_s: int
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ...) -> None: ...
+
+class FunctionConfiguration(_message.Message):
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "code_sha256", "code_size", "code_location", "revision_id", "last_modified", "version")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_WARM_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
+    CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CODE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CODE_LOCATION_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    runtime: str
+    handler: str
+    memory_mb: int
+    timeout_s: int
+    environment: _containers.ScalarMap[str, str]
+    min_warm: int
+    max_concurrency: int
+    idle_ttl_s: int
+    code_sha256: str
+    code_size: int
+    code_location: str
+    revision_id: str
+    last_modified: str
+    version: str
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., code_location: _Optional[str] = ..., revision_id: _Optional[str] = ..., last_modified: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class GetFunctionRequest(_message.Message):
+    __slots__ = ("function_name",)
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+
+class ListFunctionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFunctionsResponse(_message.Message):
+    __slots__ = ("functions",)
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionConfiguration]
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionConfiguration, _Mapping]]] = ...) -> None: ...
+
+class DeleteFunctionRequest(_message.Message):
+    __slots__ = ("function_name",)
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InvokeRequest(_message.Message):
+    __slots__ = ("function_name", "payload", "invocation_type", "log_type")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INVOCATION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    LOG_TYPE_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    payload: bytes
+    invocation_type: InvocationType
+    log_type: LogType
+    def __init__(self, function_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., invocation_type: _Optional[_Union[InvocationType, str]] = ..., log_type: _Optional[_Union[LogType, str]] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("duration_ms", "billed_duration_ms", "memory_size_mb", "max_memory_used_mb", "init_duration_ms")
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    BILLED_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_SIZE_MB_FIELD_NUMBER: _ClassVar[int]
+    MAX_MEMORY_USED_MB_FIELD_NUMBER: _ClassVar[int]
+    INIT_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    duration_ms: float
+    billed_duration_ms: int
+    memory_size_mb: int
+    max_memory_used_mb: int
+    init_duration_ms: float
+    def __init__(self, duration_ms: _Optional[float] = ..., billed_duration_ms: _Optional[int] = ..., memory_size_mb: _Optional[int] = ..., max_memory_used_mb: _Optional[int] = ..., init_duration_ms: _Optional[float] = ...) -> None: ...
+
+class InvokeResponse(_message.Message):
+    __slots__ = ("status_code", "payload", "function_error", "log_result", "request_id", "executed_version", "report")
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    LOG_RESULT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    status_code: int
+    payload: bytes
+    function_error: str
+    log_result: str
+    request_id: str
+    executed_version: str
+    report: Report
+    def __init__(self, status_code: _Optional[int] = ..., payload: _Optional[bytes] = ..., function_error: _Optional[str] = ..., log_result: _Optional[str] = ..., request_id: _Optional[str] = ..., executed_version: _Optional[str] = ..., report: _Optional[_Union[Report, _Mapping]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FunctionStats(_message.Message):
+    __slots__ = ("function_name", "workers", "invocations", "errors", "throttles", "cold_starts", "timeouts", "queued")
+    class WorkersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    INVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    THROTTLES_FIELD_NUMBER: _ClassVar[int]
+    COLD_STARTS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    workers: _containers.ScalarMap[str, int]
+    invocations: int
+    errors: int
+    throttles: int
+    cold_starts: int
+    timeouts: int
+    queued: int
+    def __init__(self, function_name: _Optional[str] = ..., workers: _Optional[_Mapping[str, int]] = ..., invocations: _Optional[int] = ..., errors: _Optional[int] = ..., throttles: _Optional[int] = ..., cold_starts: _Optional[int] = ..., timeouts: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
+
+class Stats(_message.Message):
+    __slots__ = ("functions", "uptime_s", "memory_backend")
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionStats]
+    uptime_s: int
+    memory_backend: str
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ...) -> None: ...

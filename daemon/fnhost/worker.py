@@ -1,0 +1,442 @@
+"""One worker process: spawn, handshake, invoke, kill — and its state machine.
+
+I/O is callback-driven on the event loop (``add_reader`` on the control pipe, the log pipes and a
+pidfd), so an idle worker costs no task and an invocation costs one future. Only the task that
+holds the worker (the pool while IDLE, the invoking request while BUSY) changes its state; the
+callbacks only record what happened and wake that task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import structlog
+
+from . import protocol
+from .errors import (
+    FunctionError,
+    InitError,
+    OutOfMemory,
+    RuntimeExit,
+    SandboxTimeout,
+    WorkerProtocolError,
+)
+from .limits import MemoryBackend, WorkerMemory
+from .logcapture import LogCapture
+
+log = structlog.get_logger("fnhost.worker")
+
+PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
+STDERR_TAIL = 2048
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    DEAD = "dead"
+    FAILED = "failed"  # init failed; the worker never served
+
+
+_ALLOWED: dict[State, frozenset[State]] = {
+    State.STARTING: frozenset({State.IDLE, State.FAILED, State.STOPPING, State.DEAD}),
+    State.IDLE: frozenset({State.BUSY, State.STOPPING, State.DEAD}),
+    State.BUSY: frozenset({State.IDLE, State.STOPPING, State.DEAD}),
+    State.STOPPING: frozenset({State.DEAD}),
+    State.FAILED: frozenset({State.STOPPING, State.DEAD}),
+    State.DEAD: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A worker was asked to move between two states the table does not connect."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything needed to start a worker of one function version; computed once at deploy."""
+
+    function: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    init_frame: bytes
+    memory_limit_bytes: int
+    init_timeout_s: float
+    kill_grace_s: float
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one invocation produced, when the worker answered at all."""
+
+    ok: bool  # RESULT (True) or ERROR (False)
+    body: bytes
+    duration_ms: float
+    peak_bytes: int
+    log: bytes
+
+
+def _set_pipe_size(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # an unprivileged daemon over /proc/sys/fs/pipe-max-size keeps the default
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"signal: {name.removeprefix('SIG').lower()}" if name.startswith("SIG") else name
+    return f"exit status {returncode}"
+
+
+class Worker:
+    """A worker process and the protocol conversation with it."""
+
+    def __init__(self, spec: WorkerSpec, generation: int, on_dead: Callable[[Worker], None]) -> None:
+        self.spec = spec
+        self.generation = generation
+        self.state = State.STARTING
+        self.pid = 0
+        self.init_duration_ms = 0.0
+        self.invocations = 0
+        self.last_used = time.monotonic()
+        self.returncode: int | None = None
+        self.memory: WorkerMemory | None = None
+        self.killed_for: type[FunctionError] | None = None
+        self._on_dead = on_dead
+        self._loop = asyncio.get_running_loop()
+        self._decoder = protocol.Decoder()
+        self._frames: list[protocol.Frame] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._exited = asyncio.Event()
+        self._to_worker = self._from_worker = self._pidfd = -1
+        self._logs: LogCapture | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # --- state machine ------------------------------------------------------------------------
+
+    def _set(self, new: State) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise IllegalTransition(f"worker {self.pid}: {self.state.value} -> {new.value}")
+        self.state = new
+
+    # --- start --------------------------------------------------------------------------------
+
+    async def start(self, backend: MemoryBackend) -> None:
+        """Spawn, then HELLO and INIT within the init timeout. Raises InitError or RuntimeExit."""
+        spec = self.spec
+        started = time.perf_counter()
+        child_in, self._to_worker = os.pipe()
+        self._from_worker, child_out = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        for fd in (self._to_worker, self._from_worker):
+            _set_pipe_size(fd)
+        env = dict(spec.env)
+        env[protocol.CONTROL_FDS_ENV] = f"{child_in},{child_out}"
+        try:
+            self._proc = subprocess.Popen(
+                spec.argv,
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                pass_fds=(child_in, child_out),
+                start_new_session=True,  # its own process group: kills reach every descendant
+            )
+        except OSError as exc:
+            for fd in (child_in, child_out, out_r, out_w, err_r, err_w, self._to_worker, self._from_worker):
+                os.close(fd)
+            self._to_worker = self._from_worker = -1
+            self._set(State.DEAD)
+            raise RuntimeExit(f"cannot start the worker {spec.argv[0]}: {exc.strerror}") from exc
+        finally:
+            for fd in (child_in, child_out, out_w, err_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.pid = self._proc.pid
+        if backend is not None:
+            try:
+                self.memory = backend.attach(self.pid, spec.memory_limit_bytes)
+            except OSError as exc:
+                log.error("memory_limit_failed", pid=self.pid, error=str(exc))
+                await self._kill_and_reap()
+                raise RuntimeExit(f"could not apply the memory limit: {exc}") from exc
+        self._logs = LogCapture(spec.function, out_r, err_r, self._loop)
+        os.set_blocking(self._to_worker, False)
+        os.set_blocking(self._from_worker, False)
+        self._loop.add_reader(self._from_worker, self._on_control)
+        self._pidfd = os.pidfd_open(self.pid)
+        self._loop.add_reader(self._pidfd, self._on_exit)
+
+        try:
+            with anyio.fail_after(spec.init_timeout_s):
+                hello = await self._next_frame()
+                if hello.kind != protocol.Kind.HELLO:
+                    raise WorkerProtocolError(f"expected HELLO, got {hello.kind.name}")
+                info = protocol.decode_json(hello.body)
+                if info.get("protocol") != protocol.PROTOCOL_VERSION:
+                    raise WorkerProtocolError(
+                        f"worker speaks protocol {info.get('protocol')}, the daemon {protocol.PROTOCOL_VERSION}"
+                    )
+                await self._write([spec.init_frame])
+                reply = await self._next_frame()
+        except TimeoutError:
+            await self._kill_and_reap()
+            raise InitError(
+                "Runtime.InitError",
+                f"init did not finish within {spec.init_timeout_s:.2f} seconds; the worker was stopped",
+            ) from None
+        except FunctionError:
+            await self._kill_and_reap()
+            raise
+        if reply.kind == protocol.Kind.INIT_ERROR:
+            err = protocol.decode_json(reply.body)
+            self._set(State.FAILED)
+            await self._kill_and_reap()
+            raise InitError(
+                str(err.get("errorType") or "Runtime.InitError"),
+                str(err.get("errorMessage") or ""),
+                [str(s) for s in err.get("stackTrace") or []],
+            )
+        if reply.kind != protocol.Kind.INIT_OK:
+            await self._kill_and_reap()
+            raise WorkerProtocolError(f"expected INIT_OK, got {reply.kind.name}")
+        self.init_duration_ms = (time.perf_counter() - started) * 1000
+        self._logs.flush_init()
+        self._set(State.IDLE)
+
+    # --- invoke -------------------------------------------------------------------------------
+
+    def claim(self) -> None:
+        self._set(State.BUSY)
+
+    def release(self) -> None:
+        self.last_used = time.monotonic()
+        self._set(State.IDLE)
+
+    async def invoke(self, request_id: str, payload: bytes, timeout_s: float) -> Outcome:
+        """Run one invocation on a BUSY worker. Raises SandboxTimeout, OutOfMemory, RuntimeExit."""
+        logs = self._logs
+        assert logs is not None and self.state is State.BUSY
+        rid = request_id.encode()
+        deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
+        logs.begin(request_id)
+        started = time.perf_counter()
+        self.invocations += 1
+        try:
+            with anyio.move_on_after(timeout_s) as scope:
+                await self._write(protocol.encode_invoke(rid, deadline_ms, payload))
+                frame = await self._next_frame()
+        except FunctionError:
+            self._check_memory_kill()
+            raise
+        finally:
+            duration_ms = (time.perf_counter() - started) * 1000
+        if scope.cancelled_caught:
+            self.killed_for = SandboxTimeout
+            await self.stop(signal.SIGTERM)
+            raise SandboxTimeout(f"Task timed out after {timeout_s:.2f} seconds")
+        if frame.kind not in (protocol.Kind.RESULT, protocol.Kind.ERROR):
+            await self.stop(signal.SIGKILL)
+            raise WorkerProtocolError(f"expected RESULT or ERROR, got {frame.kind.name}")
+        got_id, body = protocol.split_reply(frame.body)
+        if got_id != rid:
+            await self.stop(signal.SIGKILL)
+            raise WorkerProtocolError(f"reply for request {got_id!r} while {request_id} was in flight")
+        peak = self.memory.peak_bytes() if self.memory else 0
+        return Outcome(
+            ok=frame.kind == protocol.Kind.RESULT,
+            body=body,
+            duration_ms=duration_ms,
+            peak_bytes=peak,
+            log=logs.end(),
+        )
+
+    def invocation_log(self) -> bytes:
+        """What the current (failed) invocation printed before it ended."""
+        return self._logs.end() if self._logs is not None else b""
+
+    def _check_memory_kill(self) -> None:
+        if self.killed_for is OutOfMemory:
+            limit_mb = self.spec.memory_limit_bytes // (1024 * 1024)
+            raise OutOfMemory(
+                f"worker exceeded the function's memory limit of {limit_mb} MB and was killed"
+            )
+
+    def kill_for_memory(self) -> None:
+        """Called by the sampler when the tree is over its limit (psutil backend)."""
+        self.killed_for = OutOfMemory
+        self._signal_group(signal.SIGKILL)
+
+    # --- channel ------------------------------------------------------------------------------
+
+    async def _write(self, parts: list[bytes]) -> None:
+        fd = self._to_worker
+        view = None
+        while parts:
+            try:
+                n = os.writev(fd, parts) if view is None else os.write(fd, view)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:  # EPIPE: the worker is gone; its exit says why
+                await self._exited.wait()
+                raise self._exit_error() from exc
+            if view is not None:
+                view = view[n:]
+                if not view:
+                    parts = parts[1:]
+                    view = None
+            else:
+                while parts and n >= len(parts[0]):
+                    n -= len(parts[0])
+                    parts = parts[1:]
+                if parts and n:
+                    view = memoryview(parts[0])[n:]
+            if parts:
+                await anyio.wait_writable(fd)
+
+    async def _next_frame(self) -> protocol.Frame:
+        while not self._frames:
+            if self._exited.is_set():
+                raise self._exit_error()
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._frames.pop(0)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _on_control(self) -> None:
+        try:
+            data = os.read(self._from_worker, PIPE_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # The worker closed its end (it is exiting); the pidfd callback finishes the story.
+            self._loop.remove_reader(self._from_worker)
+            return
+        try:
+            frames = self._decoder.feed(data)
+        except protocol.ProtocolError as exc:
+            log.error("worker_protocol_error", function=self.spec.function, pid=self.pid, error=str(exc))
+            self._loop.remove_reader(self._from_worker)
+            self._signal_group(signal.SIGKILL)
+            return
+        if frames:
+            # Everything the worker printed before its reply is already in the log pipes.
+            if self._logs is not None:
+                self._logs.drain()
+            self._frames.extend(frames)
+            self._wake()
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        # Descendants may outlive the leader; the group dies with it. The leader is not reaped
+        # yet, so its pid (the group id) cannot have been reused.
+        self._signal_group(signal.SIGKILL)
+        assert self._proc is not None
+        self.returncode = self._proc.wait()
+        # Read the OOM verdict now: _finish() releases the cgroup that holds it.
+        if self.memory is not None and self.killed_for is None and self.memory.oom_killed():
+            self.killed_for = OutOfMemory
+        if self._logs is not None:
+            self._logs.drain()
+        self._exited.set()
+        self._wake()
+        if self.state is not State.DEAD:
+            self._finish()
+
+    def _exit_error(self) -> FunctionError:
+        self._check_memory_kill()
+        code = self.returncode if self.returncode is not None else -signal.SIGKILL
+        tail = self._logs.stderr_tail(STDERR_TAIL) if self._logs else ""
+        message = f"Runtime exited with error: {describe_exit(code)}"
+        if tail:
+            message += f"\n{tail}"
+        return RuntimeExit(message)
+
+    def _signal_group(self, sig: int) -> None:
+        if self.pid and self.returncode is None:
+            try:
+                os.killpg(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    # --- stop ---------------------------------------------------------------------------------
+
+    async def stop(self, sig: int | None = None) -> None:
+        """Stop the worker: EOF on its control pipe (or ``sig``), a grace period, then SIGKILL."""
+        if self.state in (State.STOPPING, State.DEAD):
+            await self._exited.wait()
+            return
+        self._set(State.STOPPING)
+        await self._kill_and_reap(sig)
+
+    async def _kill_and_reap(self, sig: int | None = None) -> None:
+        if self._proc is None:
+            return
+        if self._to_worker >= 0:
+            os.close(self._to_worker)  # a healthy shim exits on EOF at once
+            self._to_worker = -1
+        if sig is not None:
+            self._signal_group(sig)
+        if self._pidfd < 0:  # spawned but never watched
+            self._signal_group(signal.SIGKILL)
+            self.returncode = self._proc.wait()
+            if self.state is not State.DEAD:
+                self._finish()
+            return
+        with anyio.move_on_after(self.spec.kill_grace_s):
+            await self._exited.wait()
+        if not self._exited.is_set():
+            self._signal_group(signal.SIGKILL)
+            await self._exited.wait()
+
+    def _finish(self) -> None:
+        for fd in (self._from_worker, self._to_worker, self._pidfd):
+            if fd >= 0:
+                try:
+                    self._loop.remove_reader(fd)
+                except (ValueError, OSError):
+                    pass
+                os.close(fd)
+        self._from_worker = self._to_worker = self._pidfd = -1
+        if self._logs is not None:
+            self._logs.close()
+        if self.memory is not None:
+            self.memory.close()
+        self._set(State.DEAD)
+        self._on_dead(self)
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.spec.function} pid={self.pid} {self.state.value}>"
+
+
+def init_frame(payload: dict[str, object]) -> bytes:
+    return protocol.encode(protocol.Kind.INIT, json.dumps(payload).encode())

@@ -1,0 +1,244 @@
+"""fnhost's Python worker: speaks protos/worker-protocol.md, runs one Lambda handler.
+
+Standard library only. Kept to one file, and imports are few, because every cold start pays for
+them before the user's code even loads.
+"""
+
+import json
+import os
+import struct
+import sys
+import threading
+import time
+import traceback
+
+PROTOCOL_VERSION = 1
+HELLO, INIT, INIT_OK, INIT_ERROR, INVOKE, RESULT, ERROR = range(1, 8)
+HEADER = struct.Struct(">IB")
+DEADLINE = struct.Struct(">Q")
+
+
+class Channel:
+    """Blocking frame I/O on the two inherited pipe fds."""
+
+    def __init__(self, fd_in, fd_out):
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.buf = bytearray()
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            chunk = os.read(self.fd_in, max(65536, n - len(self.buf)))
+            if not chunk:
+                daemon_gone()
+            self.buf += chunk
+
+    def read(self):
+        self._fill(5)
+        length, kind = HEADER.unpack_from(self.buf)
+        self._fill(4 + length)
+        body = bytes(self.buf[5 : 4 + length])
+        del self.buf[: 4 + length]
+        return kind, body
+
+    def write(self, kind, *parts):
+        size = sum(len(p) for p in parts)
+        data = HEADER.pack(size + 1, kind) + b"".join(parts)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd_out, view) :]
+
+
+def daemon_gone():
+    """The daemon closed our input: end this worker and whatever its handler started."""
+    try:
+        os.killpg(os.getpid(), 9)  # we lead our process group (the daemon starts a new session)
+    finally:
+        os._exit(0)
+
+
+def watch_for_daemon_exit(fd_in):
+    """Exit as soon as the daemon's end of our input pipe closes, even mid-handler.
+
+    poll() with no requested events still reports POLLHUP, and it consumes nothing, so the main
+    thread's reads are undisturbed.
+    """
+    import select
+
+    poller = select.poll()
+    poller.register(fd_in, 0)
+    while True:
+        for _, events in poller.poll():
+            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                daemon_gone()
+
+
+class LambdaContext:
+    """The context object Lambda's Python runtime passes as the handler's second argument."""
+
+    def __init__(self, init, request_id, deadline_ms):
+        self.aws_request_id = request_id
+        self.function_name = init["function_name"]
+        self.function_version = init["function_version"]
+        self.memory_limit_in_mb = init["memory_mb"]
+        self.log_group_name = init["log_group_name"]
+        self.log_stream_name = init["log_stream_name"]
+        self.invoked_function_arn = init.get("invoked_function_arn") or (
+            "arn:aws:lambda:local:000000000000:function:" + init["function_name"]
+        )
+        self.identity = None
+        self.client_context = None
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+
+def error_json(error_type, message, tb=None):
+    trace = traceback.format_list(traceback.extract_tb(tb)) if tb is not None else []
+    return json.dumps(
+        {"errorType": error_type, "errorMessage": message, "stackTrace": trace}
+    ).encode()
+
+
+def user_frames(exc):
+    """The traceback without this shim's own frames, as Lambda shows it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
+
+
+def load_handler(handler, code_dir):
+    """Import the handler's module and return the function, or raise InitFailure."""
+    modname, _, funcname = handler.rpartition(".")
+    if not modname or not funcname:
+        raise InitFailure(
+            "Runtime.MalformedHandlerName",
+            f"Bad handler '{handler}': not enough values to unpack (expected module.function)",
+        )
+    modname = modname.replace("/", ".")
+    if sys.path[0] != code_dir:
+        sys.path.insert(0, code_dir)
+    try:
+        import importlib
+
+        module = importlib.import_module(modname)
+    except SyntaxError as exc:
+        raise InitFailure(
+            "Runtime.UserCodeSyntaxError",
+            f"Syntax error in module '{modname}': {exc}",
+            exc,
+        ) from exc
+    except ImportError as exc:
+        raise InitFailure(
+            "Runtime.ImportModuleError", f"Unable to import module '{modname}': {exc}", exc
+        ) from exc
+    except Exception as exc:
+        raise InitFailure(
+            "Runtime.InitError",
+            f"Init error in module '{modname}': {type(exc).__name__}: {exc}",
+            exc,
+        ) from exc
+    func = getattr(module, funcname, None)
+    if func is None or not callable(func):
+        raise InitFailure(
+            "Runtime.HandlerNotFound", f"Handler '{funcname}' missing on module '{modname}'"
+        )
+    return func
+
+
+class InitFailure(Exception):
+    def __init__(self, error_type, message, cause=None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.cause = cause
+
+
+def flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def serve(channel, init, func):
+    loads, dumps = json.loads, json.dumps
+    while True:
+        kind, body = channel.read()
+        if kind != INVOKE:
+            raise RuntimeError(f"expected INVOKE, got frame kind {kind}")
+        n = body[0]
+        request_id = body[1 : 1 + n]
+        (deadline_ms,) = DEADLINE.unpack_from(body, 1 + n)
+        id_head = bytes((n,)) + request_id
+        try:
+            event = loads(body[9 + n :])
+        except ValueError as exc:
+            flush_std()
+            channel.write(
+                ERROR, id_head, error_json("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
+            )
+            continue
+        context = LambdaContext(init, request_id.decode(), deadline_ms)
+        try:
+            result = func(event, context)
+        except Exception as exc:
+            flush_std()
+            channel.write(ERROR, id_head, error_json(type(exc).__name__, str(exc), user_frames(exc)))
+            continue
+        try:
+            out = dumps(result).encode()
+        except (TypeError, ValueError) as exc:
+            flush_std()
+            channel.write(
+                ERROR, id_head, error_json("Runtime.MarshalError", f"Unable to marshal response: {exc}")
+            )
+            continue
+        flush_std()
+        channel.write(RESULT, id_head, out)
+
+
+def main():
+    fd_in, fd_out = (int(x) for x in os.environ.pop("FNHOST_CONTROL_FDS").split(","))
+    # User code must not inherit the protocol pipes into processes it starts.
+    os.set_inheritable(fd_in, False)
+    os.set_inheritable(fd_out, False)
+    # The shim's folder is sys.path[0]; the function's code takes its place.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]
+    channel = Channel(fd_in, fd_out)
+    channel.write(
+        HELLO,
+        json.dumps(
+            {
+                "protocol": PROTOCOL_VERSION,
+                "runtime": "python",
+                "runtime_version": sys.version.split()[0],
+                "pid": os.getpid(),
+            }
+        ).encode(),
+    )
+    threading.Thread(target=watch_for_daemon_exit, args=(fd_in,), daemon=True).start()
+
+    kind, body = channel.read()
+    if kind != INIT:
+        raise RuntimeError(f"expected INIT, got frame kind {kind}")
+    init = json.loads(body)
+    os.environ.update(init.get("environment") or {})
+    try:
+        func = load_handler(init["handler"], init["code_dir"])
+    except InitFailure as failure:
+        tb = user_frames(failure.cause) if failure.cause is not None else None
+        flush_std()
+        channel.write(INIT_ERROR, error_json(failure.error_type, failure.message, tb))
+        sys.exit(1)
+    flush_std()
+    channel.write(INIT_OK)
+    serve(channel, init, func)
+
+
+if __name__ == "__main__":
+    main()
