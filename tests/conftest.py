@@ -58,8 +58,8 @@ class Daemon:
             config_path.write_text(self.config)
             args += ["--config", str(config_path)]
         env = {**os.environ, "FNHOST_TEST_SECRET": "daemon-only", **self.env}
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         if wait:
             self.wait_ready()
         return self
@@ -104,10 +104,7 @@ class Daemon:
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._log.close()
+        return self.proc.wait(timeout)
 
     def client(self, timeout: float | None = 60) -> Client:
         return Client(self.address, timeout=timeout)

@@ -95,13 +95,13 @@ def validate_config(cfg: FunctionConfig, *, max_concurrency_cap: int) -> Functio
         raise InvalidParameter(f"handler is longer than {HANDLER_MAX} characters")
     size = 0
     for key, value in cfg.environment.items():
+        if key in RESERVED_ENV:
+            raise InvalidParameter(f"environment variable {key} is reserved by the platform")
         if not ENV_KEY_RE.match(key):
             raise InvalidParameter(
                 f"environment variable name {key!r} is invalid: start with a letter, "
                 "then letters, digits or '_'"
             )
-        if key in RESERVED_ENV:
-            raise InvalidParameter(f"environment variable {key} is reserved by the platform")
         if "\0" in value:
             raise InvalidParameter(f"environment variable {key} contains a NUL byte")
         size += len(key.encode()) + len(value.encode())

@@ -147,6 +147,7 @@ async def serve(
             sup.draining = True
             await health.enter_graceful_shutdown()
             await server.stop(SHUTDOWN_GRACE_S)
+            await sup.shutdown()
             tg.cancel_scope.cancel()
         log.info("stopped")
     finally:

@@ -66,6 +66,10 @@ class LogCapture:
         self._fds = {}
 
     def _on_readable(self, fd: int) -> None:
+        # A callback queued in the same loop iteration as close() must not touch the fd number,
+        # which may already belong to another worker.
+        if fd not in self._fds:
+            return
         if not self._read(fd):
             self._loop.remove_reader(fd)
 

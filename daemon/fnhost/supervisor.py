@@ -71,6 +71,7 @@ class Supervisor:
         self.busy: set = set()  # workers mid-invocation, for the memory sampler
         self.started = time.monotonic()
         self.draining = False
+        self._closed = False
         self._deploy_locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -96,7 +97,11 @@ class Supervisor:
                 await self.shutdown()
 
     async def shutdown(self) -> None:
+        """Stop every worker and release the host resources; safe to call twice."""
         self.draining = True
+        if self._closed:
+            return
+        self._closed = True
         async with anyio.create_task_group() as tg:
             for pool in self.pools.values():
                 tg.start_soon(pool.stop_all)

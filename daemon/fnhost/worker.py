@@ -331,6 +331,8 @@ class Worker:
             self._waiter.set_result(None)
 
     def _on_control(self) -> None:
+        if self._from_worker < 0:
+            return  # queued before _finish() closed it
         try:
             data = os.read(self._from_worker, PIPE_SIZE)
         except BlockingIOError:
@@ -356,6 +358,8 @@ class Worker:
             self._wake()
 
     def _on_exit(self) -> None:
+        if self._pidfd < 0:
+            return  # queued before _finish() closed it
         self._loop.remove_reader(self._pidfd)
         # Descendants may outlive the leader; the group dies with it. The leader is not reaped
         # yet, so its pid (the group id) cannot have been reused.
