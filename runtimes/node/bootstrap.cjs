@@ -1,0 +1,154 @@
+'use strict';
+// fnhost worker for Node.js: HELLO first, then INIT loads the handler, then INVOKE frames one
+// at a time. Protocol: protos/worker-protocol.md. Files are .cjs so that a package.json with
+// "type": "module" above this folder cannot turn the shim into ESM.
+
+const channel = require('./channel.cjs');
+
+const { Kind } = channel;
+const controlSpec = process.env.FNHOST_CONTROL_FDS;
+delete process.env.FNHOST_CONTROL_FDS; // unsetenv: user code and its children never see it
+
+function die(message, status) {
+  process.stderr.write(`fnhost node worker: ${message}\n`);
+  process.exit(status);
+}
+
+let fds;
+try {
+  fds = channel.openControlFds(controlSpec);
+} catch (err) {
+  die(err.message, 2);
+}
+
+function send(buf) {
+  try {
+    channel.writeAll(fds.out, buf);
+  } catch (err) {
+    // EPIPE: the daemon has gone away, which ends a worker the same way EOF on <in> does.
+    if (err.code === 'EPIPE') process.exit(0);
+    die(`control channel write failed: ${err.message}`, 1);
+  }
+}
+
+send(channel.encode(Kind.HELLO, Buffer.from(JSON.stringify({
+  protocol: 1,
+  runtime: 'node',
+  runtime_version: process.versions.node,
+  pid: process.pid,
+}))));
+
+const net = require('net');
+const { loadHandler, classifyLoadError } = require('./loader.cjs');
+const { Runner, whenStdioFlushed } = require('./invoke.cjs');
+const { toErrorJson, platformError } = require('./errors.cjs');
+
+let state = 'starting'; // → initializing → ready | failed
+let runner = null;
+
+const input = new net.Socket({ fd: fds.input, readable: true, writable: false });
+
+function holdLoop(hold) {
+  if (hold) input.ref();
+  else input.unref();
+}
+
+function initFailed(errorJson) {
+  if (state === 'failed') return;
+  state = 'failed';
+  whenStdioFlushed(() => {
+    send(channel.encode(Kind.INIT_ERROR, Buffer.from(JSON.stringify(errorJson))));
+    process.exit(1);
+  });
+}
+
+function functionInfo(init) {
+  const env = process.env;
+  const functionName = String(init.function_name ?? env.AWS_LAMBDA_FUNCTION_NAME ?? '');
+  return {
+    functionName,
+    functionVersion: String(init.function_version ?? env.AWS_LAMBDA_FUNCTION_VERSION ?? '$LATEST'),
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
+    // A string, as in Lambda, where it comes from the environment.
+    memoryLimitInMB: String(init.memory_mb ?? env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE ?? ''),
+    logGroupName: String(init.log_group_name ?? env.AWS_LAMBDA_LOG_GROUP_NAME ?? ''),
+    logStreamName: String(init.log_stream_name ?? env.AWS_LAMBDA_LOG_STREAM_NAME ?? ''),
+  };
+}
+
+function onInit(body) {
+  if (state !== 'starting') die('INIT received twice', 1);
+  state = 'initializing';
+  let init;
+  try {
+    init = body.length ? JSON.parse(body.toString('utf8')) : {};
+  } catch (err) {
+    die(`INIT body is not JSON: ${err.message}`, 1);
+  }
+  // A generic worker may be specialised after start-up: INIT's environment is authoritative.
+  const environment = init.environment && typeof init.environment === 'object' ? init.environment : {};
+  for (const [name, value] of Object.entries(environment)) {
+    if (value !== null && value !== undefined) process.env[name] = String(value);
+  }
+  const info = functionInfo(init);
+  const codeDir = init.code_dir || process.env.LAMBDA_TASK_ROOT || process.cwd();
+  loadHandler(codeDir, init.handler ?? process.env._HANDLER).then((handler) => {
+    if (state !== 'initializing') return;
+    runner = new Runner(handler, info, { reply, holdLoop });
+    state = 'ready';
+    send(channel.encode(Kind.INIT_OK, Buffer.alloc(0)));
+  }, (failure) => initFailed(classifyLoadError(failure).errorJson));
+}
+
+function reply(requestId, ok, text) {
+  send(channel.encodeReply(ok ? Kind.RESULT : Kind.ERROR, requestId, text));
+}
+
+function onInvoke(body) {
+  if (state !== 'ready') die(`INVOKE received while ${state}`, 1);
+  if (runner.busy) die('INVOKE received while another invocation is in flight', 1);
+  const idLen = body[0];
+  if (body.length < 9 + idLen) die('INVOKE body shorter than its header', 1);
+  // Copied: the id outlives the read chunk, which may be a large shared buffer.
+  const requestId = Buffer.from(body.subarray(1, 1 + idLen));
+  const deadlineMs = body.readUInt32BE(1 + idLen) * 0x100000000 + body.readUInt32BE(5 + idLen);
+  runner.invoke(requestId, deadlineMs, body.subarray(9 + idLen));
+}
+
+const decoder = new channel.Decoder((kind, body) => {
+  if (kind === Kind.INVOKE) onInvoke(body);
+  else if (kind === Kind.INIT) onInit(body);
+  else die(`unexpected frame kind ${kind} from the daemon`, 1);
+});
+
+input.on('data', (chunk) => {
+  try {
+    decoder.push(chunk);
+  } catch (err) {
+    die(err.message, 1);
+  }
+});
+// EOF: the daemon is gone. Exit at once, even with a handler still running.
+input.on('end', () => process.exit(0));
+input.on('error', (err) => die(`control channel read failed: ${err.message}`, 1));
+
+// Without these Node would crash the worker; Lambda instead fails the invocation in flight.
+process.on('uncaughtException', (err) => {
+  if (state === 'initializing') initFailed(classifyLoadError(err).errorJson);
+  else if (!(runner && runner.failCurrent(toErrorJson(err)))) logStray('Uncaught exception', err);
+});
+process.on('unhandledRejection', (reason) => {
+  if (state === 'initializing') {
+    initFailed(platformError('Runtime.InitError', reason, 'Unhandled promise rejection: '));
+  } else if (!(runner && runner.failCurrent(platformError('Runtime.UnhandledPromiseRejection', reason)))) {
+    logStray('Unhandled promise rejection', reason);
+  }
+});
+
+// Between invocations there is nobody to report to; the log is the best place, and the worker
+// stays up rather than fail the next caller for what a stray timer did.
+function logStray(what, value) {
+  const json = toErrorJson(value);
+  const detail = json.stackTrace.length ? json.stackTrace.join('\n') : `${json.errorType}: ${json.errorMessage}`;
+  process.stderr.write(`${what} outside any invocation: ${detail}\n`);
+}
