@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs what the test suite needs on a fresh Debian 12 machine: the runtimes' toolchains that
+# come from Debian (Go, Java 17, Node 20 and Python 3.11 are expected to be there already) and
+# fnhost itself with its test extras. Safe to run twice.
+set -eu
+cd "$(dirname "$0")/.."
+need=""
+for pkg in ruby mono-mcs mono-runtime; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+python3 -m pip install -q -e '.[test]'
