@@ -173,7 +173,8 @@ def client(daemon: Daemon) -> Iterator[Client]:
 def fixture_case(runtime: str, case: str) -> tuple[str, Path]:
     """(handler, code directory) of one fixture case; see tests/fixtures/README.md."""
     data = tomllib.loads((FIXTURES / runtime / "handlers.toml").read_text())
-    entry = data.get(case, data.get("extra", {}).get(case))
+    entry = data[case] if isinstance(data.get(case), (str, dict)) and case not in ("extra", "expect") \
+        else data.get("extra", {}).get(case)
     if entry is None:
         raise KeyError(f"{runtime} has no fixture case {case!r}")
     if isinstance(entry, dict):

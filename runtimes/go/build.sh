@@ -1,0 +1,129 @@
+#!/bin/sh
+# Deploy-time build of a Go function (the [build] step of runtime.toml):
+#
+#   build.sh GO RUNTIME_DIR CODE_DIR BUILD_DIR HANDLER
+#
+# HANDLER names the executable; the result is BUILD_DIR/HANDLER. It is, first match wins:
+#   1. CODE_DIR/HANDLER, a prebuilt executable (checked to be a Go program linked with fnhost,
+#      for this OS and architecture), copied;
+#   2. the main package in CODE_DIR/HANDLER/, CODE_DIR/cmd/HANDLER/ or CODE_DIR itself, built
+#      with `go build`, offline, with the fnhost module resolved to RUNTIME_DIR.
+# CODE_DIR is never written to. With a go.mod there, the build runs in place against an edited
+# copy of it (-modfile), so its relative replace directives keep working; without one, the
+# sources are copied to a scratch directory and given a generated go.mod (module "function").
+#
+# A shell script rather than a Go program: each step is a file copy or a `go` command, and
+# `go run build.go` would first compile the builder (seconds with a cold build cache).
+set -eu
+
+if [ $# -ne 5 ]; then
+	echo "usage: build.sh GO RUNTIME_DIR CODE_DIR BUILD_DIR HANDLER" >&2
+	exit 2
+fi
+go=$1 runtime_dir=$2 code_dir=$3 build_dir=$4 handler=$5
+out=$build_dir/$handler
+
+fail() {
+	printf 'fnhost: %s\n' "$*" >&2
+	exit 1
+}
+
+case $handler in
+'' | .* | -* | */*) fail "handler \"$handler\" is not an executable name: use the name of the program, e.g. bootstrap" ;;
+esac
+
+# Offline and reproducible whatever the caller's environment says: dependencies come from the
+# module cache or not at all (GOSUMDB=off lets go.sum be completed from that cache), no newer
+# toolchain is fetched, no go.work or VCS stamping interferes, and without cgo the executable
+# is static and needs no C compiler.
+export GOFLAGS='-mod=mod -buildvcs=false' GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
+
+tmp_base=${TMPDIR:-/tmp}
+scratch=$(mktemp -d "$tmp_base/fnhost-go-build.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+trap 'exit 1' HUP INT TERM
+
+# --- 1. a prebuilt executable -------------------------------------------------------------------
+if [ -f "$code_dir/$handler" ]; then
+	exe=$code_dir/$handler
+	[ -x "$exe" ] || fail "$exe is not executable: chmod +x it, or remove it so that fnhost builds $handler from source"
+	info=$("$go" version -m "$exe" 2>&1) ||
+		fail "$exe is not a Go executable ($info); fnhost's go runtime runs Go programs that call fnhost.Start"
+	printf '%s\n' "$info" | grep -q '^[[:space:]]*dep[[:space:]][[:space:]]*fnhost[[:space:]]' ||
+		fail "$exe is a Go program that does not import the fnhost module; build it from a main package that calls fnhost.Start (the aws-lambda-go runtime API client cannot talk to fnhost)"
+	host=$("$go" env GOHOSTOS)/$("$go" env GOHOSTARCH)
+	target=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*build[[:space:]]*GOOS=//p')/$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*build[[:space:]]*GOARCH=//p')
+	[ "$target" = "$host" ] || fail "$exe was built for $target, this host runs $host: rebuild it with GOOS=${host%/*} GOARCH=${host#*/}"
+	cp "$exe" "$out"
+	chmod 755 "$out"
+	exit 0
+fi
+
+# --- 2. from source ---------------------------------------------------------------------------
+if [ -d "$code_dir/$handler" ]; then
+	pkg=./$handler
+elif [ -d "$code_dir/cmd/$handler" ]; then
+	pkg=./cmd/$handler
+else
+	set -- "$code_dir"/*.go
+	[ -e "$1" ] || fail "found neither an executable named $handler nor Go source to build it from; looked for the file $code_dir/$handler and for a main package in $code_dir/$handler/, $code_dir/cmd/$handler/ and $code_dir/"
+	pkg=.
+fi
+
+# Caches: the caller's (GOCACHE/GOMODCACHE, else Go's defaults under HOME) when usable, else a
+# private per-user directory under TMPDIR, since a daemon's user may have no usable HOME. fnhost
+# runs builds in a scratch directory it deletes afterwards and, lacking a HOME, passes that
+# directory as HOME: defaults under it would make every build a cold one (tens of seconds).
+{
+	read -r gocache
+	read -r gomodcache
+} <<EOF
+$("$go" env GOCACHE GOMODCACHE 2>/dev/null)
+EOF
+if [ "${HOME:-}" = "$PWD" ] || [ "${HOME:-}" = "$(pwd -P)" ]; then
+	[ -n "${GOCACHE:-}" ] || gocache=
+	[ -n "${GOMODCACHE:-}" ] || gomodcache=
+fi
+private_cache() {
+	dir=$tmp_base/fnhost-go-$(id -u)
+	mkdir -p "$dir" 2>/dev/null && chmod 700 "$dir" 2>/dev/null || true
+	# Owned by us and not a symlink: no other user planted it to feed us compiled code.
+	[ -d "$dir" ] && [ ! -L "$dir" ] && [ -O "$dir" ] || fail "no usable Go cache: set HOME or GOCACHE for the fnhost daemon ($dir is not ours)"
+	printf '%s/%s' "$dir" "$1"
+}
+usable() {
+	case $1 in /*) ;; *) return 1 ;; esac
+	mkdir -p "$1" 2>/dev/null && [ -w "$1" ]
+}
+usable "$gocache" || gocache=$(private_cache build)
+usable "$gomodcache" || gomodcache=$(private_cache mod)
+export GOCACHE="$gocache" GOMODCACHE="$gomodcache"
+
+if [ -f "$code_dir/go.mod" ]; then
+	src=$code_dir
+	# cat, not cp: the copies must be writable even when the code is read-only.
+	cat "$code_dir/go.mod" >"$scratch/go.mod"
+	if [ -f "$code_dir/go.sum" ]; then cat "$code_dir/go.sum" >"$scratch/go.sum"; fi
+	modfile=$scratch/go.mod
+	set -- "-modfile=$modfile"
+else
+	src=$scratch/src
+	cp -R "$code_dir/." "$src"
+	chmod -R u+w "$src" # read-only code stays read-only in a copy, but go.mod is added there
+	(cd "$src" && "$go" mod init function >/dev/null 2>&1) || fail "could not create a go.mod for $code_dir"
+	modfile=$src/go.mod
+	set --
+fi
+"$go" mod edit -require=fnhost@v0.0.0 -replace="fnhost=$runtime_dir" "$modfile"
+
+# -trimpath keeps the scratch path out of the executable and out of the build cache key, so a
+# rebuild of unchanged code is a cache hit; -s -w drop the symbol table and DWARF (faster link,
+# and panic stack traces come from pclntab, which stays).
+cd "$src"
+if ! "$go" build "$@" -trimpath -ldflags='-s -w' -o "$out" "$pkg" >"$scratch/log" 2>&1; then
+	echo "fnhost: go build $pkg in $code_dir failed:" >&2
+	cat "$scratch/log" >&2
+	exit 1
+fi
+[ -x "$out" ] || fail "$pkg in $code_dir is not a main package (package main with func main calling fnhost.Start)"
+cat "$scratch/log"
