@@ -43,6 +43,12 @@ def _api(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         except ApiError as exc:
             await context.abort(exc.status, f"{exc.code}: {exc.message}", ((ERROR_TYPE_KEY, exc.code),))
             raise  # abort raises; this line is never reached
+        except Exception as exc:  # a bug of ours: say so, keep serving, keep the traceback
+            log.exception("internal_error", method=method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"ServiceException: internal error ({type(exc).__name__}); see the daemon log",
+                                ((ERROR_TYPE_KEY, "ServiceException"),))
+            raise
 
     return wrapper
 

@@ -211,7 +211,8 @@ class Worker:
             raise
         if reply.kind == protocol.Kind.INIT_ERROR:
             err = protocol.decode_json(reply.body)
-            self._set(State.FAILED)
+            if self.state is State.STARTING:  # it may already have exited, as shims do after INIT_ERROR
+                self._set(State.FAILED)
             await self._kill_and_reap()
             raise InitError(
                 str(err.get("errorType") or "Runtime.InitError"),
@@ -221,6 +222,8 @@ class Worker:
         if reply.kind != protocol.Kind.INIT_OK:
             await self._kill_and_reap()
             raise WorkerProtocolError(f"expected INIT_OK, got {reply.kind.name}")
+        if self._exited.is_set():  # INIT_OK, then died before we got to read it
+            raise self._exit_error()
         self.init_duration_ms = (time.perf_counter() - started) * 1000
         self._logs.flush_init()
         self._set(State.IDLE)
