@@ -1,0 +1,156 @@
+// The libc calls the base class library has no portable spelling for. "libc" is mapped to
+// libc.so.6 by Mono's dllmap and by .NET's own loader.
+//
+// The control pipes are read and written with read(2)/write(2) because Mono's FileStream refuses
+// a raw inherited fd ("Invalid handle": it only accepts handles from its own table). The other
+// calls have managed fallbacks, so an unusual libc costs speed or fd hygiene, never correctness.
+using System;
+using System.Runtime.InteropServices;
+
+namespace Fnhost.Runtime
+{
+    internal static class Native
+    {
+        private const short POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
+        private const int F_SETFD = 2, FD_CLOEXEC = 1, EINTR = 4;
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct PollFd
+        {
+            public int Fd;
+            public short Events;
+            public short Revents;
+        }
+
+        [DllImport("libc", EntryPoint = "read", SetLastError = true)]
+        private static extern unsafe IntPtr read(int fd, byte* buf, UIntPtr count);
+
+        [DllImport("libc", EntryPoint = "write", SetLastError = true)]
+        private static extern unsafe IntPtr write(int fd, byte* buf, UIntPtr count);
+
+        [DllImport("libc", EntryPoint = "_exit")]
+        private static extern void _exit(int status);
+
+        [DllImport("libc", EntryPoint = "getpid")]
+        private static extern int getpid();
+
+        [DllImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+        private static extern int fcntl(int fd, int cmd, int arg);
+
+        [DllImport("libc", EntryPoint = "poll", SetLastError = true)]
+        private static extern int poll(ref PollFd fds, UIntPtr nfds, int timeout);
+
+        /// <summary>Reads up to count bytes; 0 at end of file. Retries on EINTR (the GC's signals).</summary>
+        public static unsafe int Read(int fd, byte[] buffer, int offset, int count)
+        {
+            fixed (byte* p = buffer)
+            {
+                while (true)
+                {
+                    long n = (long)read(fd, p + offset, (UIntPtr)count);
+                    if (n >= 0)
+                        return (int)n;
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno != EINTR)
+                        throw new System.IO.IOException("read(" + fd + ") failed: errno " + errno);
+                }
+            }
+        }
+
+        /// <summary>Writes all count bytes.</summary>
+        public static unsafe void WriteAll(int fd, byte[] buffer, int offset, int count)
+        {
+            fixed (byte* p = buffer)
+            {
+                while (count > 0)
+                {
+                    long n = (long)write(fd, p + offset, (UIntPtr)count);
+                    if (n < 0)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        if (errno == EINTR)
+                            continue;
+                        throw new System.IO.IOException("write(" + fd + ") failed: errno " + errno);
+                    }
+                    offset += (int)n;
+                    count -= (int)n;
+                }
+            }
+        }
+
+        /// <summary>
+        /// Leaves now: no finalizers, no waiting for the handler's thread. Environment.Exit is the
+        /// fallback, and it is slower only because it runs the runtime's shutdown.
+        /// </summary>
+        public static void HardExit(int status)
+        {
+            try
+            {
+                _exit(status);
+            }
+            catch (Exception)
+            {
+            }
+            Environment.Exit(status);
+        }
+
+        public static int ProcessId()
+        {
+            try
+            {
+                return getpid();
+            }
+            catch (Exception)
+            {
+                return System.Diagnostics.Process.GetCurrentProcess().Id;
+            }
+        }
+
+        /// <summary>
+        /// Marks an inherited fd close-on-exec. .NET's Process.Start relies on that flag to keep fds
+        /// out of children (Mono closes them all anyway), and the daemon cleared it for us.
+        /// </summary>
+        public static void SetCloseOnExec(int fd)
+        {
+            try
+            {
+                fcntl(fd, F_SETFD, FD_CLOEXEC);
+            }
+            catch (Exception)
+            {
+            }
+        }
+
+        /// <summary>True when poll(2) can be called here; binds the import once, off the hot path.</summary>
+        public static bool CanPoll(int fd)
+        {
+            try
+            {
+                var p = new PollFd { Fd = fd, Events = 0 };
+                return poll(ref p, (UIntPtr)1, 0) >= 0;
+            }
+            catch (Exception)
+            {
+                return false;
+            }
+        }
+
+        /// <summary>
+        /// Blocks until the write end of <paramref name="fd"/> is closed. Asking for no events still
+        /// reports POLLHUP, and poll consumes nothing, so the main thread's reads are undisturbed.
+        /// </summary>
+        public static void WaitForHangup(int fd)
+        {
+            var p = new PollFd { Fd = fd, Events = 0 };
+            while (true)
+            {
+                p.Revents = 0;
+                int n = poll(ref p, (UIntPtr)1, -1);
+                if (n < 0 && Marshal.GetLastWin32Error() == EINTR)
+                    continue;
+                if (n < 0 || (p.Revents & (POLLHUP | POLLERR | POLLNVAL)) != 0)
+                    return;
+            }
+        }
+    }
+}
