@@ -68,9 +68,18 @@ def main(ctx: click.Context, address: str | None) -> None:
 @click.option("--examples", is_flag=True, help="Also deploy each runtime's bundled hello-<runtime> example.")
 @click.option("--detach", is_flag=True,
               help="Start in the background, wait until it serves, print its pid and return.")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="Serve Prometheus metrics over HTTP there (e.g. 127.0.0.1:9464).")
+@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False), help="PEM certificate chain (TCP).")
+@click.option("--tls-key", default=None, type=click.Path(dir_okay=False), help="PEM private key (TCP).")
+@click.option("--tls-client-ca", default=None, type=click.Path(dir_okay=False),
+              help="Require client certificates signed by this CA.")
+@click.option("--token-file", default=None, type=click.Path(dir_okay=False),
+              help="Require 'authorization: Bearer <token>' with the token in this file.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, examples: bool,
-          detach: bool, log_level: str) -> None:
+          detach: bool, metrics_listen: str | None, tls_cert: str | None, tls_key: str | None,
+          tls_client_ca: str | None, token_file: str | None, log_level: str) -> None:
     """Run the daemon in the foreground (as systemd expects) until SIGTERM or SIGINT."""
     import anyio
 
@@ -81,7 +90,9 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
 
     try:
         parsed = load_config_file(config_path) if config_path else None
-        settings = settings_from(parsed.daemon if parsed else {}, state_dir=state_dir, listen=listen)
+        settings = settings_from(parsed.daemon if parsed else {}, state_dir=state_dir, listen=listen,
+                                 metrics_listen=metrics_listen, tls_cert=tls_cert, tls_key=tls_key,
+                                 tls_client_ca=tls_client_ca, token_file=token_file)
     except ConfigError as exc:
         _fail(f"invalid config: {exc}")
     if detach:
@@ -89,12 +100,23 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
         return
     logs.configure(log_level)
     try:
-        anyio.run(lambda: run_daemon(settings, functions=parsed.functions if parsed else [],
-                                     examples=examples))
+        anyio.run(lambda: run_daemon(settings, config_path=config_path,
+                                     functions=parsed.functions if parsed else [], examples=examples))
     except (DaemonError, ConfigError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
+@main.command("systemd-unit")
+def systemd_unit() -> None:
+    """Print a systemd unit file for running fnhost as a service."""
+    import shutil
+
+    from .systemd import unit_file
+
+    exe = shutil.which("fnhost") or f"{sys.executable} -m fnhost"
+    click.echo(unit_file(os.path.realpath(exe) if os.path.isabs(exe) else exe), nl=False)
 
 
 def _detach(state_dir: Path, address: str) -> None:

@@ -118,13 +118,56 @@ def code_message(code: str | bytes) -> pb.Code:
     return pb.Code(directory=os.path.abspath(code))
 
 
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """How to reach a daemon: address, and for TCP optionally TLS and a bearer token.
+
+    Unset values come from the environment: FNHOST_ADDRESS, FNHOST_TOKEN, FNHOST_TLS_CA,
+    FNHOST_TLS_CERT and FNHOST_TLS_KEY (the last two for a client certificate).
+    """
+
+    address: str
+    token: str | None = None
+    tls_ca: bytes | None = None
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+
+    @classmethod
+    def resolve(cls, address: str | None = None, *, token: str | None = None, tls_ca: str | None = None,
+                tls_cert: str | None = None, tls_key: str | None = None) -> Connection:
+        env = os.environ
+
+        def read(path: str | None, var: str) -> bytes | None:
+            path = path or env.get(var)
+            return open(path, "rb").read() if path else None
+
+        return cls(address=address or default_address(), token=token or env.get("FNHOST_TOKEN") or None,
+                   tls_ca=read(tls_ca, "FNHOST_TLS_CA"), tls_cert=read(tls_cert, "FNHOST_TLS_CERT"),
+                   tls_key=read(tls_key, "FNHOST_TLS_KEY"))
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+
+    def channel(self, module: Any) -> Any:
+        """A channel from ``grpc`` or ``grpc.aio``."""
+        if self.tls_ca or self.tls_cert:
+            creds = grpc.ssl_channel_credentials(self.tls_ca, self.tls_key, self.tls_cert)
+            return module.secure_channel(self.address, creds, options=CHANNEL_OPTIONS)
+        return module.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+
+
 class Client:
     """Blocking client. ``address``: ``unix:/path/fnhost.sock`` or ``host:port``."""
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None) -> None:
-        self.address = address or default_address()
+    def __init__(self, address: str | None = None, *, timeout: float | None = None,
+                 token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
+        conn = Connection.resolve(address, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        self.address = conn.address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._metadata = conn.metadata
+        self._channel = conn.channel(grpc)
         self._stub = pb_grpc.FnhostStub(self._channel)
 
     def __enter__(self) -> Client:
@@ -138,7 +181,7 @@ class Client:
 
     def _call(self, method: str, request: Any) -> Any:
         try:
-            return getattr(self._stub, method)(request, timeout=self.timeout)
+            return getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 
@@ -179,10 +222,14 @@ class Client:
 class AsyncClient:
     """The same API on grpc.aio, for asyncio/anyio programs."""
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None) -> None:
-        self.address = address or default_address()
+    def __init__(self, address: str | None = None, *, timeout: float | None = None,
+                 token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
+                 tls_key: str | None = None) -> None:
+        conn = Connection.resolve(address, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+        self.address = conn.address
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self._metadata = conn.metadata
+        self._channel = conn.channel(grpc.aio)
         self._stub = pb_grpc.FnhostStub(self._channel)
 
     async def __aenter__(self) -> AsyncClient:
@@ -196,7 +243,7 @@ class AsyncClient:
 
     async def _call(self, method: str, request: Any) -> Any:
         try:
-            return await getattr(self._stub, method)(request, timeout=self.timeout)
+            return await getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 

@@ -140,6 +140,15 @@ class Settings:
     billing_granularity_ms: int = 1
     memory_backend: str = "auto"  # auto | cgroup | psutil
     memory_sample_interval_s: float = 0.05
+    shutdown_grace_s: float = 30.0  # SIGTERM: how long in-flight invocations may finish
+    socket_group: str = ""  # group owning the unix socket (mode socket_mode)
+    metrics_listen: str = ""  # HOST:PORT for Prometheus metrics; empty: off
+    tls_cert: str = ""  # TCP only: PEM certificate chain
+    tls_key: str = ""  # TCP only: PEM private key
+    tls_client_ca: str = ""  # TCP only: require client certificates signed by this CA
+    token_file: str = ""  # require "authorization: Bearer <token>" with the token in this file
+    worker_user: str = ""  # as root: run workers as this user (default: a uid per function)
+    worker_uid_base: int = 61000  # as root, without worker_user: function N runs as uid base+N
 
     @property
     def socket_path(self) -> Path:
@@ -161,6 +170,15 @@ _SETTING_TYPES: dict[str, type] = {
     "billing_granularity_ms": int,
     "memory_backend": str,
     "memory_sample_interval_s": float,
+    "shutdown_grace_s": float,
+    "socket_group": str,
+    "metrics_listen": str,
+    "tls_cert": str,
+    "tls_key": str,
+    "tls_client_ca": str,
+    "token_file": str,
+    "worker_user": str,
+    "worker_uid_base": int,
 }
 
 _FUNCTION_KEYS = {

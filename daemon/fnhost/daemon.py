@@ -8,24 +8,28 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import grp
 import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
 
-from .config import ConfigError, FunctionConfig, Settings
+from .config import ConfigError, FunctionConfig, Settings, load_config_file, settings_from
 from .errors import ApiError, ResourceNotFound
 from .runtimes import RuntimeRegistry
+from .metrics import serve_metrics
 from .server import start_server
 from .supervisor import CodeSource, Supervisor
+from .systemd import Notifier
 
 log = structlog.get_logger("fnhost.daemon")
 
-SHUTDOWN_GRACE_S = 10.0
+STATUS_INTERVAL_S = 5.0
 
 
 class DaemonError(Exception):
@@ -68,13 +72,6 @@ def _claim_socket(path: Path) -> None:
     raise DaemonError(f"another daemon is already serving {path}; refusing to take its socket")
 
 
-async def _wait_for_signal() -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("signal_received", signal=signal.Signals(signum).name)
-            return
-
-
 async def _deploy(sup: Supervisor, config: FunctionConfig, code_dir: Path) -> None:
     """Create or update a declared function so it matches its declaration."""
     try:
@@ -109,16 +106,22 @@ def example_functions(runtimes: RuntimeRegistry) -> list[tuple[FunctionConfig, P
 async def serve(
     settings: Settings,
     *,
+    config_path: Path | None = None,
     functions: list[tuple[FunctionConfig, Path]] = (),  # type: ignore[assignment]
     examples: bool = False,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     ready: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the daemon until ``shutdown_trigger`` returns (default: SIGTERM/SIGINT)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    """Run the daemon until SIGTERM/SIGINT (or until ``shutdown_trigger`` returns), then drain.
+
+    SIGHUP re-reads ``config_path``; a second SIGTERM/SIGINT during the drain stops at once.
+    """
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     lock_fd = _lock_state_dir(settings.state_dir)
     address = settings.address
     socket_path = Path(address.removeprefix("unix:")) if address.startswith("unix:") else None
+    notifier = Notifier()
+    metrics_server = None
     claimed = False
     try:
         if socket_path is not None:
@@ -135,23 +138,153 @@ async def serve(
                     await _deploy(sup, config, code_dir)
                 except ApiError as exc:
                     raise ConfigError(f"function {config.name}: {exc.message}") from exc
-            server, health = await start_server(sup, address)
+            await _wait_warm(sup, settings.init_timeout_s)
+            server, health = await start_server(sup, address, settings)
+            if settings.metrics_listen:
+                metrics_server = serve_metrics(sup, settings.metrics_listen, sup.metrics_registry)
+                log.info("metrics_serving", address=f"http://{settings.metrics_listen}/metrics")
             if socket_path is not None:
-                os.chmod(socket_path, settings.socket_mode)
+                _secure_socket(socket_path, settings)
+            lifecycle = _Lifecycle(sup, notifier, settings, config_path)
+            tg.start_soon(lifecycle.report_status)
+            if notifier.watchdog_interval_s:
+                tg.start_soon(lifecycle.watchdog)
             log.info("serving", address=address, functions=len(sup.pools), pid=os.getpid())
+            notifier.ready(lifecycle.status_line())
             if ready is not None:
                 ready(address)
-            await (shutdown_trigger or _wait_for_signal)()
-
-            log.info("draining", grace_s=SHUTDOWN_GRACE_S)
-            sup.draining = True
-            await health.enter_graceful_shutdown()
-            await server.stop(SHUTDOWN_GRACE_S)
-            await sup.shutdown()
+            tg.start_soon(lifecycle.handle_signals, tg)
+            if shutdown_trigger is None:
+                await lifecycle.stop.wait()
+            else:
+                await shutdown_trigger()
+            await lifecycle.drain(health)
+            await server.stop(1.0)  # answers to the last killed invocations still go out
             tg.cancel_scope.cancel()
         log.info("stopped")
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        notifier.close()
         if claimed and socket_path is not None and socket_path.is_socket():
             socket_path.unlink(missing_ok=True)
         os.close(lock_fd)
 
+
+async def _wait_warm(sup: Supervisor, timeout: float) -> None:
+    """READY means min_warm pools are warm (or failing to warm, which the log says)."""
+    with anyio.move_on_after(timeout):
+        while any(p.live < p.config.min_warm and p.backoff.active() is None
+                  or p.workers_starting() for p in sup.pools.values()):
+            await anyio.sleep(0.02)
+
+
+def _secure_socket(path: Path, settings: Settings) -> None:
+    if settings.socket_group:
+        try:
+            gid = grp.getgrnam(settings.socket_group).gr_gid
+        except KeyError:
+            raise ConfigError(f"daemon.socket_group: no such group {settings.socket_group!r}") from None
+        os.chown(path, -1, gid)
+    os.chmod(path, settings.socket_mode)
+
+
+class _Lifecycle:
+    """Signals, reload, drain, watchdog and status: what runs beside the server."""
+
+    def __init__(self, sup: Supervisor, notifier: Notifier, settings: Settings, config_path: Path | None) -> None:
+        self.sup = sup
+        self.notifier = notifier
+        self.settings = settings
+        self.config_path = config_path
+        self.stop = anyio.Event()
+        self.force = anyio.Event()
+
+    async def handle_signals(self, tg: anyio.abc.TaskGroup) -> None:
+        """For the daemon's whole life: SIGHUP reloads; SIGTERM/SIGINT asks for a drain; a second forces it.
+
+        Handlers stay installed until the daemon exits, so a second signal never falls back to
+        the default action (which would leave the workers to notice on their own).
+        """
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    log.info("signal_received", signal=name, action="reload")
+                    tg.start_soon(self.reload)
+                elif not self.stop.is_set():
+                    log.info("signal_received", signal=name, action="drain")
+                    self.stop.set()
+                else:
+                    log.warning("signal_received", signal=name, action="stop now")
+                    self.force.set()
+
+    async def drain(self, health: Any) -> None:
+        """Refuse new work; let running invocations finish within the grace; stop every worker."""
+        grace = self.settings.shutdown_grace_s
+        self.notifier.stopping()
+        self.sup.draining = True
+        await health.enter_graceful_shutdown()
+        log.info("draining", in_flight=len(self.sup.busy), grace_s=grace)
+        with anyio.move_on_after(grace):
+            while self.sup.busy and not self.force.is_set():
+                await anyio.sleep(0.02)
+        if self.sup.busy:
+            log.warning("drain_grace_expired", killed=len(self.sup.busy))
+        await self.sup.shutdown()
+
+    async def reload(self) -> None:
+        if self.config_path is None:
+            log.warning("reload_ignored", reason="the daemon was started without --config")
+            return
+        self.notifier.reloading()
+        try:
+            parsed = load_config_file(self.config_path)
+            new = settings_from(parsed.daemon, state_dir=self.settings.state_dir,
+                                listen=self.settings.listen or None)
+            for config, _ in parsed.functions:
+                self.sup.check(config, cap=new.max_concurrency_cap)
+        except (ConfigError, ApiError) as exc:
+            message = exc.message if isinstance(exc, ApiError) else str(exc)
+            log.error("reload_failed", config=str(self.config_path), error=message,
+                      note="the previous configuration stays in force")
+            self.notifier.ready(self.status_line())
+            return
+        for key in ("listen", "memory_backend", "socket_mode", "socket_group", "metrics_listen",
+                    "tls_cert", "tls_key", "tls_client_ca", "token_file"):
+            if getattr(new, key) != getattr(self.settings, key):
+                log.warning("reload_needs_restart", setting=key)
+                setattr(new, key, getattr(self.settings, key))
+        self.settings = new
+        self.sup.apply_settings(new)
+        for config, code_dir in parsed.functions:
+            try:
+                await _deploy(self.sup, config, code_dir)
+            except ApiError as exc:
+                log.error("reload_function_failed", function=config.name, error=exc.message)
+        log.info("reloaded", config=str(self.config_path), functions=len(parsed.functions))
+        self.notifier.ready(self.status_line())
+
+    def status_line(self) -> str:
+        states: dict[str, int] = {}
+        invocations = 0
+        for pool in self.sup.pools.values():
+            invocations += pool.counters.invocations
+            for state, n in pool.worker_states().items():
+                states[state] = states.get(state, 0) + n
+        workers = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no workers"
+        return f"{len(self.sup.pools)} functions; {workers}; {invocations} invocations"
+
+    async def report_status(self) -> None:
+        if not self.notifier.enabled:
+            return
+        while True:
+            await anyio.sleep(STATUS_INTERVAL_S)
+            self.notifier.status(self.status_line())
+
+    async def watchdog(self) -> None:
+        """Ping from a task on the event loop: a ping proves the loop still runs."""
+        interval = self.notifier.watchdog_interval_s or 1.0
+        while True:
+            self.notifier.watchdog()
+            await anyio.sleep(interval)

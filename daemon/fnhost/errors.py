@@ -98,6 +98,13 @@ class NotImplementedYet(ApiError):
     status = grpc.StatusCode.UNIMPLEMENTED
 
 
+class Unauthenticated(ApiError):
+    """The daemon requires a bearer token (or client certificate) and the call had none valid."""
+
+    code = "UnauthenticatedException"
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
 class ShuttingDown(ApiError):
     """The daemon is draining and accepts no new invocations."""
 

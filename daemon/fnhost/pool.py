@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import structlog
@@ -34,6 +35,7 @@ class PoolCounters:
     throttles: int = 0
     cold_starts: int = 0
     timeouts: int = 0
+    out_of_memory: int = 0
 
 
 @dataclass(slots=True)
@@ -73,6 +75,8 @@ class Pool:
     waiters: deque[asyncio.Future[Worker | None]] = field(default_factory=deque)
     backoff: _InitBackoff = field(default_factory=_InitBackoff)
     closed: bool = False
+    duration_metric: Any = None  # prometheus histogram children, bound once per function
+    init_metric: Any = None
 
     # --- the hot path -------------------------------------------------------------------------
 
@@ -268,6 +272,9 @@ class Pool:
         async with anyio.create_task_group() as tg:
             for worker in list(self.workers):
                 tg.start_soon(worker.stop)
+
+    def workers_starting(self) -> bool:
+        return any(w.state is State.STARTING for w in self.workers)
 
     def worker_states(self) -> dict[str, int]:
         counts: dict[str, int] = {}

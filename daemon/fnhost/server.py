@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hmac
+from pathlib import Path
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -11,7 +13,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .config import FunctionConfig
+from .config import ConfigError, FunctionConfig, Settings
 from .errors import ApiError, InvalidParameter
 from .registry import FunctionRecord
 from .supervisor import CodeSource, Supervisor
@@ -169,9 +171,70 @@ class Servicer(pb_grpc.FnhostServicer):
         )
 
 
-async def start_server(supervisor: Supervisor, address: str) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+class TokenAuth(grpc.aio.ServerInterceptor):
+    """Refuse any call without ``authorization: Bearer <token>`` (health checks excepted, for probes)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if details.method.startswith("/grpc.health.v1.Health/") or handler is None:
+            return handler
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                got = value.encode() if isinstance(value, str) else value
+                if hmac.compare_digest(got, self._expected):
+                    return handler
+        log.warning("unauthenticated_request", method=details.method)
+        return _refusing(handler)
+
+
+def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same kind as ``handler`` that only answers UNAUTHENTICATED."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                            "UnauthenticatedException: send 'authorization: Bearer <token>' "
+                            "with the daemon's token (the CLI reads FNHOST_TOKEN)",
+                            (("fnhost-error-type", "UnauthenticatedException"),))
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        await refuse(request, context)
+        yield  # pragma: no cover - abort raised
+
+    kinds = {
+        "unary_unary": grpc.unary_unary_rpc_method_handler,
+        "unary_stream": grpc.unary_stream_rpc_method_handler,
+        "stream_unary": grpc.stream_unary_rpc_method_handler,
+        "stream_stream": grpc.stream_stream_rpc_method_handler,
+    }
+    for kind, make in kinds.items():
+        if getattr(handler, kind) is not None:
+            fn = refuse_stream if kind.endswith("_stream") else refuse
+            return make(fn, request_deserializer=handler.request_deserializer,
+                        response_serializer=handler.response_serializer)
+    raise ValueError("handler of no known kind")
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"daemon.{what}: cannot read {path}: {exc.strerror}") from exc
+
+
+async def start_server(supervisor: Supervisor, address: str,
+                       settings: Settings | None = None) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
     """Start serving ``address`` (``unix:PATH`` or ``HOST:PORT``); returns the server and health."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    settings = settings or supervisor.settings
+    interceptors = []
+    if settings.token_file:
+        token = _read(settings.token_file, "token_file").decode().strip()
+        if not token:
+            raise ConfigError(f"daemon.token_file: {settings.token_file} is empty")
+        interceptors.append(TokenAuth(token))
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     pb_grpc.add_FnhostServicer_to_server(Servicer(supervisor), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -179,7 +242,17 @@ async def start_server(supervisor: Supervisor, address: str) -> tuple[grpc.aio.S
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
+    if settings.tls_cert or settings.tls_key:
+        if not (settings.tls_cert and settings.tls_key):
+            raise ConfigError("TLS needs both tls_cert and tls_key")
+        ca = _read(settings.tls_client_ca, "tls_client_ca") if settings.tls_client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(_read(settings.tls_key, "tls_key"), _read(settings.tls_cert, "tls_cert"))],
+            root_certificates=ca, require_client_auth=ca is not None)
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0 and not address.startswith("unix:"):
         raise OSError(f"cannot listen on {address}")
     await server.start()
     for name in ("", SERVICE_NAME):

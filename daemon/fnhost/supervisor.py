@@ -27,10 +27,14 @@ from .errors import (
     RequestTooLarge,
     ResourceNotFound,
     ResponseTooLarge,
+    OutOfMemory,
     SandboxTimeout,
     ShuttingDown,
 )
+from prometheus_client import CollectorRegistry
+
 from .limits import MemoryBackend, choose_backend
+from .metrics import Histograms
 from .pool import Pool
 from .registry import CodeRef, FunctionRecord, Registry, code_from_directory
 from .report import Report, tail_log
@@ -68,6 +72,8 @@ class Supervisor:
         self.registry = Registry(settings.state_dir)
         self.backend: MemoryBackend = choose_backend(settings.memory_backend)
         self.pools: dict[str, Pool] = {}
+        self.metrics_registry = CollectorRegistry()
+        self.histograms = Histograms(self.metrics_registry)
         self.busy: set = set()  # workers mid-invocation, for the memory sampler
         self.started = time.monotonic()
         self.draining = False
@@ -136,8 +142,16 @@ class Supervisor:
     def _lock(self, name: str) -> anyio.Lock:
         return self._deploy_locks.setdefault(name, anyio.Lock())
 
-    def _check(self, config: FunctionConfig) -> FunctionConfig:
-        validate_config(config, max_concurrency_cap=self.settings.max_concurrency_cap)
+    def apply_settings(self, settings: Settings) -> None:
+        """A reloaded config's daemon settings; those needing a restart were kept by the caller."""
+        self.settings = settings
+        for pool in self.pools.values():
+            pool.queue_timeout_s = settings.queue_timeout_s
+            pool.limit = pool.config.max_concurrency or settings.max_concurrency_cap
+
+    def check(self, config: FunctionConfig, *, cap: int | None = None) -> FunctionConfig:
+        """Validate a configuration fully (runtime, handler, toolchain included) without applying it."""
+        validate_config(config, max_concurrency_cap=cap or self.settings.max_concurrency_cap)
         runtime = self.runtimes.get(config.runtime)
         runtime.check_handler(config.handler)
         runtime.select()  # raises ToolchainMissing, naming what to install
@@ -186,7 +200,7 @@ class Supervisor:
 
     async def create_function(self, config: FunctionConfig, code: CodeSource) -> FunctionRecord:
         async with self._lock(config.name):
-            self._check(config)
+            self.check(config)
             if self.registry.exists(config.name):
                 from .errors import ResourceConflict
 
@@ -211,7 +225,7 @@ class Supervisor:
     async def update_config(self, name: str, **changes: object) -> FunctionRecord:
         async with self._lock(name):
             current = self.registry.get(name)
-            config = self._check(current.config.replace(**changes))
+            config = self.check(current.config.replace(**changes))
             build_dir = await self._build(config, current.code)
             record = self.registry.put(config, current.code, build_dir, create=False)
             self._install(record)
@@ -230,6 +244,7 @@ class Supervisor:
             pool = self.pools.pop(name, None)
             if pool is not None:
                 await pool.close()
+            self.histograms.forget(name)
             log.info("function_deleted", function=name)
 
     def _install(self, record: FunctionRecord) -> None:
@@ -248,6 +263,7 @@ class Supervisor:
                 spawn_background=self._spawn_background,
                 busy_registry=self.busy,
             )
+            pool.duration_metric, pool.init_metric = self.histograms.for_function(config.name)
             self.pools[config.name] = pool
             self._spawn_background(pool.ensure_warm)
         else:
@@ -333,6 +349,31 @@ class Supervisor:
             "memory_backend": self.backend.name,
         }
 
+    def metrics_snapshot(self) -> list[dict[str, object]]:
+        """What Prometheus scrapes, taken on the event loop (see metrics.PoolCollector)."""
+        out = []
+        for name, pool in self.pools.items():
+            c = pool.counters
+            failed = c.errors - c.timeouts - c.out_of_memory
+            out.append(
+                {
+                    "function": name,
+                    "outcomes": {
+                        "success": c.invocations - c.errors - c.throttles,
+                        "function_error": failed,
+                        "timeout": c.timeouts,
+                        "out_of_memory": c.out_of_memory,
+                        "throttled": c.throttles,
+                    },
+                    "throttles": c.throttles,
+                    "cold_starts": c.cold_starts,
+                    "workers": pool.worker_states(),
+                    "queued": sum(1 for w in pool.waiters if not w.done()),
+                    "pids": [w.pid for w in pool.workers if w.pid],
+                }
+            )
+        return out
+
     # --- invoke -------------------------------------------------------------------------------
 
     async def invoke(self, name: str, payload: bytes, *, dry_run: bool = False,
@@ -368,9 +409,15 @@ class Supervisor:
         try:
             outcome = await worker.invoke(request_id, payload or b"{}", config.timeout_s)
         except FunctionError as exc:
+            if self._closed:
+                raise ShuttingDown(
+                    "fnhost shut down before the invocation finished (the drain grace ran out)"
+                ) from exc
             counters.errors += 1
             if isinstance(exc, SandboxTimeout):
                 counters.timeouts += 1
+            elif isinstance(exc, OutOfMemory):
+                counters.out_of_memory += 1
             report = Report.failed(request_id, config.memory_mb, started,
                                    self.settings.billing_granularity_ms,
                                    init_ms=worker.init_duration_ms if cold else None,
@@ -378,6 +425,9 @@ class Supervisor:
             return self._error_result(request_id, exc, report, worker.invocation_log(), tail, name)
         finally:
             pool.release(worker)
+        pool.duration_metric.observe(outcome.duration_ms / 1000)
+        if cold:
+            pool.init_metric.observe(worker.init_duration_ms / 1000)
         report = Report.of(
             request_id,
             outcome.duration_ms,
