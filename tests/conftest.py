@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
@@ -23,7 +24,33 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fnhost.client import Client, InvokeResult
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def short_tempdir(mode: int = 0o711) -> Path:
+    """A fresh directory in /tmp that other users may enter.
+
+    Unix socket paths are limited to 108 bytes, and pytest's tmp_path can be longer; and run as
+    root, the daemon starts each function's workers as its own unprivileged user, who must be
+    able to reach the code and the state directory's shared parts (mkdtemp makes 0700).
+    """
+    path = Path(tempfile.mkdtemp(prefix="fnh-", dir="/tmp"))
+    path.chmod(mode)
+    return path
+
+
+def _public_fixtures() -> Path:
+    """The fixture functions, copied where any worker user can read them (the checkout may not be)."""
+    target = short_tempdir(0o755) / "fixtures"
+    shutil.copytree(ROOT / "tests" / "fixtures", target, ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, _dirs, files in os.walk(target):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    atexit.register(shutil.rmtree, target.parent, True)
+    return target
+
+
+FIXTURES = _public_fixtures()
 
 _names = itertools.count()
 
@@ -31,11 +58,6 @@ _names = itertools.count()
 def unique(prefix: str) -> str:
     """A function name no other test in this daemon uses."""
     return f"{prefix}-{os.getpid()}-{next(_names)}"
-
-
-def short_tempdir() -> Path:
-    # Unix socket paths are limited to 108 bytes; pytest's tmp_path can be longer.
-    return Path(tempfile.mkdtemp(prefix="fnh-", dir="/tmp"))
 
 
 class Daemon:
@@ -162,6 +184,14 @@ def fresh_daemon() -> Iterator[Daemon]:
         d.stop(signal.SIGKILL)
         assert wait_gone(left) == [], "workers outlived their daemon"
     shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """Like tmp_path, but readable by the daemon's unprivileged worker users."""
+    path = short_tempdir(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

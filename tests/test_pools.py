@@ -70,8 +70,8 @@ def test_min_warm_is_kept_warm(client: Client) -> None:
     assert function_stats(client, name).workers.get("idle") == 2
 
 
-def test_code_update_drains_old_workers(client: Client, tmp_path: Path) -> None:
-    code = tmp_path / "code"
+def test_code_update_drains_old_workers(client: Client, public_dir: Path) -> None:
+    code = public_dir / "code"
     code.mkdir()
     (code / "app.py").write_text("import os\ndef handler(e, c):\n    return {'v': 1, 'pid': os.getpid()}\n")
     name = unique("update")
@@ -85,8 +85,8 @@ def test_code_update_drains_old_workers(client: Client, tmp_path: Path) -> None:
     assert payload(client.invoke(name, b"{}"))["pid"] != after["pid"]
 
 
-def test_in_flight_call_finishes_across_an_update(client: Client, tmp_path: Path) -> None:
-    code = tmp_path / "code"
+def test_in_flight_call_finishes_across_an_update(client: Client, public_dir: Path) -> None:
+    code = public_dir / "code"
     shutil.copytree(FIXTURES / "python", code)
     name = unique("inflight")
     client.create_function(name, runtime="python", handler="app.sleep", code=str(code), timeout_s=10)

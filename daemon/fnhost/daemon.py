@@ -22,6 +22,7 @@ import structlog
 from .config import ConfigError, FunctionConfig, Settings, load_config_file, settings_from
 from .errors import ApiError, ResourceNotFound
 from .runtimes import RuntimeRegistry
+from .sandbox import privilege_drop_enabled, readable_by_others
 from .metrics import serve_metrics
 from .server import start_server
 from .supervisor import CodeSource, Supervisor
@@ -38,7 +39,7 @@ class DaemonError(Exception):
 
 def _lock_state_dir(state_dir: Path) -> int:
     """Hold an exclusive lock on the state directory for the daemon's lifetime."""
-    fd = os.open(state_dir / "fnhost.pid", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    fd = os.open(state_dir / "fnhost.pid", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -117,6 +118,14 @@ async def serve(
     SIGHUP re-reads ``config_path``; a second SIGTERM/SIGINT during the drain stops at once.
     """
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    os.chmod(settings.state_dir, 0o711)  # workers may pass through to their code, never list it
+    if privilege_drop_enabled(settings.worker_user):
+        blocked = readable_by_others(settings.state_dir, directory=False)
+        if blocked is not None and blocked != str(settings.state_dir):
+            raise DaemonError(
+                f"the state directory {settings.state_dir} is inside {blocked}, which the workers' "
+                "unprivileged users cannot enter: chmod o+x it, or choose another --state-dir"
+            )
     lock_fd = _lock_state_dir(settings.state_dir)
     address = settings.address
     socket_path = Path(address.removeprefix("unix:")) if address.startswith("unix:") else None

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .config import FunctionConfig
+from .sandbox import make_readable
 from .errors import CodeStorageExceeded, InvalidParameter, ResourceConflict, ResourceNotFound
 
 ZIP_MAX = 50 * 1024 * 1024  # Lambda: 50 MB zipped, for a direct upload
@@ -51,6 +52,7 @@ class FunctionRecord:
     build_dir: Path  # equals code.location for runtimes without a build step
     revision_id: str
     last_modified: str
+    slot: int  # stable per function; a root daemon runs the function as uid worker_uid_base + slot
 
 
 def _now() -> str:
@@ -105,7 +107,10 @@ class Registry:
         self.build_root = state_dir / "builds"
         for d in (self.code_root, self.build_root):
             d.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(state_dir / "functions.sqlite3", isolation_level=None)
+            os.chmod(d, 0o711)  # workers may enter a directory they know the name of, never list
+        db_path = state_dir / "functions.sqlite3"
+        self._db = sqlite3.connect(db_path, isolation_level=None)
+        os.chmod(db_path, 0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             """CREATE TABLE IF NOT EXISTS functions (
@@ -117,7 +122,8 @@ class Registry:
                 code_stored INTEGER NOT NULL,
                 build_dir TEXT NOT NULL,
                 revision_id TEXT NOT NULL,
-                last_modified TEXT NOT NULL
+                last_modified TEXT NOT NULL,
+                slot INTEGER NOT NULL UNIQUE
             )"""
         )
 
@@ -160,7 +166,7 @@ class Registry:
                     if mode and not info.is_dir():
                         # zipfile drops permissions; executables (Go binaries, scripts) need them.
                         os.chmod(tmp / info.filename, mode | 0o400)
-                os.chmod(tmp, 0o755)
+                make_readable(tmp)  # workers run as other users; the hash in the path is the secret
                 os.rename(tmp, target)
             except zipfile.BadZipFile as exc:
                 raise InvalidParameter(f"code zip is corrupt: {exc}") from exc
@@ -191,35 +197,47 @@ class Registry:
         return self._db.execute("SELECT 1 FROM functions WHERE name = ?", (name,)).fetchone() is not None
 
     def put(self, config: FunctionConfig, code: CodeRef, build_dir: Path, *, create: bool) -> FunctionRecord:
-        record = FunctionRecord(
-            config=config,
-            code=code,
-            build_dir=build_dir,
-            revision_id=str(uuid.uuid4()),
-            last_modified=_now(),
-        )
-        values = (
-            config.name,
-            json.dumps(dataclasses.asdict(config)),
-            str(code.location),
-            code.sha256,
-            code.size,
-            int(code.stored),
-            str(build_dir),
-            record.revision_id,
-            record.last_modified,
-        )
         try:
             if create:
-                self._db.execute("INSERT INTO functions VALUES (?,?,?,?,?,?,?,?,?)", values)
+                # The smallest free slot: uids are reused only after a function is deleted.
+                slot = self._db.execute(
+                    "SELECT COALESCE(MIN(slot + 1), 1) FROM functions WHERE slot + 1 NOT IN (SELECT slot FROM functions)"
+                ).fetchone()[0]
+                if not self._db.execute("SELECT 1 FROM functions WHERE slot = 1").fetchone():
+                    slot = 1
             else:
-                cur = self._db.execute(
+                row = self._db.execute("SELECT slot FROM functions WHERE name = ?", (config.name,)).fetchone()
+                if row is None:
+                    raise ResourceNotFound(f"Function not found: {config.name}")
+                slot = row[0]
+            record = FunctionRecord(
+                config=config,
+                code=code,
+                build_dir=build_dir,
+                revision_id=str(uuid.uuid4()),
+                last_modified=_now(),
+                slot=slot,
+            )
+            values = (
+                config.name,
+                json.dumps(dataclasses.asdict(config)),
+                str(code.location),
+                code.sha256,
+                code.size,
+                int(code.stored),
+                str(build_dir),
+                record.revision_id,
+                record.last_modified,
+                slot,
+            )
+            if create:
+                self._db.execute("INSERT INTO functions VALUES (?,?,?,?,?,?,?,?,?,?)", values)
+            else:
+                self._db.execute(
                     """UPDATE functions SET config=?, code_location=?, code_sha256=?, code_size=?,
                        code_stored=?, build_dir=?, revision_id=?, last_modified=? WHERE name=?""",
-                    values[1:] + values[:1],
+                    values[1:9] + values[:1],
                 )
-                if cur.rowcount == 0:
-                    raise ResourceNotFound(f"Function not found: {config.name}")
         except sqlite3.IntegrityError:
             raise ResourceConflict(f"Function already exist: {config.name}") from None
         return record
@@ -231,7 +249,7 @@ class Registry:
 
     @staticmethod
     def _record(row: tuple) -> FunctionRecord:  # type: ignore[type-arg]
-        name, config, location, sha, size, stored, build_dir, revision, modified = row
+        name, config, location, sha, size, stored, build_dir, revision, modified, slot = row
         cfg = FunctionConfig(**json.loads(config))
         return FunctionRecord(
             config=cfg,
@@ -239,4 +257,5 @@ class Registry:
             build_dir=Path(build_dir),
             revision_id=revision,
             last_modified=modified,
+            slot=slot,
         )

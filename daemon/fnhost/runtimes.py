@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import structlog
 
 from .errors import BuildFailed, InvalidParameter, ToolchainMissing
+from .sandbox import executable_by_others
 
 log = structlog.get_logger("fnhost.runtimes")
 
@@ -62,6 +62,7 @@ class Runtime:
     handler_help: str
     variants: tuple[Variant, ...]
     example_handler: str | None = None
+    public: bool = False  # workers run as other users: toolchains must be usable by them
     _chosen: tuple[Variant, dict[str, str]] | None = None
 
     def check_handler(self, handler: str) -> None:
@@ -84,9 +85,11 @@ class Runtime:
             for variant in self.variants:
                 paths = {}
                 for tc in variant.toolchains:
-                    path = _find_toolchain(tc)
+                    path = _find_toolchain(tc, self.public)
                     if path is None:
-                        missing.append(f"{tc.key} ({tc.install_hint})" if tc.install_hint else tc.key)
+                        hint = tc.install_hint + ("; it must be executable by other users, since "
+                                                  "workers run as their own uid" if self.public else "")
+                        missing.append(f"{tc.key} ({hint})" if hint else tc.key)
                         break
                     paths[tc.key] = path
                 else:
@@ -135,6 +138,7 @@ class Runtime:
                 stderr=subprocess.STDOUT,
                 timeout=variant.build_timeout_s,
                 start_new_session=True,
+                umask=0o022,
             )
         except subprocess.TimeoutExpired as exc:
             raise BuildFailed(
@@ -160,23 +164,38 @@ def substitute(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(one, template)
 
 
-def _find_toolchain(tc: Toolchain) -> str | None:
+def _candidates(name: str) -> list[str]:
+    """Every executable called ``name`` on PATH, in PATH order (or ``name`` itself if absolute)."""
+    if os.path.isabs(name):
+        return [name] if os.access(name, os.X_OK) else []
+    found = []
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", name)
+        if os.path.isfile(path) and os.access(path, os.X_OK) and path not in found:
+            found.append(path)
+    return found
+
+
+def _find_toolchain(tc: Toolchain, public: bool) -> str | None:
+    """The first usable executable; with ``public``, one that other users may run too."""
     for name in tc.find:
-        path = shutil.which(name)
-        if path is None:
-            continue
-        path = os.path.realpath(path)
-        if tc.resolve:
-            try:
-                out = subprocess.run(
-                    [path, *tc.resolve], capture_output=True, timeout=30, check=True
-                ).stdout.decode().strip()
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.warning("toolchain_resolve_failed", toolchain=tc.key, path=path, error=str(exc))
+        for candidate in _candidates(name):
+            path = os.path.realpath(candidate)
+            if tc.resolve:
+                try:
+                    out = subprocess.run(
+                        [path, *tc.resolve], capture_output=True, timeout=30, check=True
+                    ).stdout.decode().strip()
+                except (OSError, subprocess.SubprocessError) as exc:
+                    log.warning("toolchain_resolve_failed", toolchain=tc.key, path=path, error=str(exc))
+                    continue
+                if out and os.path.isabs(out) and os.access(out, os.X_OK):
+                    path = out
+            if public and not executable_by_others(path):
+                # e.g. a pyenv interpreter under /root: workers running as their own uid cannot use it
+                log.info("toolchain_not_public", toolchain=tc.key, path=path)
                 continue
-            if out and os.path.isabs(out) and os.access(out, os.X_OK):
-                path = out
-        return path
+            return path
     return None
 
 
@@ -229,12 +248,14 @@ def load_runtime(directory: Path) -> Runtime:
 class RuntimeRegistry:
     """All runtimes found under a ``runtimes/`` directory, by name."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, public: bool = False) -> None:
         self.root = root or data_dir("runtimes")
         self._runtimes: dict[str, Runtime] = {}
         for sub in sorted(self.root.iterdir()):
             if (sub / "runtime.toml").is_file():
-                self._runtimes[sub.name] = load_runtime(sub)
+                runtime = load_runtime(sub)
+                runtime.public = public
+                self._runtimes[sub.name] = runtime
 
     def get(self, name: str) -> Runtime:
         try:

@@ -8,6 +8,7 @@ pool, take a worker, write one frame, wait for one frame, give the worker back.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,7 +39,8 @@ from .metrics import Histograms
 from .pool import Pool
 from .registry import CodeRef, FunctionRecord, Registry, code_from_directory
 from .report import Report, tail_log
-from .runtimes import RuntimeRegistry
+from . import sandbox
+from .runtimes import RuntimeRegistry, data_dir
 from .worker import WorkerSpec, init_frame
 
 log = structlog.get_logger("fnhost.supervisor")
@@ -68,8 +70,17 @@ class CodeSource:
 class Supervisor:
     def __init__(self, settings: Settings, runtimes: RuntimeRegistry | None = None) -> None:
         self.settings = settings
-        self.runtimes = runtimes or RuntimeRegistry()
+        self.public = sandbox.privilege_drop_enabled(settings.worker_user)
+        if runtimes is None:
+            root = data_dir("runtimes")
+            if self.public:  # shims must be readable by workers wherever fnhost is installed
+                root = sandbox.publish_runtimes(root, settings.state_dir)
+            runtimes = RuntimeRegistry(root, public=self.public)
+        self.runtimes = runtimes
         self.registry = Registry(settings.state_dir)
+        self.scratch_root = settings.state_dir / "work"
+        shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
+        self.scratch_root.mkdir(mode=0o711)
         self.backend: MemoryBackend = choose_backend(settings.memory_backend)
         self.pools: dict[str, Pool] = {}
         self.metrics_registry = CollectorRegistry()
@@ -161,7 +172,15 @@ class Supervisor:
         if code.directory and code.zip_file:
             raise InvalidParameter("give the code as a directory or as a zip, not both")
         if code.directory:
-            return await anyio.to_thread.run_sync(code_from_directory, code.directory)
+            ref = await anyio.to_thread.run_sync(code_from_directory, code.directory)
+            blocked = sandbox.readable_by_others(ref.location, directory=True) if self.public else None
+            if blocked is not None:
+                raise InvalidParameter(
+                    f"code directory {code.directory} is not readable by the function's worker, which runs "
+                    f"as its own unprivileged user: {blocked} lacks read/search permission for others "
+                    "(chmod o+rx), or deploy the code as a zip"
+                )
+            return ref
         if code.zip_file:
             return await anyio.to_thread.run_sync(self.registry.store_zip, code.zip_file)
         raise InvalidParameter("code is required: a directory path on the daemon's host, or zip bytes")
@@ -183,6 +202,7 @@ class Supervisor:
             try:
                 started = time.perf_counter()
                 runtime.build(code.location, staging, config.handler, scratch)
+                sandbox.make_readable(staging)
                 (staging / ".fnhost-built").write_text(f"{time.perf_counter() - started:.3f}\n")
                 try:
                     os.rename(staging, build_dir)
@@ -314,7 +334,13 @@ class Supervisor:
                 "environment": config.environment,
             }
         )
+        try:
+            identity = sandbox.identity_for(record.slot, self.settings.worker_user, self.settings.worker_uid_base)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from exc
         return WorkerSpec(
+            identity=identity,
+            scratch_root=self.scratch_root,
             function=config.name,
             argv=argv,
             env=env,

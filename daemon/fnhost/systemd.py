@@ -25,7 +25,8 @@ class Notifier:
         self._address = ("\0" + address[1:]) if address.startswith("@") else address
         self._sock: socket.socket | None = None
         if self._address:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a listener that stops reading must never stall the event loop.
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID", "")
         # WATCHDOG_PID guards against a variable inherited by some other process.

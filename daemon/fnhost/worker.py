@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import enum
 import fcntl
+import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import structlog
 
-from . import protocol
+from . import protocol, sandbox
 from .errors import (
     FunctionError,
     InitError,
@@ -33,9 +36,11 @@ from .errors import (
 )
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
+from .sandbox import Identity
 
 log = structlog.get_logger("fnhost.worker")
 
+_scratch_ids = itertools.count(1)
 PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
 STDERR_TAIL = 2048
 
@@ -75,6 +80,8 @@ class WorkerSpec:
     memory_limit_bytes: int
     init_timeout_s: float
     kill_grace_s: float
+    identity: Identity | None = None  # a root daemon's workers run as this uid/gid
+    scratch_root: Path | None = None  # where each worker gets its private TMPDIR/HOME
 
 
 @dataclass(slots=True)
@@ -128,6 +135,7 @@ class Worker:
         self._to_worker = self._from_worker = self._pidfd = -1
         self._logs: LogCapture | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._scratch: Path | None = None
 
     # --- state machine ------------------------------------------------------------------------
 
@@ -150,9 +158,18 @@ class Worker:
             _set_pipe_size(fd)
         env = dict(spec.env)
         env[protocol.CONTROL_FDS_ENV] = f"{child_in},{child_out}"
+        identity = spec.identity
+        if identity is not None:
+            # Shims reopen their pipes through /proc/self/fd to get close-on-exec, and the pipe's
+            # inode (mode 0600, owned by its creator) must let the worker's uid do that.
+            for fd in (child_in, child_out):
+                os.fchown(fd, identity.uid, identity.gid)
+        if spec.scratch_root is not None:
+            self._scratch = sandbox.prepare_scratch(spec.scratch_root, f"w{next(_scratch_ids)}", identity)
+            env["TMPDIR"] = env["HOME"] = str(self._scratch)
         try:
             self._proc = subprocess.Popen(
-                spec.argv,
+                sandbox.limited_argv(spec.argv, identity is not None),
                 cwd=spec.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -160,6 +177,10 @@ class Worker:
                 stderr=err_w,
                 pass_fds=(child_in, child_out),
                 start_new_session=True,  # its own process group: kills reach every descendant
+                user=identity.uid if identity else None,
+                group=identity.gid if identity else None,
+                extra_groups=[] if identity else None,
+                umask=0o077,
             )
         except OSError as exc:
             for fd in (child_in, child_out, out_r, out_w, err_r, err_w, self._to_worker, self._from_worker):
@@ -438,6 +459,8 @@ class Worker:
             self._logs.close()
         if self.memory is not None:
             self.memory.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
         self._set(State.DEAD)
         self._on_dead(self)
 

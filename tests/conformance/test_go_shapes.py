@@ -59,12 +59,12 @@ def test_results(client: Client, extras: str) -> None:
     assert 0 < ctx["remaining_ms"] <= 3000
 
 
-def test_prebuilt_executable(client: Client, tmp_path: Path) -> None:
+def test_prebuilt_executable(client: Client, public_dir: Path) -> None:
     """A binary built elsewhere (as for Lambda's go1.x) is taken as it is."""
-    src = tmp_path / "src"
+    src = public_dir / "src"
     shutil.copytree(FIXTURES / "go" / "echo", src)
     (src / "go.mod").write_text(f"module prebuilt\n\ngo 1.21\n\nrequire fnhost v0.0.0\n\nreplace fnhost => {ROOT / 'runtimes' / 'go'}\n")
-    code = tmp_path / "code"
+    code = public_dir / "code"
     code.mkdir()
     env = {**os.environ, "GOFLAGS": "-mod=mod", "GOPROXY": "off", "CGO_ENABLED": "0", "GOTOOLCHAIN": "local"}
     subprocess.run([GO, "build", "-o", str(code / "bootstrap"), "."], cwd=src, env=env, check=True, timeout=300)
@@ -73,7 +73,7 @@ def test_prebuilt_executable(client: Client, tmp_path: Path) -> None:
     assert payload(client.invoke(name, b'{"prebuilt": true}')) == {"prebuilt": True}
 
 
-def test_missing_executable_fails_the_deploy(client: Client, tmp_path: Path) -> None:
+def test_missing_executable_fails_the_deploy(client: Client, public_dir: Path) -> None:
     with pytest.raises(errors.BuildFailed) as info:
-        client.create_function(unique("go-missing"), runtime="go", handler="nosuch", code=str(tmp_path))
+        client.create_function(unique("go-missing"), runtime="go", handler="nosuch", code=str(public_dir))
     assert "nosuch" in info.value.message
