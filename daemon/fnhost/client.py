@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -139,7 +140,7 @@ class Connection:
 
         def read(path: str | None, var: str) -> bytes | None:
             path = path or env.get(var)
-            return open(path, "rb").read() if path else None
+            return Path(path).read_bytes() if path else None
 
         return cls(address=address or default_address(), token=token or env.get("FNHOST_TOKEN") or None,
                    tls_ca=read(tls_ca, "FNHOST_TLS_CA"), tls_cert=read(tls_cert, "FNHOST_TLS_CERT"),
