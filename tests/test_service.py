@@ -198,3 +198,28 @@ def test_shipped_unit_verifies(tmp_path: Path) -> None:
     assert "Type=notify" in unit.stdout and "KillMode=mixed" in unit.stdout
     verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+
+
+def test_cost_report(fresh_daemon: Daemon) -> None:
+    fresh_daemon.config = "[daemon]\nbilling_granularity_ms = 100\n"
+    fresh_daemon.start()
+    with fresh_daemon.client() as c:
+        c.create_function("costly", runtime="python", handler="app.sleep", code=str(PY), memory_mb=1024)
+        for _ in range(3):
+            c.invoke("costly", b'{"seconds": 0.15}')
+        usage = c.usage(0)
+    (f,) = usage.functions
+    assert f.requests == 3
+    # 150 ms rounds up to 200 ms at a 100 ms granularity: 3 × 0.2 s × 1 GB.
+    assert f.billed_duration_ms == 600 and f.gb_seconds == pytest.approx(0.6)
+    assert f.cost_usd == pytest.approx(3 / 1e6 * 0.20 + 0.6 * 0.0000166667)
+    assert usage.cost_usd == 0.0  # inside the free tier
+    out = subprocess.run([sys.executable, "-m", "fnhost", "--address", fresh_daemon.address, "cost", "--since", "1h"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("costly"))
+    assert line.split()[1:4] == ["3", "600", "ms"]
+    assert fresh_daemon.stop() == 0
+    fresh_daemon.start()  # usage is persisted across restarts
+    with fresh_daemon.client() as c:
+        assert c.usage(0).functions[0].requests == 3

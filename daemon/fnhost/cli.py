@@ -300,6 +300,46 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     _table(rows)
 
 
+def _since(text: str | None) -> int:
+    """``24h``, ``7d``, ``90m``, a date (``2026-11-01``) or nothing (the start of this month, UTC)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    if not text:
+        return int(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return int(now.timestamp()) - int(text[:-1]) * units[text[-1]]
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use 24h, 7d, 90m or a date like 2026-11-01",
+                                 param_hint="--since") from None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+
+
+@main.command()
+@click.option("--since", default=None, help="24h, 7d, 90m or a date (default: the start of this month, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Print the GetUsage response as JSON.")
+@click.pass_context
+def cost(ctx: click.Context, since: str | None, as_json: bool) -> None:
+    """Requests and GB-seconds per function, and what Lambda would charge for them."""
+    with _client(ctx) as client:
+        usage = _run(client.usage, _since(since))
+    if as_json:
+        _print_json(usage)
+        return
+    rows = [("FUNCTION", "REQUESTS", "BILLED DURATION", "GB-SECONDS", "COST (USD)")]
+    for f in usage.functions:
+        rows.append((f.function_name, str(f.requests), f"{f.billed_duration_ms} ms", f"{f.gb_seconds:.3f}",
+                     f"{f.cost_usd:.6f}"))
+    rows.append(("total", str(usage.requests), "", f"{usage.gb_seconds:.3f}", f"{usage.cost_usd_before_free_tier:.6f}"))
+    _table(rows)
+    click.echo(f"after the monthly free tier (1M requests, 400,000 GB-s): ${usage.cost_usd:.6f}; "
+               f"prices ${usage.price_per_million_requests:.2f} per 1M requests, "
+               f"${usage.price_per_gb_second:.10f} per GB-s; billed per {usage.billing_granularity_ms} ms")
+
+
 def _table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:

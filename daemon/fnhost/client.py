@@ -219,6 +219,9 @@ class Client:
     def stats(self) -> pb.Stats:
         return self._call("GetStats", pb.GetStatsRequest())
 
+    def usage(self, since_unix_s: int = 0) -> pb.Usage:
+        return self._call("GetUsage", pb.GetUsageRequest(since_unix_s=since_unix_s))
+
 
 class AsyncClient:
     """The same API on grpc.aio, for asyncio/anyio programs."""
@@ -280,3 +283,6 @@ class AsyncClient:
 
     async def stats(self) -> pb.Stats:
         return await self._call("GetStats", pb.GetStatsRequest())
+
+    async def usage(self, since_unix_s: int = 0) -> pb.Usage:
+        return await self._call("GetUsage", pb.GetUsageRequest(since_unix_s=since_unix_s))

@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import structlog
 
+from .billing import Meter
 from .config import FunctionConfig
 from .errors import FunctionError, InitError, ResourceNotFound, TooManyRequests
 from .limits import MemoryBackend
@@ -75,6 +76,7 @@ class Pool:
     waiters: deque[asyncio.Future[Worker | None]] = field(default_factory=deque)
     backoff: _InitBackoff = field(default_factory=_InitBackoff)
     closed: bool = False
+    meter: Meter = field(default_factory=Meter)  # usage for the cost report, flushed by billing
     duration_metric: Any = None  # prometheus histogram children, bound once per function
     init_metric: Any = None
 

@@ -13,6 +13,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from . import billing
 from .config import ConfigError, FunctionConfig, Settings
 from .errors import ApiError, InvalidParameter
 from .registry import FunctionRecord
@@ -168,6 +169,25 @@ class Servicer(pb_grpc.FnhostServicer):
             functions=[pb.FunctionStats(**f) for f in snapshot["functions"]],  # type: ignore[attr-defined]
             uptime_s=snapshot["uptime_s"],
             memory_backend=snapshot["memory_backend"],
+        )
+
+    @_api
+    async def GetUsage(self, request: pb.GetUsageRequest, context: Any) -> pb.Usage:
+        usage = self.sup.usage_since(request.since_unix_s)
+        requests = sum(u.requests for u in usage)
+        gbs = sum(u.gb_seconds for u in usage)
+        return pb.Usage(
+            functions=[pb.FunctionUsage(function_name=u.function_name, requests=u.requests,
+                                        billed_duration_ms=u.billed_duration_ms, gb_seconds=u.gb_seconds,
+                                        cost_usd=u.cost_usd) for u in usage],
+            requests=requests,
+            gb_seconds=gbs,
+            cost_usd=billing.cost_after_free_tier(requests, gbs),
+            cost_usd_before_free_tier=sum(u.cost_usd for u in usage),
+            since_unix_s=request.since_unix_s // 3600 * 3600,
+            billing_granularity_ms=self.sup.settings.billing_granularity_ms,
+            price_per_million_requests=billing.PRICE_PER_MILLION_REQUESTS,
+            price_per_gb_second=billing.PRICE_PER_GB_SECOND,
         )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import anyio
 import structlog
 
+from .billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
 from .config import SYNC_PAYLOAD_MAX, FunctionConfig, Settings, validate_config
 from .errors import (
     ApiError,
@@ -78,6 +79,7 @@ class Supervisor:
             runtimes = RuntimeRegistry(root, public=self.public)
         self.runtimes = runtimes
         self.registry = Registry(settings.state_dir)
+        self.usage = UsageStore(settings.state_dir / "functions.sqlite3")
         self.scratch_root = settings.state_dir / "work"
         shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
         self.scratch_root.mkdir(mode=0o711)
@@ -105,6 +107,7 @@ class Supervisor:
                     except ApiError as exc:
                         log.error("function_not_loaded", function=record.config.name, error=exc.message)
                 tg.start_soon(self._reaper)
+                tg.start_soon(self._flush_usage)
                 if not self.backend.kernel_enforced:
                     tg.start_soon(self._memory_sampler)
                 task_status.started()
@@ -122,12 +125,22 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             for pool in self.pools.values():
                 tg.start_soon(pool.stop_all)
+        self.flush_usage()
         self.backend.close()
+        self.usage.close()
         self.registry.close()
 
     def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
         if self._tg is not None:
             self._tg.start_soon(fn)
+
+    async def _flush_usage(self) -> None:
+        while True:
+            await anyio.sleep(FLUSH_INTERVAL_S)
+            self.flush_usage()
+
+    def flush_usage(self) -> None:
+        self.usage.flush({name: pool.meter for name, pool in self.pools.items()})
 
     async def _reaper(self) -> None:
         while True:
@@ -375,6 +388,10 @@ class Supervisor:
             "memory_backend": self.backend.name,
         }
 
+    def usage_since(self, since_unix_s: int) -> list[FunctionUsage]:
+        self.flush_usage()
+        return self.usage.since(since_unix_s)
+
     def metrics_snapshot(self) -> list[dict[str, object]]:
         """What Prometheus scrapes, taken on the event loop (see metrics.PoolCollector)."""
         out = []
@@ -429,6 +446,7 @@ class Supervisor:
             counters.errors += 1
             report = Report.failed(request_id, config.memory_mb, started,
                                    self.settings.billing_granularity_ms)
+            pool.meter.add(report.billed_duration_ms, config.memory_mb)
             return self._error_result(request_id, exc, report, b"", tail, name)
         if cold:
             counters.cold_starts += 1
@@ -448,6 +466,7 @@ class Supervisor:
                                    self.settings.billing_granularity_ms,
                                    init_ms=worker.init_duration_ms if cold else None,
                                    peak=worker.memory.peak_bytes() if worker.memory else 0)
+            pool.meter.add(report.billed_duration_ms, config.memory_mb)
             return self._error_result(request_id, exc, report, worker.invocation_log(), tail, name)
         finally:
             pool.release(worker)
@@ -473,7 +492,9 @@ class Supervisor:
                 f"({SYNC_PAYLOAD_MAX} bytes)."
             )
             counters.errors += 1
+            pool.meter.add(report.billed_duration_ms, config.memory_mb)
             return self._error_result(request_id, exc, report, outcome.log, tail, name)
+        pool.meter.add(report.billed_duration_ms, config.memory_mb)
         log.info("REPORT", function=name, request_id=request_id, report=report.line())
         return InvokeResult(
             200, body, function_error, request_id, report,

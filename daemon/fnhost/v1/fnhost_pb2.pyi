@@ -249,3 +249,45 @@ class Stats(_message.Message):
     uptime_s: int
     memory_backend: str
     def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ...) -> None: ...
+
+class GetUsageRequest(_message.Message):
+    __slots__ = ("since_unix_s",)
+    SINCE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    since_unix_s: int
+    def __init__(self, since_unix_s: _Optional[int] = ...) -> None: ...
+
+class FunctionUsage(_message.Message):
+    __slots__ = ("function_name", "requests", "billed_duration_ms", "gb_seconds", "cost_usd")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    BILLED_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    GB_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    requests: int
+    billed_duration_ms: int
+    gb_seconds: float
+    cost_usd: float
+    def __init__(self, function_name: _Optional[str] = ..., requests: _Optional[int] = ..., billed_duration_ms: _Optional[int] = ..., gb_seconds: _Optional[float] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class Usage(_message.Message):
+    __slots__ = ("functions", "requests", "gb_seconds", "cost_usd", "cost_usd_before_free_tier", "since_unix_s", "billing_granularity_ms", "price_per_million_requests", "price_per_gb_second")
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    GB_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_BEFORE_FREE_TIER_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    BILLING_GRANULARITY_MS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_MILLION_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    PRICE_PER_GB_SECOND_FIELD_NUMBER: _ClassVar[int]
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionUsage]
+    requests: int
+    gb_seconds: float
+    cost_usd: float
+    cost_usd_before_free_tier: float
+    since_unix_s: int
+    billing_granularity_ms: int
+    price_per_million_requests: float
+    price_per_gb_second: float
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionUsage, _Mapping]]] = ..., requests: _Optional[int] = ..., gb_seconds: _Optional[float] = ..., cost_usd: _Optional[float] = ..., cost_usd_before_free_tier: _Optional[float] = ..., since_unix_s: _Optional[int] = ..., billing_granularity_ms: _Optional[int] = ..., price_per_million_requests: _Optional[float] = ..., price_per_gb_second: _Optional[float] = ...) -> None: ...

@@ -74,6 +74,11 @@ class FnhostStub:
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.Stats.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/fnhost.v1.Fnhost/GetUsage',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.Usage.FromString,
+                _registered_method=True)
 
 
 class FnhostServicer:
@@ -127,6 +132,13 @@ class FnhostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """Requests and GB-seconds per function since a time, priced as Lambda would bill them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FnhostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -169,6 +181,11 @@ def add_FnhostServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetStatsRequest.FromString,
                     response_serializer=fnhost_dot_v1_dot_fnhost__pb2.Stats.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetUsageRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.Usage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -387,6 +404,33 @@ class Fnhost:
             '/fnhost.v1.Fnhost/GetStats',
             fnhost_dot_v1_dot_fnhost__pb2.GetStatsRequest.SerializeToString,
             fnhost_dot_v1_dot_fnhost__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/GetUsage',
+            fnhost_dot_v1_dot_fnhost__pb2.GetUsageRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.Usage.FromString,
             options,
             channel_credentials,
             insecure,
