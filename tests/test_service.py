@@ -223,3 +223,18 @@ def test_cost_report(fresh_daemon: Daemon) -> None:
     fresh_daemon.start()  # usage is persisted across restarts
     with fresh_daemon.client() as c:
         assert c.usage(0).functions[0].requests == 3
+
+
+def test_journald_priorities(fresh_daemon: Daemon) -> None:
+    fresh_daemon.state_dir.mkdir(parents=True)
+    fresh_daemon.log_path.touch()
+    st = fresh_daemon.log_path.stat()
+    fresh_daemon.env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
+    fresh_daemon.start()
+    with fresh_daemon.client() as c:
+        with pytest.raises(errors.InvalidParameter):
+            c.create_function("bad", runtime="python", handler="app.echo", code="/nonexistent")
+    assert fresh_daemon.stop() == 0
+    lines = [l for l in fresh_daemon.log().splitlines() if l.startswith("<")]
+    assert any(l.startswith('<6>{') and '"serving"' in l for l in lines)
+    assert all(l[:3] in ("<7>", "<6>", "<4>", "<3>", "<2>") for l in lines)
