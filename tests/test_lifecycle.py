@@ -152,3 +152,15 @@ def test_invalid_config_is_refused_naming_the_key(fresh_daemon: Daemon, config: 
     fresh_daemon.start(wait=False)
     assert fresh_daemon.proc is not None and fresh_daemon.proc.wait(30) == 2
     assert fragment in fresh_daemon.log()
+
+
+def test_max_functions(fresh_daemon: Daemon) -> None:
+    fresh_daemon.config = "[daemon]\nmax_functions = 2\n"
+    fresh_daemon.start()
+    with fresh_daemon.client() as c:
+        for name in ("one", "two"):
+            c.create_function(name, runtime="python", handler="app.echo", code=str(FIXTURES / "python"))
+        with pytest.raises(errors.LimitExceeded, match="max_functions"):
+            c.create_function("three", runtime="python", handler="app.echo", code=str(FIXTURES / "python"))
+        c.delete_function("one")
+        c.create_function("three", runtime="python", handler="app.echo", code=str(FIXTURES / "python"))

@@ -149,6 +149,7 @@ class Settings:
     token_file: str = ""  # require "authorization: Bearer <token>" with the token in this file
     worker_user: str = ""  # as root: run workers as this user (default: a uid per function)
     worker_uid_base: int = 61000  # as root, without worker_user: function N runs as uid base+N
+    max_functions: int = 5000  # a bound on what the network can make the daemon hold
 
     @property
     def socket_path(self) -> Path:
@@ -179,6 +180,7 @@ _SETTING_TYPES: dict[str, type] = {
     "token_file": str,
     "worker_user": str,
     "worker_uid_base": int,
+    "max_functions": int,
 }
 
 _FUNCTION_KEYS = {

@@ -84,6 +84,13 @@ class BuildFailed(ApiError):
     status = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class LimitExceeded(ApiError):
+    """The daemon already holds max_functions functions."""
+
+    code = "LimitExceededException"
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class TooManyRequests(ApiError):
     """The function is at its concurrency limit and no worker freed up within the queue wait."""
 

@@ -25,8 +25,10 @@ from .errors import (
     ApiError,
     FunctionError,
     InvalidParameter,
+    LimitExceeded,
     NotImplementedYet,
     RequestTooLarge,
+    ResourceConflict,
     ResourceNotFound,
     ResponseTooLarge,
     OutOfMemory,
@@ -235,9 +237,12 @@ class Supervisor:
         async with self._lock(config.name):
             self.check(config)
             if self.registry.exists(config.name):
-                from .errors import ResourceConflict
-
                 raise ResourceConflict(f"Function already exist: {config.name}")
+            if len(self.pools) >= self.settings.max_functions:
+                raise LimitExceeded(
+                    f"this daemon holds {len(self.pools)} functions, its max_functions; delete some "
+                    "or raise max_functions in the daemon config"
+                )
             ref = await self._resolve_code(code)
             build_dir = await self._build(config, ref)
             record = self.registry.put(config, ref, build_dir, create=True)
