@@ -228,10 +228,18 @@ def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | No
 @click.option("--invocation-type", type=click.Choice(["RequestResponse", "Event", "DryRun"]),
               default="RequestResponse")
 @click.option("--report", is_flag=True, help="Print the REPORT line on stderr.")
+@click.option("--stream", is_flag=True,
+              help="Read one JSON payload per line on stdin, invoke each over one InvokeStream "
+                   "(concurrently), and print one result per line, in input order.")
 @click.pass_context
 def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any, log_type: str,
-           invocation_type: str, report: bool) -> None:
+           invocation_type: str, report: bool, stream: bool) -> None:
     """Invoke NAME with PAYLOAD (JSON) and print the result on stdout."""
+    if stream:
+        if payload is not None or payload_file is not None:
+            raise click.UsageError("--stream reads its payloads from stdin, one per line")
+        _invoke_stream(ctx, name, log_type, report)
+        return
     if payload is not None and payload_file is not None:
         raise click.UsageError("give PAYLOAD or --payload-file, not both")
     data = payload_file.read() if payload_file is not None else (payload or "").encode()
@@ -248,6 +256,39 @@ def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any
     out.flush()
     if result.function_error:
         sys.exit(EXIT_FUNCTION_ERROR)
+
+
+def _invoke_stream(ctx: click.Context, name: str, log_type: str, report: bool) -> None:
+    """Results leave in input order: one waiting for a slower earlier one is held back."""
+    lines = (line.rstrip(b"\n") for line in sys.stdin.buffer if line.strip())
+    out = sys.stdout.buffer
+    held: dict[int, Any] = {}
+    next_index = 0
+    worst = 0
+    with _client(ctx) as client:
+        try:
+            for index, outcome in client.invoke_stream(((name, line) for line in lines), log_type=log_type):
+                held[index] = outcome
+                while next_index in held:
+                    item = held.pop(next_index)
+                    next_index += 1
+                    if isinstance(item, errors.FnhostError):
+                        worst = EXIT_PLATFORM_ERROR
+                        click.echo(f"fnhost: line {next_index}: {item.code}: {item.message}", err=True)
+                        out.write(json.dumps({"errorType": item.code, "errorMessage": item.message}).encode())
+                    else:
+                        if item.function_error:
+                            worst = max(worst, EXIT_FUNCTION_ERROR)
+                        if item.log_result:
+                            click.echo(item.log_result, err=True, nl=False)
+                        if report and item.report is not None:
+                            click.echo(item.report.line(), err=True)
+                        out.write(item.payload.rstrip(b"\n"))
+                    out.write(b"\n")
+                    out.flush()
+        except errors.FnhostError as exc:
+            _fail(f"{exc.code}: {exc.message}")
+    sys.exit(worst)
 
 
 @main.command("list")

@@ -13,6 +13,7 @@ back with ``function_error == "Unhandled"`` and Lambda's error JSON as the paylo
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,98 @@ def _invoke_request(name: str, payload: bytes, invocation_type: str, log_type: s
         invocation_type=itype,
         log_type=pb.TAIL if log_type.lower() == "tail" else pb.NONE,
     )
+
+
+def _stream_error(e: pb.InvokeError) -> errors.FnhostError:
+    cls = _BY_CODE.get(e.error_type, errors.ApiError)
+    err = cls(e.message)
+    if cls is errors.ApiError:
+        err.status = next((s for s in grpc.StatusCode if s.value[0] == e.code), grpc.StatusCode.UNKNOWN)
+    return err
+
+
+def _stream_outcome(r: pb.StreamResult) -> InvokeResult | errors.FnhostError:
+    return _result(r.response) if r.WhichOneof("outcome") == "response" else _stream_error(r.error)
+
+
+class InvokeStream:
+    """An open InvokeStream: ``await stream.invoke(name, payload)`` from any number of tasks.
+
+    Invocations queued while a message is on its way leave together in the next one, and results
+    arrive as they complete, so many concurrent callers share one stream cheaply.
+    """
+
+    def __init__(self, stub: pb_grpc.FnhostStub, metadata: Any, address: str) -> None:
+        import asyncio
+        import itertools
+
+        self._address = address
+        self._queue: asyncio.Queue[pb.StreamInvocation | None] = asyncio.Queue()
+        self._pending: dict[int, asyncio.Future[InvokeResult]] = {}
+        self._ids = itertools.count(1)
+        self._call = stub.InvokeStream(self._requests(), metadata=metadata)
+        self._receiver = asyncio.get_running_loop().create_task(self._receive())
+
+    async def _requests(self):  # type: ignore[no-untyped-def]
+        queue = self._queue
+        while True:
+            first = await queue.get()
+            if first is None:
+                return
+            batch = [first]
+            closing = False
+            while not queue.empty():
+                item = queue.get_nowait()
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
+            yield pb.InvokeStreamRequest(invocations=batch)
+            if closing:
+                return
+
+    async def _receive(self) -> None:
+        failure: errors.FnhostError | None = None
+        try:
+            async for message in self._call:
+                for r in message.results:
+                    future = self._pending.pop(r.id, None)
+                    if future is None or future.done():
+                        continue
+                    outcome = _stream_outcome(r)
+                    if isinstance(outcome, errors.FnhostError):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        except grpc.RpcError as exc:
+            failure = _translate(exc, self._address)
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(failure or errors.ShuttingDown("the stream closed before this result"))
+            self._pending.clear()
+
+    async def invoke(self, name: str, payload: bytes = b"", *, log_type: str = "None") -> InvokeResult:
+        import asyncio
+
+        if self._receiver.done():
+            raise errors.ShuttingDown("the stream is closed")
+        ident = next(self._ids)
+        future: asyncio.Future[InvokeResult] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = future
+        self._queue.put_nowait(pb.StreamInvocation(
+            id=ident, request=_invoke_request(name, payload, "RequestResponse", log_type)))
+        return await future
+
+    async def aclose(self) -> None:
+        self._queue.put_nowait(None)
+        await self._receiver
+
+    async def __aenter__(self) -> InvokeStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def code_message(code: str | bytes) -> pb.Code:
@@ -222,6 +315,25 @@ class Client:
     def usage(self, since_unix_s: int = 0) -> pb.Usage:
         return self._call("GetUsage", pb.GetUsageRequest(since_unix_s=since_unix_s))
 
+    def invoke_stream(self, invocations: Iterable[tuple[str, bytes]], *,
+                      log_type: str = "None") -> Iterator[tuple[int, InvokeResult | errors.FnhostError]]:
+        """Invoke each ``(name, payload)`` over one InvokeStream; yield ``(index, outcome)`` as each completes.
+
+        A refused invocation yields its error (it does not end the stream); the payloads are sent
+        as the iterable produces them, so a slow producer (stdin) streams.
+        """
+        def requests() -> Iterator[pb.InvokeStreamRequest]:
+            for index, (name, payload) in enumerate(invocations):
+                yield pb.InvokeStreamRequest(invocations=[pb.StreamInvocation(
+                    id=index, request=_invoke_request(name, payload, "RequestResponse", log_type))])
+
+        try:
+            for message in self._stub.InvokeStream(requests(), metadata=self._metadata):
+                for r in message.results:
+                    yield r.id, _stream_outcome(r)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
+
 
 class AsyncClient:
     """The same API on grpc.aio, for asyncio/anyio programs."""
@@ -286,3 +398,7 @@ class AsyncClient:
 
     async def usage(self, since_unix_s: int = 0) -> pb.Usage:
         return await self._call("GetUsage", pb.GetUsageRequest(since_unix_s=since_unix_s))
+
+    def stream(self) -> InvokeStream:
+        """Open an InvokeStream: ``async with client.stream() as s: await s.invoke(name, payload)``."""
+        return InvokeStream(self._stub, self._metadata, self.address)

@@ -150,6 +150,7 @@ class Settings:
     worker_user: str = ""  # as root: run workers as this user (default: a uid per function)
     worker_uid_base: int = 61000  # as root, without worker_user: function N runs as uid base+N
     max_functions: int = 5000  # a bound on what the network can make the daemon hold
+    max_stream_in_flight: int = 256  # InvokeStream: invocations running per stream before reading pauses
 
     @property
     def socket_path(self) -> Path:
@@ -181,6 +182,7 @@ _SETTING_TYPES: dict[str, type] = {
     "worker_user": str,
     "worker_uid_base": int,
     "max_functions": int,
+    "max_stream_in_flight": int,
 }
 
 _FUNCTION_KEYS = {

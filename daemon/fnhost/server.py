@@ -17,7 +17,8 @@ from . import billing
 from .config import ConfigError, FunctionConfig, Settings
 from .errors import ApiError, InvalidParameter
 from .registry import FunctionRecord
-from .supervisor import CodeSource, Supervisor
+from .streaming import invoke_stream
+from .supervisor import CodeSource, InvokeResult, Supervisor
 from .v1 import fnhost_pb2 as pb
 from .v1 import fnhost_pb2_grpc as pb_grpc
 
@@ -75,6 +76,27 @@ def _config_message(record: FunctionRecord) -> pb.FunctionConfiguration:
         last_modified=record.last_modified,
         version="$LATEST",
     )
+
+
+def _response(result: InvokeResult) -> pb.InvokeResponse:
+    response = pb.InvokeResponse(
+        status_code=result.status_code,
+        payload=result.payload,
+        function_error=result.function_error,
+        log_result=result.log_result,
+        request_id=result.request_id,
+        executed_version="$LATEST",
+    )
+    r = result.report
+    if r is not None:
+        report = response.report
+        report.duration_ms = r.duration_ms
+        report.billed_duration_ms = r.billed_duration_ms
+        report.memory_size_mb = r.memory_size_mb
+        report.max_memory_used_mb = r.max_memory_used_mb
+        if r.init_duration_ms is not None:
+            report.init_duration_ms = r.init_duration_ms
+    return response
 
 
 def _code(code: pb.Code) -> CodeSource:
@@ -143,24 +165,12 @@ class Servicer(pb_grpc.FnhostServicer):
             event=request.invocation_type == pb.EVENT,
             tail=request.log_type == pb.TAIL,
         )
-        response = pb.InvokeResponse(
-            status_code=result.status_code,
-            payload=result.payload,
-            function_error=result.function_error,
-            log_result=result.log_result,
-            request_id=result.request_id,
-            executed_version="$LATEST",
-        )
-        r = result.report
-        if r is not None:
-            report = response.report
-            report.duration_ms = r.duration_ms
-            report.billed_duration_ms = r.billed_duration_ms
-            report.memory_size_mb = r.memory_size_mb
-            report.max_memory_used_mb = r.max_memory_used_mb
-            if r.init_duration_ms is not None:
-                report.init_duration_ms = r.init_duration_ms
-        return response
+        return _response(result)
+
+    async def InvokeStream(self, requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for message in invoke_stream(self.sup, requests, _response,
+                                           self.sup.settings.max_stream_in_flight):
+            yield message
 
     @_api
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.Stats:

@@ -274,6 +274,13 @@ class Worker:
         except FunctionError:
             self._check_memory_kill()
             raise
+        except BaseException:
+            # The caller went away mid-invocation (client cancelled, stream closed): the worker
+            # would later send this invocation's reply to the next caller. It cannot be reused.
+            if self.state is State.BUSY:
+                self._set(State.STOPPING)
+                self._signal_group(signal.SIGKILL)
+            raise
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
         if scope.cancelled_caught:

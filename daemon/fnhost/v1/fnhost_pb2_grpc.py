@@ -69,6 +69,11 @@ class FnhostStub:
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeRequest.SerializeToString,
                 response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeResponse.FromString,
                 _registered_method=True)
+        self.InvokeStream = channel.stream_stream(
+                '/fnhost.v1.Fnhost/InvokeStream',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeStreamRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeStreamResponse.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/fnhost.v1.Fnhost/GetStats',
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetStatsRequest.SerializeToString,
@@ -126,6 +131,17 @@ class FnhostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InvokeStream(self, request_iterator, context):
+        """Many invocations on one stream: each message carries a batch, each invocation its own id;
+        results come back as they complete, in any order, batched the same way. Same semantics,
+        limits and errors as Invoke. The daemon stops reading the stream while max_stream_in_flight
+        invocations of it are running, so a slow function pushes back on the client (HTTP/2 flow
+        control) instead of making the daemon buffer without bound.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStats(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -176,6 +192,11 @@ def add_FnhostServicer_to_server(servicer, server):
                     servicer.Invoke,
                     request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeRequest.FromString,
                     response_serializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeResponse.SerializeToString,
+            ),
+            'InvokeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.InvokeStream,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeStreamRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeStreamResponse.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
@@ -377,6 +398,33 @@ class Fnhost:
             '/fnhost.v1.Fnhost/Invoke',
             fnhost_dot_v1_dot_fnhost__pb2.InvokeRequest.SerializeToString,
             fnhost_dot_v1_dot_fnhost__pb2.InvokeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InvokeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fnhost.v1.Fnhost/InvokeStream',
+            fnhost_dot_v1_dot_fnhost__pb2.InvokeStreamRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.InvokeStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

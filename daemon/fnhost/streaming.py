@@ -1,0 +1,94 @@
+"""InvokeStream: many invocations on one bidirectional stream, answered as each completes.
+
+Per stream, one task reads the client's messages and starts one task per invocation; a
+semaphore of ``max_stream_in_flight`` slots stops the reading while that many are running, so
+HTTP/2 flow control pushes back on a client that sends faster than its functions finish. Results
+are gathered in a queue and leave in batches: whatever has completed by the time the previous
+message went out travels in the next one, which is what makes the stream cheaper per
+invocation than unary calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+
+import structlog
+
+from .errors import ApiError
+from .supervisor import InvokeResult, Supervisor
+from .v1 import fnhost_pb2 as pb
+
+log = structlog.get_logger("fnhost.streaming")
+
+_END = object()
+
+
+async def invoke_stream(
+    sup: Supervisor,
+    requests: AsyncIterable[pb.InvokeStreamRequest],
+    to_response: Callable[[InvokeResult], pb.InvokeResponse],
+    max_in_flight: int,
+) -> AsyncIterator[pb.InvokeStreamResponse]:
+    results: asyncio.Queue[object] = asyncio.Queue()
+    slots = asyncio.Semaphore(max_in_flight)
+    running: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+
+    async def one(item: pb.StreamInvocation) -> None:
+        req = item.request
+        try:
+            result = await sup.invoke(
+                req.function_name,
+                req.payload,
+                dry_run=req.invocation_type == pb.DRY_RUN,
+                event=req.invocation_type == pb.EVENT,
+                tail=req.log_type == pb.TAIL,
+            )
+            results.put_nowait(pb.StreamResult(id=item.id, response=to_response(result)))
+        except ApiError as exc:
+            results.put_nowait(pb.StreamResult(id=item.id, error=pb.InvokeError(
+                code=exc.status.value[0], error_type=exc.code, message=exc.message)))
+        except Exception as exc:  # a bug of ours: this invocation fails, the stream goes on
+            log.exception("internal_error", where="InvokeStream")
+            results.put_nowait(pb.StreamResult(id=item.id, error=pb.InvokeError(
+                code=13, error_type="ServiceException", message=f"internal error ({type(exc).__name__})")))
+        finally:
+            slots.release()
+
+    async def read() -> None:
+        try:
+            async for message in requests:
+                for item in message.invocations:
+                    await slots.acquire()
+                    task = loop.create_task(one(item))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            while running:  # the client has sent everything; finish what runs
+                await asyncio.gather(*list(running), return_exceptions=True)
+        finally:
+            results.put_nowait(_END)
+
+    reader = loop.create_task(read())
+    try:
+        while True:
+            first = await results.get()
+            if first is _END:
+                break
+            batch = [first]
+            done = False
+            while not results.empty():
+                more = results.get_nowait()
+                if more is _END:
+                    done = True
+                    break
+                batch.append(more)
+            yield pb.InvokeStreamResponse(results=batch)  # type: ignore[arg-type]
+            if done:
+                break
+    finally:
+        # The client went away (or we are done): nothing of this stream may keep running.
+        reader.cancel()
+        for task in list(running):
+            task.cancel()
+        await asyncio.gather(reader, *running, return_exceptions=True)
