@@ -216,6 +216,14 @@ def _remove_tree(root: Path) -> None:
         pass
 
 
+def _remove_stale(parent: Path) -> None:
+    """Groups left by daemons that were killed (SIGKILL skips their clean-up)."""
+    for stale in parent.glob("fnhost-*"):
+        pid = stale.name.removeprefix("fnhost-")
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            _remove_tree(stale)
+
+
 def _own_cgroup(controller: str | None) -> str | None:
     """This process's cgroup path for a v1 controller, or the v2 path when controller is None."""
     try:
@@ -243,7 +251,9 @@ def _try_v1() -> CgroupV1Backend | None:
     for mountpoint, fstype, options in _mounts():
         if fstype == "cgroup" and "memory" in options.split(","):
             own = _own_cgroup("memory") or "/"
-            root = Path(mountpoint) / own.lstrip("/") / f"fnhost-{os.getpid()}"
+            parent = Path(mountpoint) / own.lstrip("/")
+            _remove_stale(parent)
+            root = parent / f"fnhost-{os.getpid()}"
             try:
                 root.mkdir(exist_ok=True)
                 # Children inherit hierarchical accounting; needed for limits to hold on trees.

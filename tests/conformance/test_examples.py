@@ -1,0 +1,23 @@
+"""Every runtime ships a hello example, and `fnhost serve --examples` can run it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from fnhost.client import Client
+from tests.conformance.conftest import REGISTRY
+from tests.conftest import public_dir, unique  # noqa: F401 - public_dir is a fixture
+
+
+def test_example(client: Client, runtime: str, public_dir) -> None:  # type: ignore[no-untyped-def]
+    rt = REGISTRY.get(runtime)
+    assert rt.example_handler, f"runtimes/{runtime}/runtime.toml has no [example]"
+    code = public_dir / "example"
+    shutil.copytree(rt.directory / "example", code)
+    name = unique(f"hello-{runtime}")
+    client.create_function(name, runtime=runtime, handler=rt.example_handler, code=str(code))
+    result = client.invoke(name, b'{"name": "Ada"}')
+    assert result.function_error == "", result.payload
+    body = json.loads(result.payload)
+    assert "Ada" in json.dumps(body)
