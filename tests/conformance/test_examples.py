@@ -21,3 +21,11 @@ def test_example(client: Client, runtime: str, public_dir) -> None:  # type: ign
     assert result.function_error == "", result.payload
     body = json.loads(result.payload)
     assert "Ada" in json.dumps(body)
+
+
+def test_required_runtimes_are_all_here() -> None:
+    """A runtime CI requires cannot pass by being absent from the tree."""
+    from tests.conformance.conftest import RUNTIMES, required_runtimes
+
+    missing = required_runtimes() - set(RUNTIMES)
+    assert not missing, f"FNHOST_REQUIRE_RUNTIMES names runtimes without runtime.toml or fixtures: {missing}"
