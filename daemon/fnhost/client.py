@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from . import errors
+from .batching import batches
 from .config import default_state_dir
 from .report import Report
 from .v1 import fnhost_pb2 as pb
@@ -144,22 +145,8 @@ class InvokeStream:
         self._receiver = asyncio.get_running_loop().create_task(self._receive())
 
     async def _requests(self):  # type: ignore[no-untyped-def]
-        queue = self._queue
-        while True:
-            first = await queue.get()
-            if first is None:
-                return
-            batch = [first]
-            closing = False
-            while not queue.empty():
-                item = queue.get_nowait()
-                if item is None:
-                    closing = True
-                    break
-                batch.append(item)
+        async for batch in batches(self._queue):
             yield pb.InvokeStreamRequest(invocations=batch)
-            if closing:
-                return
 
     async def _receive(self) -> None:
         failure: errors.FnhostError | None = None

@@ -15,13 +15,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 import structlog
 
+from .batching import END, batches
 from .errors import ApiError
 from .supervisor import InvokeResult, Supervisor
 from .v1 import fnhost_pb2 as pb
 
 log = structlog.get_logger("fnhost.streaming")
-
-_END = object()
 
 
 async def invoke_stream(
@@ -30,7 +29,7 @@ async def invoke_stream(
     to_response: Callable[[InvokeResult], pb.InvokeResponse],
     max_in_flight: int,
 ) -> AsyncIterator[pb.InvokeStreamResponse]:
-    results: asyncio.Queue[object] = asyncio.Queue()
+    results: asyncio.Queue[pb.StreamResult | None] = asyncio.Queue()
     slots = asyncio.Semaphore(max_in_flight)
     running: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
@@ -67,25 +66,12 @@ async def invoke_stream(
             while running:  # the client has sent everything; finish what runs
                 await asyncio.gather(*list(running), return_exceptions=True)
         finally:
-            results.put_nowait(_END)
+            results.put_nowait(END)
 
     reader = loop.create_task(read())
     try:
-        while True:
-            first = await results.get()
-            if first is _END:
-                break
-            batch = [first]
-            done = False
-            while not results.empty():
-                more = results.get_nowait()
-                if more is _END:
-                    done = True
-                    break
-                batch.append(more)
-            yield pb.InvokeStreamResponse(results=batch)  # type: ignore[arg-type]
-            if done:
-                break
+        async for batch in batches(results):
+            yield pb.InvokeStreamResponse(results=batch)
     finally:
         # The client went away (or we are done): nothing of this stream may keep running.
         reader.cancel()
