@@ -25,7 +25,8 @@ from .runtimes import RuntimeRegistry
 from .sandbox import privilege_drop_enabled, readable_by_others
 from .metrics import serve_metrics
 from .server import start_server
-from .supervisor import CodeSource, Supervisor
+from .deploy import CodeSource
+from .supervisor import Supervisor
 from .systemd import Notifier
 
 log = structlog.get_logger("fnhost.daemon")

@@ -19,7 +19,7 @@ import structlog
 
 from .billing import Meter
 from .config import FunctionConfig
-from .errors import FunctionError, InitError, ResourceNotFound, TooManyRequests
+from .errors import FunctionError, ResourceNotFound, TooManyRequests
 from .limits import MemoryBackend
 from .worker import State, Worker, WorkerSpec
 

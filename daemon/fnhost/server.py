@@ -18,7 +18,8 @@ from .config import ConfigError, FunctionConfig, Settings
 from .errors import ApiError, InvalidParameter
 from .registry import FunctionRecord
 from .streaming import invoke_stream
-from .supervisor import CodeSource, InvokeResult, Supervisor
+from .deploy import CodeSource
+from .supervisor import InvokeResult, Supervisor
 from .v1 import fnhost_pb2 as pb
 from .v1 import fnhost_pb2_grpc as pb_grpc
 

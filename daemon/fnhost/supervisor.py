@@ -7,24 +7,20 @@ pool, take a worker, write one frame, wait for one frame, give the worker back.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 import structlog
 
 from .billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
-from .config import SYNC_PAYLOAD_MAX, FunctionConfig, Settings, validate_config
+from .config import SYNC_PAYLOAD_MAX, FunctionConfig, Settings
 from .errors import (
     ApiError,
     FunctionError,
-    InvalidParameter,
     LimitExceeded,
     NotImplementedYet,
     RequestTooLarge,
@@ -40,16 +36,15 @@ from prometheus_client import CollectorRegistry
 from .limits import MemoryBackend, choose_backend
 from .metrics import Histograms
 from .pool import Pool
-from .registry import CodeRef, FunctionRecord, Registry, code_from_directory
+from .registry import FunctionRecord, Registry
 from .report import Report, tail_log
 from . import sandbox
+from .deploy import CodeSource, Deployer
 from .runtimes import RuntimeRegistry, data_dir
-from .worker import WorkerSpec, init_frame
 
 log = structlog.get_logger("fnhost.supervisor")
 
 REAP_INTERVAL_S = 1.0
-VERSION = "$LATEST"
 
 
 @dataclass(slots=True)
@@ -60,14 +55,6 @@ class InvokeResult:
     request_id: str
     report: Report | None
     log_result: str = ""
-
-
-@dataclass(slots=True)
-class CodeSource:
-    """Code as a request gives it: a host directory or zip bytes (exactly one)."""
-
-    directory: str | None = None
-    zip_file: bytes | None = None
 
 
 class Supervisor:
@@ -85,6 +72,7 @@ class Supervisor:
         self.scratch_root = settings.state_dir / "work"
         shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
         self.scratch_root.mkdir(mode=0o711)
+        self.deployer = Deployer(settings, runtimes, self.registry, self.scratch_root, self.public)
         self.backend: MemoryBackend = choose_backend(settings.memory_backend)
         self.pools: dict[str, Pool] = {}
         self.metrics_registry = CollectorRegistry()
@@ -168,74 +156,20 @@ class Supervisor:
     def _lock(self, name: str) -> anyio.Lock:
         return self._deploy_locks.setdefault(name, anyio.Lock())
 
+    def check(self, config: FunctionConfig, *, cap: int | None = None) -> FunctionConfig:
+        return self.deployer.check(config, cap=cap)
+
     def apply_settings(self, settings: Settings) -> None:
         """A reloaded config's daemon settings; those needing a restart were kept by the caller."""
         self.settings = settings
+        self.deployer.settings = settings
         for pool in self.pools.values():
             pool.queue_timeout_s = settings.queue_timeout_s
             pool.limit = pool.config.max_concurrency or settings.max_concurrency_cap
 
-    def check(self, config: FunctionConfig, *, cap: int | None = None) -> FunctionConfig:
-        """Validate a configuration fully (runtime, handler, toolchain included) without applying it."""
-        validate_config(config, max_concurrency_cap=cap or self.settings.max_concurrency_cap)
-        runtime = self.runtimes.get(config.runtime)
-        runtime.check_handler(config.handler)
-        runtime.select()  # raises ToolchainMissing, naming what to install
-        return config
-
-    async def _resolve_code(self, code: CodeSource) -> CodeRef:
-        if code.directory and code.zip_file:
-            raise InvalidParameter("give the code as a directory or as a zip, not both")
-        if code.directory:
-            ref = await anyio.to_thread.run_sync(code_from_directory, code.directory)
-            blocked = sandbox.readable_by_others(ref.location, directory=True) if self.public else None
-            if blocked is not None:
-                raise InvalidParameter(
-                    f"code directory {code.directory} is not readable by the function's worker, which runs "
-                    f"as its own unprivileged user: {blocked} lacks read/search permission for others "
-                    "(chmod o+rx), or deploy the code as a zip"
-                )
-            return ref
-        if code.zip_file:
-            return await anyio.to_thread.run_sync(self.registry.store_zip, code.zip_file)
-        raise InvalidParameter("code is required: a directory path on the daemon's host, or zip bytes")
-
-    async def _build(self, config: FunctionConfig, code: CodeRef) -> Path:
-        runtime = self.runtimes.get(config.runtime)
-        if not runtime.builds:
-            return code.location
-        build_dir = self.registry.build_dir_for(config.runtime, code, config.handler)
-        if (build_dir / ".fnhost-built").exists():
-            return build_dir
-
-        def build() -> Path:
-            import shutil
-            import tempfile
-
-            staging = Path(tempfile.mkdtemp(dir=self.registry.build_root, prefix=".building-"))
-            scratch = Path(tempfile.mkdtemp(prefix="fnhost-build-"))
-            try:
-                started = time.perf_counter()
-                runtime.build(code.location, staging, config.handler, scratch)
-                sandbox.make_readable(staging)
-                (staging / ".fnhost-built").write_text(f"{time.perf_counter() - started:.3f}\n")
-                try:
-                    os.rename(staging, build_dir)
-                except OSError:
-                    if not (build_dir / ".fnhost-built").exists():
-                        raise
-                log.info("built", function=config.name, runtime=config.runtime,
-                         seconds=round(time.perf_counter() - started, 3))
-                return build_dir
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-                shutil.rmtree(scratch, ignore_errors=True)
-
-        return await anyio.to_thread.run_sync(build)
-
     async def create_function(self, config: FunctionConfig, code: CodeSource) -> FunctionRecord:
         async with self._lock(config.name):
-            self.check(config)
+            self.deployer.check(config)
             if self.registry.exists(config.name):
                 raise ResourceConflict(f"Function already exist: {config.name}")
             if len(self.pools) >= self.settings.max_functions:
@@ -243,8 +177,8 @@ class Supervisor:
                     f"this daemon holds {len(self.pools)} functions, its max_functions; delete some "
                     "or raise max_functions in the daemon config"
                 )
-            ref = await self._resolve_code(code)
-            build_dir = await self._build(config, ref)
+            ref = await self.deployer.resolve_code(code)
+            build_dir = await self.deployer.build(config, ref)
             record = self.registry.put(config, ref, build_dir, create=True)
             self._install(record)
             log.info("function_created", function=config.name, runtime=config.runtime)
@@ -253,8 +187,8 @@ class Supervisor:
     async def update_code(self, name: str, code: CodeSource) -> FunctionRecord:
         async with self._lock(name):
             current = self.registry.get(name)
-            ref = await self._resolve_code(code)
-            build_dir = await self._build(current.config, ref)
+            ref = await self.deployer.resolve_code(code)
+            build_dir = await self.deployer.build(current.config, ref)
             record = self.registry.put(current.config, ref, build_dir, create=False)
             self._install(record)
             log.info("function_code_updated", function=name, code_sha256=ref.sha256)
@@ -263,8 +197,8 @@ class Supervisor:
     async def update_config(self, name: str, **changes: object) -> FunctionRecord:
         async with self._lock(name):
             current = self.registry.get(name)
-            config = self.check(current.config.replace(**changes))
-            build_dir = await self._build(config, current.code)
+            config = self.deployer.check(current.config.replace(**changes))
+            build_dir = await self.deployer.build(config, current.code)
             record = self.registry.put(config, current.code, build_dir, create=False)
             self._install(record)
             log.info("function_configuration_updated", function=name, changed=sorted(changes))
@@ -288,7 +222,7 @@ class Supervisor:
     def _install(self, record: FunctionRecord) -> None:
         """Create the function's pool, or move it to the new version (old workers drain)."""
         config = record.config
-        spec = self._worker_spec(record)
+        spec = self.deployer.worker_spec(record)
         limit = config.max_concurrency or self.settings.max_concurrency_cap
         pool = self.pools.get(config.name)
         if pool is None:
@@ -306,68 +240,6 @@ class Supervisor:
             self._spawn_background(pool.ensure_warm)
         else:
             pool.reconfigure(config, spec, limit)
-
-    def _worker_spec(self, record: FunctionRecord) -> WorkerSpec:
-        config = record.config
-        runtime = self.runtimes.get(config.runtime)
-        code_dir = str(record.code.location)
-        values = runtime.values(
-            code_dir=code_dir,
-            build_dir=str(record.build_dir),
-            handler=config.handler,
-            memory_mb=str(config.memory_mb),
-        )
-        argv, launch_env = runtime.launch(values)
-        day = datetime.now(UTC).strftime("%Y/%m/%d")
-        log_group = f"/aws/lambda/{config.name}"
-        log_stream = f"{day}/[{VERSION}]{uuid.uuid4().hex}"
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "TZ": ":UTC",
-            **launch_env,
-            "AWS_LAMBDA_FUNCTION_NAME": config.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": VERSION,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
-            "AWS_LAMBDA_LOG_GROUP_NAME": log_group,
-            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
-            "AWS_EXECUTION_ENV": f"fnhost_{config.runtime}",
-            "_HANDLER": config.handler,
-            "LAMBDA_TASK_ROOT": code_dir,
-            "LAMBDA_RUNTIME_DIR": str(runtime.directory),
-            "FNHOST_BUILD_DIR": str(record.build_dir),
-            **config.environment,
-        }
-        frame = init_frame(
-            {
-                "handler": config.handler,
-                "code_dir": code_dir,
-                "build_dir": str(record.build_dir),
-                "function_name": config.name,
-                "function_version": VERSION,
-                "memory_mb": config.memory_mb,
-                "timeout_s": config.timeout_s,
-                "log_group_name": log_group,
-                "log_stream_name": log_stream,
-                "environment": config.environment,
-            }
-        )
-        try:
-            identity = sandbox.identity_for(record.slot, self.settings.worker_user, self.settings.worker_uid_base)
-        except ValueError as exc:
-            raise InvalidParameter(str(exc)) from exc
-        return WorkerSpec(
-            identity=identity,
-            scratch_root=self.scratch_root,
-            function=config.name,
-            argv=argv,
-            env=env,
-            cwd=code_dir,
-            init_frame=frame,
-            memory_limit_bytes=config.memory_mb * 1024 * 1024,
-            init_timeout_s=self.settings.init_timeout_s,
-            kill_grace_s=self.settings.kill_grace_s,
-        )
 
     def stats(self) -> dict[str, object]:
         """The snapshot GetStats and `fnhost stats` show."""

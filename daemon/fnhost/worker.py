@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import fcntl
-import itertools
 import json
 import os
 import shutil
@@ -25,7 +23,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from . import protocol, sandbox
+from . import protocol
 from .errors import (
     FunctionError,
     InitError,
@@ -36,12 +34,11 @@ from .errors import (
 )
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
+from .spawn import PIPE_SIZE, spawn, write_all
 from .sandbox import Identity
 
 log = structlog.get_logger("fnhost.worker")
 
-_scratch_ids = itertools.count(1)
-PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
 STDERR_TAIL = 2048
 
 
@@ -95,13 +92,6 @@ class Outcome:
     log: bytes
 
 
-def _set_pipe_size(fd: int) -> None:
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass  # an unprivileged daemon over /proc/sys/fs/pipe-max-size keeps the default
-
-
 def describe_exit(returncode: int) -> str:
     if returncode < 0:
         try:
@@ -150,50 +140,15 @@ class Worker:
         """Spawn, then HELLO and INIT within the init timeout. Raises InitError or RuntimeExit."""
         spec = self.spec
         started = time.perf_counter()
-        child_in, self._to_worker = os.pipe()
-        self._from_worker, child_out = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        for fd in (self._to_worker, self._from_worker):
-            _set_pipe_size(fd)
-        env = dict(spec.env)
-        env[protocol.CONTROL_FDS_ENV] = f"{child_in},{child_out}"
-        identity = spec.identity
-        if identity is not None:
-            # Shims reopen their pipes through /proc/self/fd to get close-on-exec, and the pipe's
-            # inode (mode 0600, owned by its creator) must let the worker's uid do that.
-            for fd in (child_in, child_out):
-                os.fchown(fd, identity.uid, identity.gid)
-        if spec.scratch_root is not None:
-            self._scratch = sandbox.prepare_scratch(spec.scratch_root, f"w{next(_scratch_ids)}", identity)
-            env["TMPDIR"] = env["HOME"] = str(self._scratch)
         try:
-            self._proc = subprocess.Popen(
-                sandbox.limited_argv(spec.argv, identity is not None),
-                cwd=spec.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out_w,
-                stderr=err_w,
-                pass_fds=(child_in, child_out),
-                start_new_session=True,  # its own process group: kills reach every descendant
-                user=identity.uid if identity else None,
-                group=identity.gid if identity else None,
-                extra_groups=[] if identity else None,
-                umask=0o077,
-            )
+            spawned = spawn(spec)
         except OSError as exc:
-            for fd in (child_in, child_out, out_r, out_w, err_r, err_w, self._to_worker, self._from_worker):
-                os.close(fd)
-            self._to_worker = self._from_worker = -1
             self._set(State.DEAD)
             raise RuntimeExit(f"cannot start the worker {spec.argv[0]}: {exc.strerror}") from exc
-        finally:
-            for fd in (child_in, child_out, out_w, err_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        self._proc = spawned.proc
+        self._to_worker, self._from_worker = spawned.to_worker, spawned.from_worker
+        self._scratch = spawned.scratch
+        out_r, err_r = spawned.stdout, spawned.stderr
         self.pid = self._proc.pid
         if backend is not None:
             try:
@@ -203,8 +158,6 @@ class Worker:
                 await self._kill_and_reap()
                 raise RuntimeExit(f"could not apply the memory limit: {exc}") from exc
         self._logs = LogCapture(spec.function, out_r, err_r, self._loop)
-        os.set_blocking(self._to_worker, False)
-        os.set_blocking(self._from_worker, False)
         self._loop.add_reader(self._from_worker, self._on_control)
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
@@ -322,29 +275,11 @@ class Worker:
     # --- channel ------------------------------------------------------------------------------
 
     async def _write(self, parts: list[bytes]) -> None:
-        fd = self._to_worker
-        view = None
-        while parts:
-            try:
-                n = os.writev(fd, parts) if view is None else os.write(fd, view)
-            except BlockingIOError:
-                n = 0
-            except OSError as exc:  # EPIPE: the worker is gone; its exit says why
-                await self._exited.wait()
-                raise self._exit_error() from exc
-            if view is not None:
-                view = view[n:]
-                if not view:
-                    parts = parts[1:]
-                    view = None
-            else:
-                while parts and n >= len(parts[0]):
-                    n -= len(parts[0])
-                    parts = parts[1:]
-                if parts and n:
-                    view = memoryview(parts[0])[n:]
-            if parts:
-                await anyio.wait_writable(fd)
+        try:
+            await write_all(self._to_worker, parts)
+        except OSError as exc:  # EPIPE: the worker is gone; its exit says why
+            await self._exited.wait()
+            raise self._exit_error() from exc
 
     async def _next_frame(self) -> protocol.Frame:
         while not self._frames:

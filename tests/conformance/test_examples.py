@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from fnhost.client import Client
 from tests.conformance.conftest import REGISTRY
-from tests.conftest import public_dir, unique  # noqa: F401 - public_dir is a fixture
+from tests.conftest import unique
 
 
-def test_example(client: Client, runtime: str, public_dir) -> None:  # type: ignore[no-untyped-def]
+def test_example(client: Client, runtime: str, public_dir: Path) -> None:
     rt = REGISTRY.get(runtime)
     assert rt.example_handler, f"runtimes/{runtime}/runtime.toml has no [example]"
     code = public_dir / "example"
