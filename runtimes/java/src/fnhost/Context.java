@@ -1,0 +1,32 @@
+package fnhost;
+
+/**
+ * What a handler learns about its invocation, for handlers that do not bring AWS's
+ * aws-lambda-java-core library. The getters have the names and types of
+ * {@code com.amazonaws.services.lambda.runtime.Context}, so moving a handler between the two is
+ * a change of import. A handler taking AWS's Context gets an implementation of that interface.
+ */
+public interface Context {
+    /** The id of this invocation, as the caller of Invoke sees it. */
+    String getAwsRequestId();
+
+    String getLogGroupName();
+
+    String getLogStreamName();
+
+    String getFunctionName();
+
+    /** The version that was invoked; fnhost runs {@code $LATEST}. */
+    String getFunctionVersion();
+
+    /** A Lambda-shaped ARN for the function: arn:aws:lambda:REGION:000000000000:function:NAME. */
+    String getInvokedFunctionArn();
+
+    /** Milliseconds left before the invocation's deadline, never negative. */
+    int getRemainingTimeInMillis();
+
+    int getMemoryLimitInMB();
+
+    /** A logger whose lines go to the function's log (the worker's stdout). */
+    LambdaLogger getLogger();
+}
