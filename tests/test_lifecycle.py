@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def test_sigterm_stops_every_worker(fresh_daemon: Daemon) -> None:
     with fresh_daemon.client() as c:
         c.create_function("w", runtime="python", handler="app.pid", code=str(FIXTURES / "python"), min_warm=3)
         c.invoke("w", b"{}")
+        deadline = time.monotonic() + 30
+        while c.stats().functions[0].workers.get("idle") != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # provisioned workers start in the background
     workers = fresh_daemon.descendants()
     assert len(workers) >= 3
     assert fresh_daemon.stop(signal.SIGTERM) == 0
@@ -65,8 +69,6 @@ def test_no_worker_outlives_a_killed_daemon(fresh_daemon: Daemon) -> None:
     busy = subprocess.Popen([sys.executable, "-m", "fnhost", "--address", fresh_daemon.address,
                              "invoke", "busy", '{"seconds": 50}'], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    import time
-
     deadline = time.monotonic() + 10
     while len(fresh_daemon.descendants()) < 5 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -108,6 +108,20 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
         pass
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the hot-path benchmark suite (python -m bench); see bench/README.md."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / "cli.py").is_file():
+        _fail("the benchmark suite lives in fnhost's source tree (bench/): run it from a checkout")
+    sys.path.insert(0, str(root))
+    from bench.cli import run
+
+    sys.exit(run(list(args)))
+
+
 @main.command("systemd-unit")
 def systemd_unit() -> None:
     """Print a systemd unit file for running fnhost as a service."""
