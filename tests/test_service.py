@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import socket
@@ -18,7 +17,6 @@ import grpc
 import pytest
 
 from fnhost import errors
-from fnhost.client import Client
 from tests.conftest import FIXTURES, Daemon, payload, wait_gone
 
 PY = FIXTURES / "python"
