@@ -1,0 +1,104 @@
+"""The functions the bench deploys: each runtime's no-op echo fixture, and payloads for it.
+
+The echo handler is read from tests/fixtures/<runtime>/handlers.toml exactly as the test suite's
+``fixture_case()`` reads it, so a runtime that passes the conformance suite is benchmarkable
+without any bench-specific code. Runtimes appear as engineers finish them: one without an echo
+fixture, or whose toolchain is missing here, is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tomllib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import fnhost
+from fnhost.errors import ApiError
+from fnhost.runtimes import Runtime, RuntimeRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+PAYLOAD_SIZES = {"100B": 100, "64KiB": 64 * 1024}
+
+
+@dataclass(frozen=True, slots=True)
+class EchoFunction:
+    runtime: str
+    handler: str
+    code_dir: Path
+    compiled: bool  # the runtime has a deploy-time build step
+
+
+def child_env() -> dict[str, str]:
+    """The environment for every Python process the bench starts: the same fnhost as ours."""
+    paths = [str(Path(fnhost.__file__).resolve().parents[1]), str(ROOT)]
+    old = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths + ([old] if old else []))}
+
+
+def fixture_case(runtime: str, case: str) -> tuple[str, Path]:
+    """(handler, code directory) of one fixture case; the same rules as tests/conftest.py."""
+    data = tomllib.loads((FIXTURES / runtime / "handlers.toml").read_text())
+    entry = data[case] if isinstance(data.get(case), (str, dict)) and case not in ("extra", "expect") \
+        else data.get("extra", {}).get(case)
+    if entry is None:
+        raise KeyError(f"{runtime} has no fixture case {case!r}")
+    if isinstance(entry, dict):
+        return entry["handler"], FIXTURES / runtime / entry.get("code", ".")
+    return entry, FIXTURES / runtime
+
+
+def discover(registry: RuntimeRegistry, only: list[str] | None = None) -> tuple[list[EchoFunction], dict[str, str]]:
+    """Echo functions for every runtime that can run here; and {runtime: why skipped}."""
+    found: list[EchoFunction] = []
+    skipped: dict[str, str] = {}
+    for runtime in registry:
+        name = runtime.name
+        if only is not None and name not in only:
+            continue
+        if not (FIXTURES / name / "handlers.toml").is_file():
+            skipped[name] = f"no tests/fixtures/{name}/handlers.toml yet"
+            continue
+        try:
+            handler, code = fixture_case(name, "echo")
+        except KeyError:
+            skipped[name] = f"tests/fixtures/{name}/handlers.toml has no echo case"
+            continue
+        try:
+            compiled = _compiled(runtime)
+        except ApiError as exc:
+            skipped[name] = exc.message
+            continue
+        found.append(EchoFunction(name, handler, code.resolve(), compiled))
+    if only is not None:
+        for name in only:
+            if name not in {f.runtime for f in found} and name not in skipped:
+                skipped[name] = "no such runtime folder under runtimes/"
+    return found, skipped
+
+
+def _compiled(runtime: Runtime) -> bool:
+    return runtime.builds  # select() inside: raises ToolchainMissing naming what to install
+
+
+def json_payload(size: int) -> bytes:
+    """A JSON object of exactly ``size`` bytes (``{"data":"xxx…"}``), which every echo returns as is."""
+    overhead = len(json.dumps({"data": ""}, separators=(",", ":")))
+    if size < overhead:
+        raise ValueError(f"payload size {size} is below the {overhead} bytes of the JSON wrapper")
+    body = json.dumps({"data": "x" * (size - overhead)}, separators=(",", ":")).encode()
+    assert len(body) == size
+    return body
+
+
+def fresh_copy(code_dir: Path, into: Path) -> Path:
+    """A copy of the code with a nonce file, so its hash (and so its build) is new: a real deploy."""
+    dest = into / f"code-{uuid.uuid4().hex[:12]}"
+    shutil.copytree(code_dir, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.class"))
+    (dest / ".bench-nonce").write_text(uuid.uuid4().hex)
+    return dest
