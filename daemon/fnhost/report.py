@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 import time
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
 TAIL_BYTES = 4096
+
+
+class RequestIds:
+    """UUID-shaped request ids: a random prefix per daemon and a counter.
+
+    As unique as Lambda's within a daemon's life (and across lives: the prefix is 80 random
+    bits), at a fraction of uuid4's cost, which reads the kernel's entropy on every call.
+    """
+
+    def __init__(self) -> None:
+        r = os.urandom(10).hex()
+        self._prefix = f"{r[:8]}-{r[8:12]}-4{r[12:15]}-{'89ab'[int(r[15], 16) & 3]}{r[16:19]}-"
+        self._counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 @dataclass(frozen=True, slots=True)

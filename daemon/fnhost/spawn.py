@@ -97,6 +97,24 @@ def spawn(spec: WorkerSpec) -> Spawned:
     return Spawned(proc, to_worker, from_worker, out_r, err_r, scratch)
 
 
+def write_now(fd: int, parts: list[bytes]) -> list[bytes]:
+    """Write what the pipe takes without waiting; return what is left (usually nothing).
+
+    An INVOKE up to the pipe's 1 MiB goes out in this one writev, so the invoke path needs no
+    await (and no event-loop turn) to send it.
+    """
+    try:
+        n = os.writev(fd, parts)
+    except BlockingIOError:
+        return parts
+    while parts and n >= len(parts[0]):
+        n -= len(parts[0])
+        parts = parts[1:]
+    if parts and n:
+        parts = [memoryview(parts[0])[n:], *parts[1:]]
+    return parts
+
+
 async def write_all(fd: int, parts: list[bytes]) -> None:
     """Write ``parts`` to a non-blocking pipe with as few syscalls as it allows (writev).
 

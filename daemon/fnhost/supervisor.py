@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 import structlog
 
+from . import logs
 from .billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
 from .config import SYNC_PAYLOAD_MAX, FunctionConfig, Settings
 from .errors import (
@@ -37,12 +37,13 @@ from .limits import MemoryBackend, choose_backend
 from .metrics import Histograms
 from .pool import Pool
 from .registry import FunctionRecord, Registry
-from .report import Report, tail_log
+from .report import Report, RequestIds, tail_log
 from . import sandbox
 from .deploy import CodeSource, Deployer
 from .runtimes import RuntimeRegistry, data_dir
 
 log = structlog.get_logger("fnhost.supervisor")
+report_log = logs.ReportLog(log)
 
 REAP_INTERVAL_S = 1.0
 
@@ -75,6 +76,7 @@ class Supervisor:
         self.deployer = Deployer(settings, runtimes, self.registry, self.scratch_root, self.public)
         self.backend: MemoryBackend = choose_backend(settings.memory_backend)
         self.pools: dict[str, Pool] = {}
+        self.request_ids = RequestIds()
         self.metrics_registry = CollectorRegistry()
         self.histograms = Histograms(self.metrics_registry)
         self.busy: set = set()  # workers mid-invocation, for the memory sampler
@@ -116,6 +118,7 @@ class Supervisor:
             for pool in self.pools.values():
                 tg.start_soon(pool.stop_all)
         self.flush_usage()
+        report_log.flush()
         self.backend.close()
         self.usage.close()
         self.registry.close()
@@ -311,8 +314,8 @@ class Supervisor:
         if event:
             raise NotImplementedYet("InvocationType Event (asynchronous invocation) is not implemented yet")
         if dry_run:
-            return InvokeResult(204, b"", "", str(uuid.uuid4()), None)
-        request_id = str(uuid.uuid4())
+            return InvokeResult(204, b"", "", self.request_ids.next(), None)
+        request_id = self.request_ids.next()
         config = pool.config
         counters = pool.counters
         counters.invocations += 1
@@ -342,7 +345,7 @@ class Supervisor:
             report = Report.failed(request_id, config.memory_mb, started,
                                    self.settings.billing_granularity_ms,
                                    init_ms=worker.init_duration_ms if cold else None,
-                                   peak=worker.memory.peak_bytes() if worker.memory else 0)
+                                   peak=worker.peak_bytes())
             pool.meter.add(report.billed_duration_ms, config.memory_mb)
             return self._error_result(request_id, exc, report, worker.invocation_log(), tail, name)
         finally:
@@ -372,7 +375,7 @@ class Supervisor:
             pool.meter.add(report.billed_duration_ms, config.memory_mb)
             return self._error_result(request_id, exc, report, outcome.log, tail, name)
         pool.meter.add(report.billed_duration_ms, config.memory_mb)
-        log.info("REPORT", function=name, request_id=request_id, report=report.line())
+        report_log.emit(name, request_id, report.line())
         return InvokeResult(
             200, body, function_error, request_id, report,
             tail_log(request_id, outcome.log, report) if tail else "",

@@ -34,7 +34,7 @@ from .errors import (
 )
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
-from .spawn import PIPE_SIZE, spawn, write_all
+from .spawn import PIPE_SIZE, spawn, write_all, write_now
 from .sandbox import Identity
 
 log = structlog.get_logger("fnhost.worker")
@@ -59,6 +59,10 @@ _ALLOWED: dict[State, frozenset[State]] = {
     State.FAILED: frozenset({State.STOPPING, State.DEAD}),
     State.DEAD: frozenset(),
 }
+
+
+class _DeadlinePassed(Exception):
+    """The invocation's timer fired while its reply was awaited (internal to Worker.invoke)."""
 
 
 class IllegalTransition(RuntimeError):
@@ -116,6 +120,7 @@ class Worker:
         self.returncode: int | None = None
         self.memory: WorkerMemory | None = None
         self.killed_for: type[FunctionError] | None = None
+        self.final_peak = 0
         self._on_dead = on_dead
         self._loop = asyncio.get_running_loop()
         self._decoder = protocol.Decoder()
@@ -220,10 +225,27 @@ class Worker:
         logs.begin(request_id)
         started = time.perf_counter()
         self.invocations += 1
+        timed_out = False
         try:
-            with anyio.move_on_after(timeout_s) as scope:
-                await self._write(protocol.encode_invoke(rid, deadline_ms, payload))
-                frame = await self._next_frame()
+            try:
+                rest = write_now(self._to_worker, protocol.encode_invoke(rid, deadline_ms, payload))
+            except OSError:  # EPIPE: the worker is gone; its exit says why
+                rest = [b""]
+            if rest:
+                # A payload bigger than the pipe, or a worker that is not reading: the slow path.
+                with anyio.move_on_after(timeout_s) as scope:
+                    await self._write(rest)
+                    frame = await self._next_frame()
+                timed_out = scope.cancelled_caught
+            else:
+                # The common case costs one timer handle instead of a cancel scope.
+                deadline = self._loop.call_later(timeout_s, self._on_deadline)
+                try:
+                    frame = await self._next_frame()
+                except _DeadlinePassed:
+                    timed_out = True
+                finally:
+                    deadline.cancel()
         except FunctionError:
             self._check_memory_kill()
             raise
@@ -236,7 +258,7 @@ class Worker:
             raise
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
-        if scope.cancelled_caught:
+        if timed_out:
             self.killed_for = SandboxTimeout
             await self.stop(signal.SIGTERM)
             raise SandboxTimeout(f"Task timed out after {timeout_s:.2f} seconds")
@@ -255,6 +277,12 @@ class Worker:
             peak_bytes=peak,
             log=logs.end(),
         )
+
+    def peak_bytes(self) -> int:
+        """The worker's memory high-water mark, also after it died (read just before)."""
+        if self.state is State.DEAD or self.memory is None:
+            return self.final_peak
+        return self.memory.peak_bytes()
 
     def invocation_log(self) -> bytes:
         """What the current (failed) invocation printed before it ended."""
@@ -291,6 +319,10 @@ class Worker:
             finally:
                 self._waiter = None
         return self._frames.pop(0)
+
+    def _on_deadline(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(_DeadlinePassed())
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -332,9 +364,11 @@ class Worker:
         self._signal_group(signal.SIGKILL)
         assert self._proc is not None
         self.returncode = self._proc.wait()
-        # Read the OOM verdict now: _finish() releases the cgroup that holds it.
-        if self.memory is not None and self.killed_for is None and self.memory.oom_killed():
-            self.killed_for = OutOfMemory
+        # Read the OOM verdict and the peak now: _finish() releases the cgroup that holds them.
+        if self.memory is not None:
+            self.final_peak = self.memory.peak_bytes()
+            if self.killed_for is None and self.memory.oom_killed():
+                self.killed_for = OutOfMemory
         if self._logs is not None:
             self._logs.drain()
         self._exited.set()
