@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import fnhost
+from tests.fixture_cases import fixture_case as _fixture_case
 from fnhost.errors import ApiError
 from fnhost.runtimes import Runtime, RuntimeRegistry
 
@@ -42,15 +42,7 @@ def child_env() -> dict[str, str]:
 
 
 def fixture_case(runtime: str, case: str) -> tuple[str, Path]:
-    """(handler, code directory) of one fixture case; the same rules as tests/conftest.py."""
-    data = tomllib.loads((FIXTURES / runtime / "handlers.toml").read_text())
-    entry = data[case] if isinstance(data.get(case), (str, dict)) and case not in ("extra", "expect") \
-        else data.get("extra", {}).get(case)
-    if entry is None:
-        raise KeyError(f"{runtime} has no fixture case {case!r}")
-    if isinstance(entry, dict):
-        return entry["handler"], FIXTURES / runtime / entry.get("code", ".")
-    return entry, FIXTURES / runtime
+    return _fixture_case(FIXTURES, runtime, case)
 
 
 def discover(registry: RuntimeRegistry, only: list[str] | None = None) -> tuple[list[EchoFunction], dict[str, str]]:

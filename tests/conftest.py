@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fnhost.client import Client, InvokeResult
+from tests.fixture_cases import fixture_case as _fixture_case
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,13 +150,6 @@ def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
     return alive
 
 
-def handlers(runtime: str) -> dict[str, str]:
-    data = tomllib.loads((FIXTURES / runtime / "handlers.toml").read_text())
-    flat = {k: v for k, v in data.items() if isinstance(v, str)}
-    flat.update(data.get("extra", {}))
-    return flat
-
-
 def payload(result: InvokeResult) -> object:
     return json.loads(result.payload)
 
@@ -201,15 +194,7 @@ def client(daemon: Daemon) -> Iterator[Client]:
 
 
 def fixture_case(runtime: str, case: str) -> tuple[str, Path]:
-    """(handler, code directory) of one fixture case; see tests/fixtures/README.md."""
-    data = tomllib.loads((FIXTURES / runtime / "handlers.toml").read_text())
-    entry = data[case] if isinstance(data.get(case), (str, dict)) and case not in ("extra", "expect") \
-        else data.get("extra", {}).get(case)
-    if entry is None:
-        raise KeyError(f"{runtime} has no fixture case {case!r}")
-    if isinstance(entry, dict):
-        return entry["handler"], FIXTURES / runtime / entry.get("code", ".")
-    return entry, FIXTURES / runtime
+    return _fixture_case(FIXTURES, runtime, case)
 
 
 def deploy_case(client: Client, runtime: str, case: str, **options: object) -> str:
