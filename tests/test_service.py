@@ -146,8 +146,16 @@ def test_sighup_reload_good_and_bad(fresh_daemon: Daemon) -> None:
         deadline = time.monotonic() + 30
         while "reloaded" not in fresh_daemon.log() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert isinstance(payload(c.invoke("one", b"{}")), int)
+        pid = payload(c.invoke("one", b"{}"))
+        assert isinstance(pid, int)
         assert payload(c.invoke("two", b"[2]")) == [2]
+
+        # Reloading an unchanged file leaves warm workers alone.
+        fresh_daemon.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while fresh_daemon.log().count('"reloaded"') < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert payload(c.invoke("one", b"{}")) == pid
 
         config_path.write_text("[daemon\nbroken")
         fresh_daemon.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]

@@ -85,7 +85,11 @@ async def _deploy(sup: Supervisor, config: FunctionConfig, code_dir: Path) -> No
         await sup.update_config(config.name, **{
             f: getattr(config, f) for f in config.__dataclass_fields__ if f != "name"
         })
-    await sup.update_code(config.name, CodeSource(directory=str(code_dir)))
+    # Unchanged code keeps its warm workers: a reload must not drain what it did not change.
+    source = CodeSource(directory=str(code_dir))
+    code = await sup.deployer.resolve_code(source)
+    if (code.sha256, code.location) != (current.code.sha256, current.code.location):
+        await sup.update_code(config.name, source)
 
 
 def example_functions(runtimes: RuntimeRegistry) -> list[tuple[FunctionConfig, Path]]:
