@@ -83,7 +83,7 @@ def test_sd_notify_ready_watchdog_reload_stopping(fresh_daemon: Daemon, tmp_path
     listener.wait_for("READY")
     fresh_daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
     listener.wait_for("STOPPING")
-    assert fresh_daemon.stop() == 0
+    assert fresh_daemon.proc.wait(30) == 0  # type: ignore[union-attr]
     listener.close()
 
 

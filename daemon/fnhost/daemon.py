@@ -175,6 +175,11 @@ async def serve(
             await lifecycle.drain(health)
             await server.stop(1.0)  # answers to the last killed invocations still go out
             tg.cancel_scope.cancel()
+        if shutdown_trigger is None:
+            # Everything is stopped, and leaving the signal receiver restored the default
+            # handlers: a late second signal must not turn this clean exit into death by SIGTERM.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)
         log.info("stopped")
     finally:
         if metrics_server is not None:
