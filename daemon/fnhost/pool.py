@@ -113,13 +113,24 @@ class Pool:
         if worker.generation != self.generation or self.closed:
             self.spawn_background(worker.stop)
             return
+        self._hand_over(worker)
+
+    def _hand_over(self, worker: Worker) -> None:
+        """A BUSY worker of the current generation: to the oldest waiter, or back to idle."""
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(worker)  # handed over still BUSY: no idle round trip
+            return
+        worker.release()
+        self.idle.append(worker)
+
+    def _next_waiter(self) -> asyncio.Future[Worker | None] | None:
+        """The oldest queued request still waiting (timed-out ones are dropped on the way)."""
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
-                waiter.set_result(worker)  # handed over still BUSY: no idle round trip
-                return
-        worker.release()
-        self.idle.append(worker)
+                return waiter
+        return None
 
     # --- starting workers ---------------------------------------------------------------------
 
@@ -186,11 +197,9 @@ class Pool:
 
     def _wake_one(self) -> None:
         """A slot freed up (a worker died or a start failed): let the oldest waiter retry."""
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.set_result(None)
 
     def _on_dead(self, worker: Worker) -> None:
         self.workers.discard(worker)
@@ -213,16 +222,8 @@ class Pool:
             except FunctionError:
                 return
             if worker.state is State.IDLE and worker.generation == self.generation:
-                self.release_new(worker)
-
-    def release_new(self, worker: Worker) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
                 worker.claim()
-                waiter.set_result(worker)
-                return
-        self.idle.append(worker)
+                self._hand_over(worker)
 
     # --- reconfiguration and shutdown -----------------------------------------------------------
 
@@ -261,10 +262,8 @@ class Pool:
                 tg.start_soon(worker.stop)
 
     def _fail_waiters(self) -> None:
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(ResourceNotFound(f"Function not found: {self.config.name}"))
+        while (waiter := self._next_waiter()) is not None:
+            waiter.set_exception(ResourceNotFound(f"Function not found: {self.config.name}"))
 
     async def stop_all(self) -> None:
         """Shutdown: every worker, busy or not, is stopped now."""
@@ -274,6 +273,11 @@ class Pool:
         async with anyio.create_task_group() as tg:
             for worker in list(self.workers):
                 tg.start_soon(worker.stop)
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a worker now."""
+        return sum(1 for w in self.waiters if not w.done())
 
     def workers_starting(self) -> bool:
         return any(w.state is State.STARTING for w in self.workers)

@@ -259,7 +259,7 @@ class Supervisor:
                     "throttles": c.throttles,
                     "cold_starts": c.cold_starts,
                     "timeouts": c.timeouts,
-                    "queued": sum(1 for w in pool.waiters if not w.done()),
+                    "queued": pool.queued,
                 }
             )
         return {
@@ -291,7 +291,7 @@ class Supervisor:
                     "throttles": c.throttles,
                     "cold_starts": c.cold_starts,
                     "workers": pool.worker_states(),
-                    "queued": sum(1 for w in pool.waiters if not w.done()),
+                    "queued": pool.queued,
                     "pids": [w.pid for w in pool.workers if w.pid],
                 }
             )
@@ -323,11 +323,9 @@ class Supervisor:
         try:
             worker, cold = await pool.acquire()
         except FunctionError as exc:  # the cold start failed: Lambda reports it as Unhandled
-            counters.errors += 1
             report = Report.failed(request_id, config.memory_mb, started,
                                    self.settings.billing_granularity_ms)
-            pool.meter.add(report.billed_duration_ms, config.memory_mb)
-            return self._error_result(request_id, exc, report, b"", tail, name)
+            return self._error_result(pool, request_id, exc, report, b"", tail)
         if cold:
             counters.cold_starts += 1
         try:
@@ -337,7 +335,6 @@ class Supervisor:
                 raise ShuttingDown(
                     "fnhost shut down before the invocation finished (the drain grace ran out)"
                 ) from exc
-            counters.errors += 1
             if isinstance(exc, SandboxTimeout):
                 counters.timeouts += 1
             elif isinstance(exc, OutOfMemory):
@@ -346,8 +343,7 @@ class Supervisor:
                                    self.settings.billing_granularity_ms,
                                    init_ms=worker.init_duration_ms if cold else None,
                                    peak=worker.peak_bytes())
-            pool.meter.add(report.billed_duration_ms, config.memory_mb)
-            return self._error_result(request_id, exc, report, worker.invocation_log(), tail, name)
+            return self._error_result(pool, request_id, exc, report, worker.invocation_log(), tail)
         finally:
             pool.release(worker)
         pool.duration_metric.observe(outcome.duration_ms / 1000)
@@ -371,9 +367,7 @@ class Supervisor:
                 f"Response payload size ({len(body)} bytes) exceeded maximum allowed payload size "
                 f"({SYNC_PAYLOAD_MAX} bytes)."
             )
-            counters.errors += 1
-            pool.meter.add(report.billed_duration_ms, config.memory_mb)
-            return self._error_result(request_id, exc, report, outcome.log, tail, name)
+            return self._error_result(pool, request_id, exc, report, outcome.log, tail)
         pool.meter.add(report.billed_duration_ms, config.memory_mb)
         report_log.emit(name, request_id, report.line())
         return InvokeResult(
@@ -381,9 +375,12 @@ class Supervisor:
             tail_log(request_id, outcome.log, report) if tail else "",
         )
 
-    def _error_result(self, request_id: str, exc: FunctionError, report: Report,
-                      log_bytes: bytes, tail: bool, name: str) -> InvokeResult:
-        log.info("REPORT", function=name, request_id=request_id, report=report.line(),
+    def _error_result(self, pool: Pool, request_id: str, exc: FunctionError, report: Report,
+                      log_bytes: bytes, tail: bool) -> InvokeResult:
+        """A platform failure as Lambda reports it: Unhandled, counted, billed, logged."""
+        pool.counters.errors += 1
+        pool.meter.add(report.billed_duration_ms, report.memory_size_mb)
+        log.info("REPORT", function=pool.config.name, request_id=request_id, report=report.line(),
                  error_type=exc.code, error=exc.message)
         return InvokeResult(
             200, exc.to_json(), "Unhandled", request_id, report,
