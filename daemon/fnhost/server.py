@@ -159,6 +159,10 @@ class Servicer(pb_grpc.FnhostServicer):
 
     @_api
     async def Invoke(self, request: pb.InvokeRequest, context: Any) -> pb.InvokeResponse:
+        return await self._invoke(request)
+
+    async def _invoke(self, request: pb.InvokeRequest) -> pb.InvokeResponse:
+        """One invocation, for Invoke and for each item of InvokeStream; raises ApiError."""
         result = await self.sup.invoke(
             request.function_name,
             request.payload,
@@ -169,8 +173,7 @@ class Servicer(pb_grpc.FnhostServicer):
         return _response(result)
 
     async def InvokeStream(self, requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        async for message in invoke_stream(self.sup, requests, _response,
-                                           self.sup.settings.max_stream_in_flight):
+        async for message in invoke_stream(requests, self._invoke, self.sup.settings.max_stream_in_flight):
             yield message
 
     @_api

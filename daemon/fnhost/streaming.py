@@ -11,40 +11,31 @@ invocation than unary calls.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 import structlog
 
 from .batching import END, batches
 from .errors import ApiError
-from .supervisor import InvokeResult, Supervisor
 from .v1 import fnhost_pb2 as pb
 
 log = structlog.get_logger("fnhost.streaming")
 
 
 async def invoke_stream(
-    sup: Supervisor,
     requests: AsyncIterable[pb.InvokeStreamRequest],
-    to_response: Callable[[InvokeResult], pb.InvokeResponse],
+    invoke: Callable[[pb.InvokeRequest], Awaitable[pb.InvokeResponse]],
     max_in_flight: int,
 ) -> AsyncIterator[pb.InvokeStreamResponse]:
+    """Run each streamed invocation with ``invoke`` (the unary path); yield results in batches."""
     results: asyncio.Queue[pb.StreamResult | None] = asyncio.Queue()
     slots = asyncio.Semaphore(max_in_flight)
     running: set[asyncio.Task[None]] = set()
     loop = asyncio.get_running_loop()
 
     async def one(item: pb.StreamInvocation) -> None:
-        req = item.request
         try:
-            result = await sup.invoke(
-                req.function_name,
-                req.payload,
-                dry_run=req.invocation_type == pb.DRY_RUN,
-                event=req.invocation_type == pb.EVENT,
-                tail=req.log_type == pb.TAIL,
-            )
-            results.put_nowait(pb.StreamResult(id=item.id, response=to_response(result)))
+            results.put_nowait(pb.StreamResult(id=item.id, response=await invoke(item.request)))
         except ApiError as exc:
             results.put_nowait(pb.StreamResult(id=item.id, error=pb.InvokeError(
                 code=exc.status.value[0], error_type=exc.code, message=exc.message)))
