@@ -238,8 +238,25 @@ class Connection:
         return module.insecure_channel(self.address, options=CHANNEL_OPTIONS)
 
 
-class Client:
-    """Blocking client. ``address``: ``unix:/path/fnhost.sock`` or ``host:port``."""
+def _create_request(name: str, runtime: str, handler: str, code: str | bytes,
+                    environment: dict[str, str] | None, options: dict[str, int]) -> pb.CreateFunctionRequest:
+    return pb.CreateFunctionRequest(
+        function_name=name, runtime=runtime, handler=handler, code=code_message(code),
+        environment=pb.Environment(variables=environment or {}), **options)
+
+
+def _update_config_request(name: str, environment: dict[str, str] | None,
+                           changes: dict[str, Any]) -> pb.UpdateFunctionConfigurationRequest:
+    request = pb.UpdateFunctionConfigurationRequest(function_name=name, **changes)
+    if environment is not None:  # set, even empty, means "replace all variables"
+        request.environment.CopyFrom(pb.Environment(variables=environment))
+    return request
+
+
+class _Connected:
+    """What both clients hold: the resolved connection, a channel from ``grpc`` or ``grpc.aio``, a stub."""
+
+    _grpc: Any = grpc
 
     def __init__(self, address: str | None = None, *, timeout: float | None = None,
                  token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
@@ -248,8 +265,12 @@ class Client:
         self.address = conn.address
         self.timeout = timeout
         self._metadata = conn.metadata
-        self._channel = conn.channel(grpc)
+        self._channel = conn.channel(self._grpc)
         self._stub = pb_grpc.FnhostStub(self._channel)
+
+
+class Client(_Connected):
+    """Blocking client. ``address``: ``unix:/path/fnhost.sock`` or ``host:port``."""
 
     def __enter__(self) -> Client:
         return self
@@ -272,9 +293,8 @@ class Client:
 
     def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
                         environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:
-        return self._call("CreateFunction", pb.CreateFunctionRequest(
-            function_name=name, runtime=runtime, handler=handler, code=code_message(code),
-            environment=pb.Environment(variables=environment or {}), **options))
+        return self._call("CreateFunction",
+                              _create_request(name, runtime, handler, code, environment, options))
 
     def update_function_code(self, name: str, code: str | bytes) -> pb.FunctionConfiguration:
         return self._call("UpdateFunctionCode",
@@ -282,10 +302,7 @@ class Client:
 
     def update_function_configuration(self, name: str, *, environment: dict[str, str] | None = None,
                                       **changes: Any) -> pb.FunctionConfiguration:
-        request = pb.UpdateFunctionConfigurationRequest(function_name=name, **changes)
-        if environment is not None:
-            request.environment.CopyFrom(pb.Environment(variables=environment))
-        return self._call("UpdateFunctionConfiguration", request)
+        return self._call("UpdateFunctionConfiguration", _update_config_request(name, environment, changes))
 
     def get_function(self, name: str) -> pb.FunctionConfiguration:
         return self._call("GetFunction", pb.GetFunctionRequest(function_name=name))
@@ -322,18 +339,10 @@ class Client:
             raise _translate(exc, self.address) from None
 
 
-class AsyncClient:
+class AsyncClient(_Connected):
     """The same API on grpc.aio, for asyncio/anyio programs."""
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None,
-                 token: str | None = None, tls_ca: str | None = None, tls_cert: str | None = None,
-                 tls_key: str | None = None) -> None:
-        conn = Connection.resolve(address, token=token, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
-        self.address = conn.address
-        self.timeout = timeout
-        self._metadata = conn.metadata
-        self._channel = conn.channel(grpc.aio)
-        self._stub = pb_grpc.FnhostStub(self._channel)
+    _grpc = grpc.aio
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -356,9 +365,8 @@ class AsyncClient:
 
     async def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
                               environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:
-        return await self._call("CreateFunction", pb.CreateFunctionRequest(
-            function_name=name, runtime=runtime, handler=handler, code=code_message(code),
-            environment=pb.Environment(variables=environment or {}), **options))
+        return await self._call("CreateFunction",
+                              _create_request(name, runtime, handler, code, environment, options))
 
     async def update_function_code(self, name: str, code: str | bytes) -> pb.FunctionConfiguration:
         return await self._call("UpdateFunctionCode",
@@ -366,10 +374,7 @@ class AsyncClient:
 
     async def update_function_configuration(self, name: str, *, environment: dict[str, str] | None = None,
                                             **changes: Any) -> pb.FunctionConfiguration:
-        request = pb.UpdateFunctionConfigurationRequest(function_name=name, **changes)
-        if environment is not None:
-            request.environment.CopyFrom(pb.Environment(variables=environment))
-        return await self._call("UpdateFunctionConfiguration", request)
+        return await self._call("UpdateFunctionConfiguration", _update_config_request(name, environment, changes))
 
     async def get_function(self, name: str) -> pb.FunctionConfiguration:
         return await self._call("GetFunction", pb.GetFunctionRequest(function_name=name))
