@@ -41,19 +41,23 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths + ([old] if old else []))}
 
 
-def fixture_case(runtime: str, case: str) -> tuple[str, Path]:
-    return _fixture_case(FIXTURES, runtime, case)
+def discover(registry: RuntimeRegistry, only: list[str] | None = None, *,
+             fixtures: Path = FIXTURES) -> tuple[list[EchoFunction], dict[str, str]]:
+    """Echo functions for every runtime that can run here; and {runtime: why skipped}.
 
+    ``fixtures``: where to deploy them from (the runner passes a copy its daemon's workers can read).
+    """
 
-def discover(registry: RuntimeRegistry, only: list[str] | None = None) -> tuple[list[EchoFunction], dict[str, str]]:
-    """Echo functions for every runtime that can run here; and {runtime: why skipped}."""
+    def fixture_case(runtime: str, case: str) -> tuple[str, Path]:
+        return _fixture_case(fixtures, runtime, case)
+
     found: list[EchoFunction] = []
     skipped: dict[str, str] = {}
     for runtime in registry:
         name = runtime.name
         if only is not None and name not in only:
             continue
-        if not (FIXTURES / name / "handlers.toml").is_file():
+        if not (fixtures / name / "handlers.toml").is_file():
             skipped[name] = f"no tests/fixtures/{name}/handlers.toml yet"
             continue
         try:

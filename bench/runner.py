@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fnhost.runtimes import RuntimeRegistry
+from tests.fixture_cases import readable_copy
 
 from . import coldstart, functions, ghz, memory, scale, sequential, stream, throughput
 from .daemon import BenchDaemon
@@ -113,7 +114,8 @@ class Runner:
         r["source"] = source_info(str(ROOT))
         r["plan"] = {k: getattr(plan, k) for k in plan.__slots__}
         registry = RuntimeRegistry()
-        self.fns, skipped = functions.discover(registry, plan.runtimes)
+        self.fns, skipped = functions.discover(registry, plan.runtimes,
+                                               fixtures=readable_copy(work / "fixtures"))
         r["runtimes"] = {"measured": [f.runtime for f in self.fns], "skipped": skipped}
         for name, why in skipped.items():
             self.note(f"runtime {name} skipped: {why}")

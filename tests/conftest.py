@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fnhost.client import Client, InvokeResult
 from tests.fixture_cases import fixture_case as _fixture_case
+from tests.fixture_cases import readable_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,12 +41,7 @@ def short_tempdir(mode: int = 0o711) -> Path:
 
 def _public_fixtures() -> Path:
     """The fixture functions, copied where any worker user can read them (the checkout may not be)."""
-    target = short_tempdir(0o755) / "fixtures"
-    shutil.copytree(ROOT / "tests" / "fixtures", target, ignore=shutil.ignore_patterns("__pycache__"))
-    for dirpath, _dirs, files in os.walk(target):
-        os.chmod(dirpath, 0o755)
-        for name in files:
-            os.chmod(os.path.join(dirpath, name), 0o644)
+    target = readable_copy(short_tempdir(0o755) / "fixtures")
     atexit.register(shutil.rmtree, target.parent, True)
     return target
 

@@ -5,8 +5,12 @@ Used by the tests and by the benchmark suite, which deploys the same ``echo`` ca
 
 from __future__ import annotations
 
+import os
+import shutil
 import tomllib
 from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parent / "fixtures"
 
 
 def fixture_case(fixtures: Path, runtime: str, case: str) -> tuple[str, Path]:
@@ -19,3 +23,17 @@ def fixture_case(fixtures: Path, runtime: str, case: str) -> tuple[str, Path]:
     if isinstance(entry, dict):
         return entry["handler"], fixtures / runtime / entry.get("code", ".")
     return entry, fixtures / runtime
+
+
+def readable_copy(dest: Path) -> Path:
+    """The fixtures copied to ``dest``, readable by every user.
+
+    A root daemon runs each function as its own unprivileged user, and a checkout may sit in a
+    directory those users cannot enter (``mktemp -d`` makes 0700; /root is 0700).
+    """
+    shutil.copytree(SOURCE, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    for dirpath, _dirs, files in os.walk(dest):
+        os.chmod(dirpath, 0o755)
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return dest
