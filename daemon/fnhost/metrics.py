@@ -3,19 +3,21 @@
 Counts and worker states are not kept twice: a collector reads the pools' own counters (the same
 numbers ``GetStats`` returns) when Prometheus scrapes. The scrape runs on prometheus-client's HTTP
 thread, so it asks the event loop for the snapshot instead of reading pools mid-change.
-Durations are histograms observed on the invoke path through children bound once per function.
+Durations are kept per pool in ``Durations`` (see why there) and read the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import psutil
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -26,24 +28,33 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 INIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-class Histograms:
-    """The per-function histograms; ``for_function`` binds the label once, at deploy."""
+class Durations:
+    """One function's histogram of durations in seconds, observed on the invoke path.
 
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.duration = Histogram("fnhost_invocation_duration_seconds", "Time from INVOKE to the worker's reply.",
-                                  ["function"], buckets=DURATION_BUCKETS, registry=registry)
-        self.init = Histogram("fnhost_init_duration_seconds", "Cold start: spawn to INIT_OK.",
-                              ["function"], buckets=INIT_BUCKETS, registry=registry)
+    prometheus-client's ``Histogram.observe`` takes a lock and walks the buckets in Python on
+    every call (about 8 µs here, a tenth of what fnhost spends per warm invoke); this is one
+    ``bisect`` and two additions. Only the event loop observes, and scrapes read it through the
+    loop (``PoolCollector``), so it needs no lock. prometheus-client still does the exposition.
+    """
 
-    def for_function(self, name: str) -> tuple[Any, Any]:
-        return self.duration.labels(name), self.init.labels(name)
+    __slots__ = ("bounds", "counts", "sum")
 
-    def forget(self, name: str) -> None:
-        for h in (self.duration, self.init):
-            try:
-                h.remove(name)
-            except KeyError:
-                pass
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    def snapshot(self) -> tuple[list[tuple[str, float]], float]:
+        """Cumulative ``(le, count)`` buckets as Prometheus wants them, and the sum."""
+        buckets, total = [], 0
+        for bound, n in zip((*map(floatToGoString, self.bounds), "+Inf"), self.counts):
+            total += n
+            buckets.append((bound, total))
+        return buckets, self.sum
 
 
 class PoolCollector(Collector):
@@ -74,6 +85,10 @@ class PoolCollector(Collector):
         queued = GaugeMetricFamily("fnhost_queue_depth", "Invocations waiting for a worker.", labels=["function"])
         memory = GaugeMetricFamily("fnhost_worker_memory_bytes", "Resident memory of a function's workers.",
                                    labels=["function"])
+        durations = HistogramMetricFamily("fnhost_invocation_duration_seconds",
+                                          "Time from INVOKE to the worker's reply.", labels=["function"])
+        inits = HistogramMetricFamily("fnhost_init_duration_seconds", "Cold start: spawn to INIT_OK.",
+                                      labels=["function"])
         for f in snap:
             name = f["function"]
             for outcome, n in f["outcomes"].items():
@@ -84,7 +99,9 @@ class PoolCollector(Collector):
                 workers.add_metric([name, state], f["workers"].get(state, 0))
             queued.add_metric([name], f["queued"])
             memory.add_metric([name], _rss(f["pids"]))
-        yield from (invocations, throttles, cold, workers, queued, memory)
+            durations.add_metric([name], *f["durations"])
+            inits.add_metric([name], *f["inits"])
+        yield from (invocations, throttles, cold, workers, queued, memory, durations, inits)
 
 
 def _rss(pids: list[int]) -> int:

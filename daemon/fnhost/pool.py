@@ -12,7 +12,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 import structlog
@@ -21,6 +20,7 @@ from .billing import Meter
 from .config import FunctionConfig
 from .errors import FunctionError, ResourceNotFound, TooManyRequests
 from .limits import MemoryBackend
+from .metrics import DURATION_BUCKETS, INIT_BUCKETS, Durations
 from .worker import State, Worker, WorkerSpec
 
 log = structlog.get_logger("fnhost.pool")
@@ -77,8 +77,8 @@ class Pool:
     backoff: _InitBackoff = field(default_factory=_InitBackoff)
     closed: bool = False
     meter: Meter = field(default_factory=Meter)  # usage for the cost report, flushed by billing
-    duration_metric: Any = None  # prometheus histogram children, bound once per function
-    init_metric: Any = None
+    durations: Durations = field(default_factory=lambda: Durations(DURATION_BUCKETS))
+    inits: Durations = field(default_factory=lambda: Durations(INIT_BUCKETS))
 
     # --- the hot path -------------------------------------------------------------------------
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 16 * 1024 * 1024
@@ -34,10 +33,12 @@ class ProtocolError(Exception):
     """The peer sent bytes that are not a valid frame of this protocol version."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
     kind: Kind
     body: bytes | memoryview
+
+
+_KINDS = {k.value: k for k in Kind}  # a dict lookup; Kind(n) runs enum's Python-level __call__
 
 
 def encode(kind: Kind, body: bytes = b"") -> bytes:
@@ -93,6 +94,15 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         buf = self._buf
+        if not buf:
+            # The common case, a read that returned exactly one whole frame: its body is a view
+            # of what was read, with no copy.
+            n = len(data)
+            if n >= 5:
+                length, kind = _HEADER.unpack_from(data)
+                k = _KINDS.get(kind)
+                if n == 4 + length and k is not None:
+                    return [Frame(k, memoryview(data)[5:])]
         buf += data
         frames: list[Frame] = []
         pos = 0
@@ -103,10 +113,9 @@ class Decoder:
                 raise ProtocolError(f"frame length {length} out of range")
             if end - pos - 4 < length:
                 break
-            try:
-                k = Kind(kind)
-            except ValueError:
-                raise ProtocolError(f"unknown frame kind {kind}") from None
+            k = _KINDS.get(kind)
+            if k is None:
+                raise ProtocolError(f"unknown frame kind {kind}")
             frames.append(Frame(k, bytes(buf[pos + 5 : pos + 4 + length])))
             pos += 4 + length
         if pos:

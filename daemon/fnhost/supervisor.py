@@ -34,7 +34,6 @@ from .errors import (
 from prometheus_client import CollectorRegistry
 
 from .limits import MemoryBackend, choose_backend
-from .metrics import Histograms
 from .pool import Pool
 from .registry import FunctionRecord, Registry
 from .report import Report, RequestIds, tail_log
@@ -78,7 +77,6 @@ class Supervisor:
         self.pools: dict[str, Pool] = {}
         self.request_ids = RequestIds()
         self.metrics_registry = CollectorRegistry()
-        self.histograms = Histograms(self.metrics_registry)
         self.busy: set = set()  # workers mid-invocation, for the memory sampler
         self.started = time.monotonic()
         self.draining = False
@@ -219,7 +217,6 @@ class Supervisor:
             pool = self.pools.pop(name, None)
             if pool is not None:
                 await pool.close()
-            self.histograms.forget(name)
             log.info("function_deleted", function=name)
 
     def _install(self, record: FunctionRecord) -> None:
@@ -238,7 +235,6 @@ class Supervisor:
                 spawn_background=self._spawn_background,
                 busy_registry=self.busy,
             )
-            pool.duration_metric, pool.init_metric = self.histograms.for_function(config.name)
             self.pools[config.name] = pool
             self._spawn_background(pool.ensure_warm)
         else:
@@ -293,6 +289,8 @@ class Supervisor:
                     "workers": pool.worker_states(),
                     "queued": pool.queued,
                     "pids": [w.pid for w in pool.workers if w.pid],
+                    "durations": pool.durations.snapshot(),
+                    "inits": pool.inits.snapshot(),
                 }
             )
         return out
@@ -346,9 +344,9 @@ class Supervisor:
             return self._error_result(pool, request_id, exc, report, worker.invocation_log(), tail)
         finally:
             pool.release(worker)
-        pool.duration_metric.observe(outcome.duration_ms / 1000)
+        pool.durations.observe(outcome.duration_ms / 1000)
         if cold:
-            pool.init_metric.observe(worker.init_duration_ms / 1000)
+            pool.inits.observe(worker.init_duration_ms / 1000)
         report = Report.of(
             request_id,
             outcome.duration_ms,
@@ -369,7 +367,7 @@ class Supervisor:
             )
             return self._error_result(pool, request_id, exc, report, outcome.log, tail)
         pool.meter.add(report.billed_duration_ms, config.memory_mb)
-        report_log.emit(name, request_id, report.line())
+        report_log.emit(name, report)
         return InvokeResult(
             200, body, function_error, request_id, report,
             tail_log(request_id, outcome.log, report) if tail else "",
