@@ -1,9 +1,9 @@
 """The gRPC floor: a bare echo service on the daemon's own stack, run as ``python -m bench.echo_server``.
 
 Same as the daemon in everything that costs per call: grpc.aio, the daemon's SERVER_OPTIONS, an
-event loop started by ``anyio.run`` (as ``fnhost serve`` does, so the same loop and policy), and a
-unix socket. Different only in doing nothing: the handlers return the request bytes as they came,
-with no (de)serialization, so this is what one RPC costs before fnhost does anything.
+event loop started by ``anyio.run`` with the daemon's ``EVENT_LOOP`` (uvloop), and a unix socket.
+Different only in doing nothing: the handlers return the request bytes as they came, with no
+(de)serialization, so this is what one RPC costs before fnhost does anything.
 
 ``Echo`` is unary; ``EchoStream`` is bidirectional, answering each message in order, as the floor
 for a streaming invoke. The process exits on SIGTERM or when its stdin closes (the bench is done
@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import grpc
 
+from fnhost.daemon import EVENT_LOOP
 from fnhost.server import SERVER_OPTIONS
 
 SERVICE = "bench.Echo"
@@ -80,7 +81,7 @@ async def serve(address: str) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    anyio.run(serve, sys.argv[1])
+    anyio.run(serve, sys.argv[1], backend_options=EVENT_LOOP)
 
 
 if __name__ == "__main__":

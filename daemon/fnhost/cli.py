@@ -86,7 +86,7 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
     from . import logs
     from .config import ConfigError, load_config_file, settings_from
     from .daemon import DaemonError
-    from .daemon import serve as run_daemon
+    from .daemon import EVENT_LOOP, serve as run_daemon
 
     try:
         parsed = load_config_file(config_path) if config_path else None
@@ -101,7 +101,8 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
     logs.configure(log_level)
     try:
         anyio.run(lambda: run_daemon(settings, config_path=config_path,
-                                     functions=parsed.functions if parsed else [], examples=examples))
+                                     functions=parsed.functions if parsed else [], examples=examples),
+                  backend_options=EVENT_LOOP)
     except (DaemonError, ConfigError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:

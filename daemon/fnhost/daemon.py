@@ -29,6 +29,10 @@ from .deploy import CodeSource
 from .supervisor import Supervisor
 from .systemd import Notifier
 
+# The event loop fnhost serves on, for ``anyio.run``: uvloop took ~60 µs of daemon CPU off every
+# invocation and made its latency steadier (bench/PROFILE.md §7). The bench's gRPC floor runs on it too.
+EVENT_LOOP: dict[str, Any] = {"use_uvloop": True}
+
 log = structlog.get_logger("fnhost.daemon")
 
 STATUS_INTERVAL_S = 5.0
