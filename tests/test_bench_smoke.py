@@ -60,3 +60,28 @@ def test_bench_smoke_writes_a_report(tmp_path: Path) -> None:
     # Everything the run started is gone: the daemon (whose workers die with it) and the floor.
     for pid in (r["pids"]["daemon"], r["pids"]["grpc_floor"]):
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def _run_tool(*argv: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=100, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
+
+
+def test_inprocess_costs_run() -> None:
+    """bench.inprocess (bench/PROFILE.md §7) measures every mode, with a real worker behind it."""
+    out = _run_tool("bench.inprocess", "--calls", "40", "--reps", "1", "--concurrent", "2")
+    rows = {line.rsplit(None, 2)[0]: float(line.split()[-2]) for line in out.splitlines()[2:]}
+    assert set(rows) == {"fnhost sequential", "loop sequential", "blocking sequential",
+                         "fnhost 2 at once", "loop 2 at once"}, out
+    assert all(v > 0 for v in rows.values()), out
+
+
+def test_stacks_comparison_runs() -> None:
+    """bench.stacks serves the echo and the worker hop on each stack and tabulates them."""
+    out = _run_tool("bench.stacks", "--reps", "1", "--calls", "30", "--window", "0.3", "--workers", "2",
+                    "--variants", "aio-hop,uvloop,sync-hop")
+    table = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
+    assert [row.split("|")[1].strip() for row in table] == ["aio-hop", "uvloop", "sync-hop"], out
+    assert all(float(row.split("|")[3]) > 0 for row in table), out

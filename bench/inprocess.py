@@ -1,0 +1,173 @@
+"""fnhost's own cost per warm invoke, without gRPC: ``python -m bench.inprocess``.
+
+The full run compares whole RPCs, where gRPC's ~500 µs of CPU per call and the machine's noise
+hide a 10 µs change. This runs the daemon's ``Supervisor`` in this process, with a real Python
+echo worker behind it, and charges each invocation with the CPU this process spent (user +
+system, so the syscalls and the event loop's wake-ups count), against two floors run here too:
+
+- ``loop``: a shim launched as the worker-hop floor launches it (``bench.floors.WorkerHop``), spoken
+  to by the least an event loop can do: one ``writev``, a reader callback, one future;
+- ``blocking``: the same shim with a blocking ``writev`` + ``read`` and no loop (the worker-hop floor).
+
+Each mode runs sequentially and with 32 callers at once (32 workers), interleaved, several times,
+on the daemon's event loop (``--asyncio`` for asyncio's own);
+the report gives the minimum (the least noise got in) and the median. ``fnhost - loop`` is what
+fnhost's own Python costs per invocation; ``loop - blocking`` is what waiting on an event loop
+costs, which any asyncio daemon pays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+
+from fnhost import logs, protocol
+from fnhost.config import FunctionConfig, Settings
+from fnhost.daemon import EVENT_LOOP
+from fnhost.deploy import CodeSource
+from fnhost.runtimes import RuntimeRegistry
+from fnhost.supervisor import Supervisor
+from tests.fixture_cases import readable_copy
+
+from .floors import WorkerHop
+from .functions import EchoFunction, discover, json_payload
+
+
+
+class _Raw:
+    """One directly launched shim, driven from the event loop with a reader callback."""
+
+    def __init__(self, hop: WorkerHop, loop: asyncio.AbstractEventLoop, frame: list[bytes]) -> None:
+        self.hop, self.loop, self.frame = hop, loop, frame
+        self.decoder = protocol.Decoder()
+        self.waiter: asyncio.Future[None] | None = None
+        os.set_blocking(hop.from_worker, False)
+        loop.add_reader(hop.from_worker, self._readable)
+
+    def _readable(self) -> None:
+        if self.decoder.feed(os.read(self.hop.from_worker, 1 << 20)) and self.waiter is not None:
+            self.waiter.set_result(None)
+
+    async def calls(self, n: int) -> None:
+        fd, frame, loop = self.hop.to_worker, self.frame, self.loop
+        for _ in range(n):
+            self.waiter = loop.create_future()
+            os.writev(fd, frame)
+            await self.waiter
+
+    def blocking(self, n: int) -> None:
+        fd_in, fd_out, frame = self.hop.from_worker, self.hop.to_worker, self.frame
+        self.loop.remove_reader(fd_in)
+        os.set_blocking(fd_in, True)
+        for _ in range(n):
+            os.writev(fd_out, frame)
+            os.read(fd_in, 1 << 20)  # one small frame per read: the echo's reply
+        os.set_blocking(fd_in, False)
+        self.loop.add_reader(fd_in, self._readable)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.hop.from_worker)
+        self.hop.close()
+
+
+async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurrent: int) -> dict[str, dict[str, float]]:
+    payload = json_payload(100)
+    settings = Settings(state_dir=work / "state", queue_timeout_s=60.0, init_timeout_s=60.0)
+    settings.state_dir.mkdir(mode=0o711)
+    sup = Supervisor(settings)
+    loop = asyncio.get_running_loop()
+    frame = protocol.encode_invoke(b"bench-inprocess", int(time.time() * 1000) + 3_600_000, payload)
+    runtime = RuntimeRegistry().get("python")
+    raws: list[_Raw] = []
+    samples: dict[str, list[float]] = {}
+    async with anyio.create_task_group() as tg:
+        await tg.start(sup.run)
+        try:
+            await sup.create_function(
+                FunctionConfig(name="echo", runtime="python", handler=fn.handler, timeout_s=60,
+                               min_warm=concurrent),
+                CodeSource(directory=str(fn.code_dir)),
+            )
+            for _ in range(concurrent):
+                hop = WorkerHop(runtime, fn, work)
+                hop.start()
+                raws.append(_Raw(hop, loop, frame))
+
+            async def fnhost(n: int) -> None:
+                for _ in range(n):
+                    await sup.invoke("echo", payload)
+
+            async def together(each: object) -> None:
+                async with anyio.create_task_group() as g:
+                    for i in range(concurrent):
+                        g.start_soon(each, i)  # type: ignore[arg-type]
+
+            modes = {
+                "fnhost sequential": lambda: fnhost(calls),
+                "loop sequential": lambda: raws[0].calls(calls),
+                "blocking sequential": lambda: _sync(raws[0].blocking, calls),
+                f"fnhost {concurrent} at once": lambda: together(lambda i: fnhost(calls // 4)),
+                f"loop {concurrent} at once": lambda: together(lambda i: raws[i].calls(calls // 4)),
+            }
+            per_mode = {name: calls if "sequential" in name else calls // 4 * concurrent for name in modes}
+            await together(lambda i: fnhost(20))  # every worker warm, every code path run once
+            for _ in range(reps):
+                for name, run in modes.items():
+                    t0 = time.process_time()
+                    await run()
+                    samples.setdefault(name, []).append((time.process_time() - t0) / per_mode[name] * 1e6)
+        finally:
+            for raw in raws:
+                raw.close()
+            tg.cancel_scope.cancel()
+    return {name: {"min_us": round(min(v), 1), "median_us": round(statistics.median(v), 1)}
+            for name, v in samples.items()}
+
+
+async def _sync(fn: object, n: int) -> None:
+    fn(n)  # type: ignore[operator]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=4000, help="invocations per mode and repetition")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--concurrent", type=int, default=32, help="callers (and workers) at once")
+    parser.add_argument("--asyncio", action="store_true",
+                        help="run on asyncio's own loop instead of the daemon's (uvloop)")
+    args = parser.parse_args()
+    # As the service logs: JSON at info level, so each invocation's REPORT costs what it costs
+    # there. The lines themselves go nowhere.
+    stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115
+    logs.configure("info", json=True)
+    try:
+        results = _run(args.calls, args.reps, args.concurrent, {} if args.asyncio else EVENT_LOOP)
+    finally:
+        sys.stderr.close()
+        sys.stderr = stderr
+    print(f"CPU of this process per invocation, µs ({args.reps} repetitions of {args.calls} calls):")
+    print(f"{'mode':<22} {'min':>8} {'median':>8}")
+    for name, r in results.items():
+        print(f"{name:<22} {r['min_us']:>8} {r['median_us']:>8}")
+
+
+def _run(calls: int, reps: int, concurrent: int, loop: dict[str, object]) -> dict[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="fnhost-inprocess-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o755)  # a root daemon's workers run as other users and must reach the code
+        fns, skipped = discover(RuntimeRegistry(), ["python"], fixtures=readable_copy(work / "fixtures"))
+        if not fns:
+            raise RuntimeError(f"no Python echo to run: {skipped}")
+        return anyio.run(_measure, fns[0], work, calls, reps, concurrent, backend_options=loop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Which Python gRPC stack to serve on: ``python -m bench.stacks``.
+
+The issue leaves the server flavour and the event loop to the numbers. This measures each
+candidate twice, in the same run and interleaved: as a bare echo (the gRPC floor on that stack)
+and as the least a daemon on that stack can do per invocation — a handler that sends the payload
+to one of 32 Python echo shims (``--workers``) over the worker protocol and waits for the
+reply ("hop"):
+
+- ``aio``: grpc.aio on asyncio's default loop (what fnhost served on before §7);
+- ``uvloop``: grpc.aio on uvloop (a well-kept libuv loop; what fnhost serves on now);
+- ``sync``: grpc's thread-pool server (DESIGN.md: 33–70 % more echo throughput than grpc.aio),
+  whose hop handler blocks its thread on the worker's pipe.
+
+Per variant: sequential p50 (one client, 100 B), requests/s and server CPU per call at 32 in
+flight (the bench's client processes). Nothing is asserted; the table goes to bench/PROFILE.md.
+A variant's server is ``python -m bench.stacks serve VARIANT ADDRESS WORKERS``; it exits when
+its stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fnhost import protocol
+from fnhost.runtimes import RuntimeRegistry
+from fnhost.server import SERVER_OPTIONS
+from tests.fixture_cases import readable_copy
+
+from .echo_server import SERVICE, UNARY
+from .floors import WorkerHop, blob
+from .functions import child_env, discover, json_payload
+from .load import ClientPool, Target
+from .targets import cpu_seconds
+
+VARIANTS = ("aio", "aio-hop", "uvloop", "uvloop-hop", "sync", "sync-hop")
+REQUEST_ID = b"bench-stacks"
+
+
+def _payload(request: bytes) -> bytes:
+    """The payload inside ``bench.Blob{data}`` (field 1, a varint length)."""
+    length, shift, i = 0, 0, 1
+    while True:
+        byte = request[i]
+        i += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return request[i:i + length]
+
+
+def _invoke_frame(request: bytes) -> list[bytes]:
+    return protocol.encode_invoke(REQUEST_ID, int(time.time() * 1000) + 60_000, _payload(request))
+
+
+def _start_workers(work: Path, workers: int) -> list[WorkerHop]:
+    fns, skipped = discover(RuntimeRegistry(), ["python"], fixtures=readable_copy(work / "fixtures"))
+    if not fns:
+        raise RuntimeError(f"no Python echo: {skipped}")
+    runtime = RuntimeRegistry().get("python")
+    hops = []
+    for _ in range(workers):
+        hop = WorkerHop(runtime, fns[0], work)
+        hop.start()
+        hops.append(hop)
+    return hops
+
+
+def _serve_sync(address: str, hops: list[WorkerHop]) -> None:
+    idle = list(hops)
+    free = threading.Condition()
+
+    def echo(request: bytes, context: Any) -> bytes:
+        if not hops:
+            return request
+        with free:
+            while not idle:
+                free.wait()
+            hop = idle.pop()
+        try:
+            os.writev(hop.to_worker, _invoke_frame(request))
+            hop._read_frame()  # blocking, one frame
+        finally:
+            with free:
+                idle.append(hop)
+                free.notify()
+        return request
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=64), options=SERVER_OPTIONS)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+    server.add_insecure_port(address)
+    server.start()
+    print("ready", flush=True)
+    sys.stdin.read()
+    server.stop(0)
+
+
+async def _serve_aio(address: str, hops: list[WorkerHop]) -> None:
+    loop = asyncio.get_running_loop()
+    idle = list(hops)
+    waiting: list[asyncio.Future[WorkerHop]] = []
+    replies: dict[int, asyncio.Future[None]] = {}
+
+    def readable(hop: WorkerHop) -> None:
+        if hop.decoder.feed(os.read(hop.from_worker, 1 << 20)):
+            replies.pop(hop.from_worker).set_result(None)
+
+    for hop in hops:
+        os.set_blocking(hop.from_worker, False)
+        loop.add_reader(hop.from_worker, readable, hop)
+
+    async def echo(request: bytes, context: Any) -> bytes:
+        if not hops:
+            return request
+        if idle:
+            hop = idle.pop()
+        else:
+            waiter: asyncio.Future[WorkerHop] = loop.create_future()
+            waiting.append(waiter)
+            hop = await waiter
+        reply = replies[hop.from_worker] = loop.create_future()
+        os.writev(hop.to_worker, _invoke_frame(request))
+        await reply
+        if waiting:
+            waiting.pop(0).set_result(hop)
+        else:
+            idle.append(hop)
+        return request
+
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+    server.add_insecure_port(address)
+    await server.start()
+    print("ready", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+    await server.stop(0)
+
+
+def serve(variant: str, address: str, workers: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="fnhost-stacks-") as tmp:
+        os.chmod(tmp, 0o755)
+        hops = _start_workers(Path(tmp), workers) if variant.endswith("-hop") else []
+        try:
+            if variant.startswith("sync"):
+                _serve_sync(address, hops)
+            elif variant.startswith("uvloop"):
+                import uvloop
+
+                uvloop.run(_serve_aio(address, hops))
+            else:
+                asyncio.run(_serve_aio(address, hops))
+        finally:
+            for hop in hops:
+                hop.close()
+
+
+def _one(pool: ClientPool, variant: str, work: Path, calls: int, window_s: float, workers: int) -> dict[str, float]:
+    address = f"unix:{work / variant}.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.stacks", "serve", variant, address, str(workers)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env(),
+                            cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert proc.stdout is not None
+        while (line := proc.stdout.readline()) and line.strip() != b"ready":
+            pass
+        if not line:
+            raise RuntimeError(f"the {variant} server did not start")
+        target = Target(variant, address, UNARY, blob(json_payload(100)))
+        latencies, _ = pool.sequential(target, calls, warmup=calls // 10)
+        pool.warm(target, 32)
+        before = sum(cpu_seconds(proc.pid, children=True))
+        window = pool.window(target, 32, window_s)
+        after = sum(cpu_seconds(proc.pid, children=True))
+        return {"p50_us": statistics.median(latencies) / 1000, "rps_32": window.throughput,
+                "cpu_us_per_call_32": (after - before) / max(window.completed, 1) * 1e6}
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=2000, help="sequential calls per repetition")
+    parser.add_argument("--window", type=float, default=3.0, help="seconds at 32 in flight")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--workers", type=int, default=32, help="echo shims behind a hop server")
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    root = Path(__file__).resolve().parents[1]
+    pool = ClientPool(4, str(root), env=child_env())
+    try:
+        with tempfile.TemporaryDirectory(prefix="fnhost-stacks-") as tmp:
+            for rep in range(args.reps):
+                for variant in variants:
+                    runs[variant].append(_one(pool, variant, Path(tmp), args.calls, args.window, args.workers))
+                    r = runs[variant][-1]
+                    print(f"rep {rep} {variant:<11} p50 {r['p50_us']:7.0f} µs  {r['rps_32']:6.0f} req/s  "
+                          f"{r['cpu_us_per_call_32']:5.0f} µs CPU/call", file=sys.stderr, flush=True)
+    finally:
+        pool.close()
+    print(f"| variant | sequential p50 (µs) | req/s at 32 in flight | server CPU per call (µs) |  "
+          f"(medians of {args.reps})")
+    print("|---|---|---|---|")
+    for variant, rs in runs.items():
+        print(f"| {variant} | {statistics.median(r['p50_us'] for r in rs):.0f} | "
+              f"{statistics.median(r['rps_32'] for r in rs):.0f} | "
+              f"{statistics.median(r['cpu_us_per_call_32'] for r in rs):.0f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        main()
