@@ -197,6 +197,16 @@ def _one(pool: ClientPool, variant: str, work: Path, calls: int, window_s: float
             proc.wait()
 
 
+def _hop_floor(work: Path, calls: int) -> float:
+    """The worker-hop floor's p50 in µs (blocking writev + read to one shim), as the bench measures it."""
+    (hop,) = _start_workers(work, 1)
+    try:
+        latencies, _ = hop.roundtrips(json_payload(100), calls, warmup=calls // 10)
+    finally:
+        hop.close()
+    return statistics.median(latencies) / 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -207,11 +217,13 @@ def main() -> None:
     args = parser.parse_args()
     variants = args.variants.split(",")
     runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    hop_floor: list[float] = []
     root = Path(__file__).resolve().parents[1]
     pool = ClientPool(4, str(root), env=child_env())
     try:
         with tempfile.TemporaryDirectory(prefix="fnhost-stacks-") as tmp:
             for rep in range(args.reps):
+                hop_floor.append(_hop_floor(Path(tmp) / f"hop-{rep}", args.calls))
                 for variant in variants:
                     runs[variant].append(_one(pool, variant, Path(tmp), args.calls, args.window, args.workers))
                     r = runs[variant][-1]
@@ -219,13 +231,19 @@ def main() -> None:
                           f"{r['cpu_us_per_call_32']:5.0f} µs CPU/call", file=sys.stderr, flush=True)
     finally:
         pool.close()
-    print(f"| variant | sequential p50 (µs) | req/s at 32 in flight | server CPU per call (µs) |  "
-          f"(medians of {args.reps})")
-    print("|---|---|---|---|")
-    for variant, rs in runs.items():
-        print(f"| {variant} | {statistics.median(r['p50_us'] for r in rs):.0f} | "
-              f"{statistics.median(r['rps_32'] for r in rs):.0f} | "
-              f"{statistics.median(r['cpu_us_per_call_32'] for r in rs):.0f} |")
+    floor = statistics.median(hop_floor)
+    print(f"Medians of {args.reps} repetitions; worker-hop floor p50 {floor:.0f} µs. A hop variant's own cost is "
+          "its p50 − (its stack's echo p50 + the worker-hop floor), as the bench defines fnhost's.\n")
+    print("| variant | sequential p50 (µs) | own cost (µs) | req/s at 32 in flight | ÷ its echo | "
+          "server CPU per call (µs) |")
+    print("|---|---|---|---|---|---|")
+    med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in runs.items()}
+    for variant, m in med.items():
+        echo = med.get(variant.removesuffix("-hop")) if variant.endswith("-hop") else None
+        own = f"{m['p50_us'] - echo['p50_us'] - floor:.0f}" if echo else "—"
+        ratio = f"{m['rps_32'] / echo['rps_32']:.2f}" if echo else "—"
+        print(f"| {variant} | {m['p50_us']:.0f} | {own} | {m['rps_32']:.0f} | {ratio} | "
+              f"{m['cpu_us_per_call_32']:.0f} |")
 
 
 if __name__ == "__main__":
