@@ -116,26 +116,9 @@ def write_now(fd: int, parts: list[bytes]) -> list[bytes]:
 
 
 async def write_all(fd: int, parts: list[bytes]) -> None:
-    """Write ``parts`` to a non-blocking pipe with as few syscalls as it allows (writev).
+    """Write ``parts`` to a non-blocking pipe, a ``write_now`` each time it has room.
 
     Raises OSError (EPIPE) when the reader is gone.
     """
-    view = None
-    while parts:
-        try:
-            n = os.writev(fd, parts) if view is None else os.write(fd, view)
-        except BlockingIOError:
-            n = 0
-        if view is not None:
-            view = view[n:]
-            if not view:
-                parts = parts[1:]
-                view = None
-        else:
-            while parts and n >= len(parts[0]):
-                n -= len(parts[0])
-                parts = parts[1:]
-            if parts and n:
-                view = memoryview(parts[0])[n:]
-        if parts:
-            await anyio.wait_writable(fd)
+    while parts := write_now(fd, parts):
+        await anyio.wait_writable(fd)
