@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -187,14 +188,12 @@ class WorkerHop:
         """``count`` INVOKE→RESULT round trips after ``warmup``; latencies in ns, and one result."""
         rid = b"bench-00000000-0000-0000-0000-000000000000"
         frame = protocol.encode_invoke(rid, int(time.time() * 1000) + 3_600_000, payload)
-        writev, read_frame, clock = os.writev, self._read_frame, time.perf_counter_ns
-        fd = self.to_worker
+        roundtrip, clock = self.roundtrip, time.perf_counter_ns
         lat = array("q")
         body = b""
         for i in range(warmup + count):
             t0 = clock()
-            writev(fd, frame)  # a 1 MiB pipe takes a 64 KiB frame in one write
-            reply = read_frame()
+            reply = roundtrip(frame)
             t1 = clock()
             if i >= warmup:
                 lat.append(t1 - t0)
@@ -202,6 +201,11 @@ class WorkerHop:
         if reply.kind != protocol.Kind.RESULT:
             raise RuntimeError(f"{self.fn.runtime}: echo answered {reply.kind.name}: {bytes(body)[:300]!r}")
         return lat.tolist(), protocol.split_reply(body)[1]
+
+    def roundtrip(self, frame: list[bytes]) -> protocol.Frame:
+        """One INVOKE out and its reply back, blocking: the least any parent can do per invocation."""
+        os.writev(self.to_worker, frame)  # a 1 MiB pipe takes a 64 KiB frame in one write
+        return self._read_frame()
 
     def pids(self) -> list[int]:
         return [self.proc.pid] if self.proc is not None else []
@@ -225,3 +229,29 @@ class WorkerHop:
         if self.from_worker >= 0:
             os.close(self.from_worker)
             self.from_worker = -1
+
+
+class LoopHop:
+    """A started ``WorkerHop`` driven from an event loop instead: one ``writev``, a reader callback
+    and one future per round trip — the least an asyncio daemon can do per invocation."""
+
+    def __init__(self, hop: WorkerHop, loop: asyncio.AbstractEventLoop) -> None:
+        self.hop = hop
+        self._loop = loop
+        self._reply: asyncio.Future[None] | None = None
+        os.set_blocking(hop.from_worker, False)
+        loop.add_reader(hop.from_worker, self._readable)
+
+    def _readable(self) -> None:
+        if self.hop.decoder.feed(os.read(self.hop.from_worker, PIPE_SIZE)) and self._reply is not None:
+            self._reply.set_result(None)
+            self._reply = None
+
+    async def roundtrip(self, frame: list[bytes]) -> None:
+        self._reply = reply = self._loop.create_future()
+        os.writev(self.hop.to_worker, frame)
+        await reply
+
+    def close(self) -> None:
+        self._loop.remove_reader(self.hop.from_worker)
+        self.hop.close()

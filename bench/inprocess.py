@@ -37,45 +37,9 @@ from fnhost.runtimes import RuntimeRegistry
 from fnhost.supervisor import Supervisor
 from tests.fixture_cases import readable_copy
 
-from .floors import WorkerHop
+from .floors import LoopHop, WorkerHop
 from .functions import EchoFunction, discover, json_payload
 
-
-
-class _Raw:
-    """One directly launched shim, driven from the event loop with a reader callback."""
-
-    def __init__(self, hop: WorkerHop, loop: asyncio.AbstractEventLoop, frame: list[bytes]) -> None:
-        self.hop, self.loop, self.frame = hop, loop, frame
-        self.decoder = protocol.Decoder()
-        self.waiter: asyncio.Future[None] | None = None
-        os.set_blocking(hop.from_worker, False)
-        loop.add_reader(hop.from_worker, self._readable)
-
-    def _readable(self) -> None:
-        if self.decoder.feed(os.read(self.hop.from_worker, 1 << 20)) and self.waiter is not None:
-            self.waiter.set_result(None)
-
-    async def calls(self, n: int) -> None:
-        fd, frame, loop = self.hop.to_worker, self.frame, self.loop
-        for _ in range(n):
-            self.waiter = loop.create_future()
-            os.writev(fd, frame)
-            await self.waiter
-
-    def blocking(self, n: int) -> None:
-        fd_in, fd_out, frame = self.hop.from_worker, self.hop.to_worker, self.frame
-        self.loop.remove_reader(fd_in)
-        os.set_blocking(fd_in, True)
-        for _ in range(n):
-            os.writev(fd_out, frame)
-            os.read(fd_in, 1 << 20)  # one small frame per read: the echo's reply
-        os.set_blocking(fd_in, False)
-        self.loop.add_reader(fd_in, self._readable)
-
-    def close(self) -> None:
-        self.loop.remove_reader(self.hop.from_worker)
-        self.hop.close()
 
 
 async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurrent: int) -> dict[str, dict[str, float]]:
@@ -86,7 +50,8 @@ async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurre
     loop = asyncio.get_running_loop()
     frame = protocol.encode_invoke(b"bench-inprocess", int(time.time() * 1000) + 3_600_000, payload)
     runtime = RuntimeRegistry().get("python")
-    raws: list[_Raw] = []
+    hops: list[LoopHop] = []
+    blocking: WorkerHop | None = None
     samples: dict[str, list[float]] = {}
     async with anyio.create_task_group() as tg:
         await tg.start(sup.run)
@@ -99,11 +64,21 @@ async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurre
             for _ in range(concurrent):
                 hop = WorkerHop(runtime, fn, work)
                 hop.start()
-                raws.append(_Raw(hop, loop, frame))
+                hops.append(LoopHop(hop, loop))
+            blocking = WorkerHop(runtime, fn, work)
+            blocking.start()
 
             async def fnhost(n: int) -> None:
                 for _ in range(n):
                     await sup.invoke("echo", payload)
+
+            async def looped(hop: LoopHop, n: int) -> None:
+                for _ in range(n):
+                    await hop.roundtrip(frame)
+
+            async def blocked(hop: WorkerHop, n: int) -> None:
+                for _ in range(n):
+                    hop.roundtrip(frame)
 
             async def together(each: object) -> None:
                 async with anyio.create_task_group() as g:
@@ -112,10 +87,10 @@ async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurre
 
             modes = {
                 "fnhost sequential": lambda: fnhost(calls),
-                "loop sequential": lambda: raws[0].calls(calls),
-                "blocking sequential": lambda: _sync(raws[0].blocking, calls),
+                "loop sequential": lambda: looped(hops[0], calls),
+                "blocking sequential": lambda: blocked(blocking, calls),
                 f"fnhost {concurrent} at once": lambda: together(lambda i: fnhost(calls // 4)),
-                f"loop {concurrent} at once": lambda: together(lambda i: raws[i].calls(calls // 4)),
+                f"loop {concurrent} at once": lambda: together(lambda i: looped(hops[i], calls // 4)),
             }
             per_mode = {name: calls if "sequential" in name else calls // 4 * concurrent for name in modes}
             await together(lambda i: fnhost(20))  # every worker warm, every code path run once
@@ -125,15 +100,13 @@ async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurre
                     await run()
                     samples.setdefault(name, []).append((time.process_time() - t0) / per_mode[name] * 1e6)
         finally:
-            for raw in raws:
-                raw.close()
+            for hop in hops:
+                hop.close()
+            if blocking is not None:
+                blocking.close()
             tg.cancel_scope.cancel()
     return {name: {"min_us": round(min(v), 1), "median_us": round(statistics.median(v), 1)}
             for name, v in samples.items()}
-
-
-async def _sync(fn: object, n: int) -> None:
-    fn(n)  # type: ignore[operator]
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from fnhost.server import SERVER_OPTIONS
 from tests.fixture_cases import readable_copy
 
 from .echo_server import SERVICE, UNARY
-from .floors import WorkerHop, blob
+from .floors import LoopHop, WorkerHop, blob
 from .functions import child_env, discover, json_payload
 from .load import ClientPool, Target
 from .targets import cpu_seconds
@@ -90,8 +90,7 @@ def _serve_sync(address: str, hops: list[WorkerHop]) -> None:
                 free.wait()
             hop = idle.pop()
         try:
-            os.writev(hop.to_worker, _invoke_frame(request))
-            hop._read_frame()  # blocking, one frame
+            hop.roundtrip(_invoke_frame(request))
         finally:
             with free:
                 idle.append(hop)
@@ -110,17 +109,8 @@ def _serve_sync(address: str, hops: list[WorkerHop]) -> None:
 
 async def _serve_aio(address: str, hops: list[WorkerHop]) -> None:
     loop = asyncio.get_running_loop()
-    idle = list(hops)
-    waiting: list[asyncio.Future[WorkerHop]] = []
-    replies: dict[int, asyncio.Future[None]] = {}
-
-    def readable(hop: WorkerHop) -> None:
-        if hop.decoder.feed(os.read(hop.from_worker, 1 << 20)):
-            replies.pop(hop.from_worker).set_result(None)
-
-    for hop in hops:
-        os.set_blocking(hop.from_worker, False)
-        loop.add_reader(hop.from_worker, readable, hop)
+    idle = [LoopHop(hop, loop) for hop in hops]
+    waiting: list[asyncio.Future[LoopHop]] = []
 
     async def echo(request: bytes, context: Any) -> bytes:
         if not hops:
@@ -128,12 +118,10 @@ async def _serve_aio(address: str, hops: list[WorkerHop]) -> None:
         if idle:
             hop = idle.pop()
         else:
-            waiter: asyncio.Future[WorkerHop] = loop.create_future()
+            waiter: asyncio.Future[LoopHop] = loop.create_future()
             waiting.append(waiter)
             hop = await waiter
-        reply = replies[hop.from_worker] = loop.create_future()
-        os.writev(hop.to_worker, _invoke_frame(request))
-        await reply
+        await hop.roundtrip(_invoke_frame(request))
         if waiting:
             waiting.pop(0).set_result(hop)
         else:
