@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
+import grpc
 import structlog
 
 from .batching import END, batches
@@ -42,7 +43,7 @@ async def invoke_stream(
         except Exception as exc:  # a bug of ours: this invocation fails, the stream goes on
             log.exception("internal_error", where="InvokeStream")
             results.put_nowait(pb.StreamResult(id=item.id, error=pb.InvokeError(
-                code=13, error_type="ServiceException", message=f"internal error ({type(exc).__name__})")))
+                code=grpc.StatusCode.INTERNAL.value[0], error_type="ServiceException", message=f"internal error ({type(exc).__name__})")))
         finally:
             slots.release()
 

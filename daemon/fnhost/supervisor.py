@@ -14,31 +14,29 @@ from dataclasses import dataclass
 
 import anyio
 import structlog
+from prometheus_client import CollectorRegistry
 
-from . import logs
+from . import logs, sandbox
 from .billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
 from .config import SYNC_PAYLOAD_MAX, FunctionConfig, Settings
+from .deploy import CodeSource, Deployer
 from .errors import (
     ApiError,
     FunctionError,
     LimitExceeded,
     NotImplementedYet,
+    OutOfMemory,
     RequestTooLarge,
     ResourceConflict,
     ResourceNotFound,
     ResponseTooLarge,
-    OutOfMemory,
     SandboxTimeout,
     ShuttingDown,
 )
-from prometheus_client import CollectorRegistry
-
 from .limits import MemoryBackend, choose_backend
 from .pool import Pool
 from .registry import FunctionRecord, Registry
 from .report import Report, RequestIds, tail_log
-from . import sandbox
-from .deploy import CodeSource, Deployer
 from .runtimes import RuntimeRegistry, data_dir
 
 log = structlog.get_logger("fnhost.supervisor")
