@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -39,11 +40,12 @@ def test_wheel_carries_runtimes_and_protos(tmp_path: Path) -> None:
 
     # Installed on its own (dependencies from this interpreter), it finds its shims in the wheel.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    _see_our_dependencies(venv)
     subprocess.run([venv / "bin" / "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)],
                    check=True, timeout=300)
     out = subprocess.run([venv / "bin" / "python", "-c",
-                          "from fnhost.runtimes import data_dir; print(data_dir('runtimes'))"],
+                          "from fnhost.control.runtimes import data_dir; print(data_dir('runtimes'))"],
                          capture_output=True, text=True, check=True, cwd=tmp_path,
                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert "/site-packages/fnhost/_data/runtimes" in out.stdout
@@ -68,3 +70,17 @@ def test_wheel_carries_runtimes_and_protos(tmp_path: Path) -> None:
         workers = [p.pid for p in psutil.Process(pid).children(recursive=True)]
         os.kill(pid, signal.SIGTERM)
         assert wait_gone([pid, *workers], timeout=30) == []
+
+
+def _see_our_dependencies(venv: Path) -> None:
+    """Let ``venv`` import this interpreter's packages without installing them again.
+
+    ``--system-site-packages`` is not enough: run inside a virtual environment, it exposes the
+    base interpreter's packages, not this environment's. A .pth file names this interpreter's
+    site directories as plain paths, so their own .pth files (this checkout's editable fnhost)
+    are not read and the wheel's fnhost is the one the venv imports.
+    """
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    site_dir = subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    (Path(site_dir) / "fnhost-test-dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
