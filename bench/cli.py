@@ -61,7 +61,7 @@ def _write(results: dict, out_dir: Path, log: Callable[[str], None]) -> None:
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from fnhost import logs
+    from fnhost.observability import logs
 
     from .plan import PLANS
     from .runner import Interrupted, Runner

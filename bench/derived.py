@@ -1,7 +1,8 @@
 """The issue's targets as computed figures — reported, never asserted.
 
 Each figure says how it was computed; where the inputs come from interleaved repetitions, the
-per-repetition values are given too, since on a shared machine a pooled p50 can hide a burst.
+per-repetition values are given too, since on a shared machine a pooled p50 can hide a burst. An
+own cost (fnhost − its floors) is paired by repetition: the median of per-repetition differences.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from .stats import ratio
+from .stats import paired_difference, ratio
 
 # Issue 4's targets and the reference figure it quotes (a local Lambda emulator, 2 vCPU).
 TARGETS = {
@@ -35,17 +36,27 @@ def _rps(summary: Any) -> float | None:
 
 
 def own_cost(r: dict[str, Any], runtime: str, payload: str) -> dict[str, Any] | None:
+    """fnhost's own cost for one runtime and payload, paired by repetition (``stats.paired_difference``).
+
+    ``us`` is the median over repetitions of (fnhost p50 − gRPC floor p50 − worker-hop p50), all
+    three from the same repetition; ``spread_us`` gives min, quartiles and max of those. The
+    difference of the pooled p50s is kept beside it for comparison only.
+    """
     fn = _get(r, "fnhost", runtime, "sequential", payload)
     floor = _get(r, "floors", "grpc", "sequential", payload)
     hop = _get(r, "floors", "worker_hop", runtime, payload)
     if not (fn and floor and hop) or not all(x.get("p50_us") for x in (fn, floor, hop)):
         return None
+    paired = paired_difference(fn.get("run_p50_us", []), floor.get("run_p50_us", []), hop.get("run_p50_us", []))
+    if not paired["n"]:
+        return None
     pooled = fn["p50_us"] - (floor["p50_us"] + hop["p50_us"])
-    per_rep = [a - (b + c) for a, b, c in zip(fn["run_p50_us"], floor["run_p50_us"], hop["run_p50_us"])]
     return {
-        "us": round(pooled, 1),
-        "per_repetition_us": [round(v, 1) for v in per_rep],
-        "median_of_repetitions_us": round(statistics.median(per_rep), 1) if per_rep else None,
+        "us": paired["median_us"],
+        "repetitions": paired["n"],
+        "per_repetition_us": paired["per_repetition_us"],
+        "spread_us": {k: paired[f"{k}_us"] for k in ("min", "q1", "q3", "max")},
+        "pooled_difference_us": round(pooled, 1),
         "inputs_p50_us": {"fnhost": fn["p50_us"], "grpc_floor": floor["p50_us"], "worker_hop": hop["p50_us"]},
     }
 
@@ -55,7 +66,8 @@ def derive(r: dict[str, Any]) -> dict[str, Any]:
     cost = own_cost(r, "python", "100B")
     out["own_cost_python_100B"] = {
         **(cost or {"us": None}),
-        "formula": "fnhost python warm p50 − (gRPC floor p50 + python worker-hop p50), 100 B, sequential",
+        "formula": "median over repetitions of (fnhost python warm p50 − gRPC floor p50 − python worker-hop p50), "
+                   "each term from the same repetition; 100 B, sequential",
         "target_max_us": TARGETS["own_cost_us"],
     }
     out["own_cost_by_runtime"] = {

@@ -23,7 +23,7 @@ import anyio
 import grpc
 
 from fnhost.daemon import EVENT_LOOP
-from fnhost.server import SERVER_OPTIONS
+from fnhost.api.grpc_server import SERVER_OPTIONS
 
 SERVICE = "bench.Echo"
 UNARY = f"/{SERVICE}/Echo"

@@ -2,33 +2,35 @@
 
 - gRPC floor: ``bench.echo_server`` in its own process, driven by the same client pool as fnhost.
 - worker-hop floor: this process talking straight to a runtime's shim over the worker protocol,
-  launched exactly as ``runtimes/<lang>/runtime.toml`` says (fnhost.runtimes builds the argv, and
-  builds the code first for compiled runtimes), with blocking reads and writes: the least any
-  parent can do per invocation, with no daemon, event loop or gRPC in between.
+  started through the daemon's own path (``fnhost.control.deploy.compose_worker_spec`` composes
+  the argv, environment and INIT frame from ``runtimes/<lang>/runtime.toml``, after a build for
+  compiled runtimes; ``fnhost.execution.spawn.spawn`` starts it), then spoken to with blocking
+  reads and writes: the least any parent can do per invocation, with no daemon, event loop or
+  gRPC in between.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import json
 import os
+import select
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-import uuid
 from array import array
 from pathlib import Path
 
-from fnhost import protocol
-from fnhost.runtimes import Runtime
+from fnhost.control.deploy import compose_worker_spec
+from fnhost.control.runtimes import Runtime
+from fnhost.execution import protocol
+from fnhost.execution.spawn import PIPE_SIZE, Spawned, spawn
 
 from .echo_server import UNARY
 from .functions import ROOT, EchoFunction, child_env
 from .load import Target
-
-PIPE_SIZE = 1024 * 1024  # what the daemon gives its workers' control pipes (fnhost.worker)
 
 
 def blob(payload: bytes) -> bytes:
@@ -85,13 +87,6 @@ class GrpcFloor:
         self.proc = None
 
 
-def _set_pipe_size(fd: int) -> None:
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass
-
-
 class WorkerHop:
     """One shim process of one runtime, spoken to directly."""
 
@@ -105,6 +100,9 @@ class WorkerHop:
         self.hello: dict[str, object] = {}
         self.spawn_to_ready_ms = 0.0
         self.build_s: float | None = None
+        self.log_path = workdir / f"hop-{fn.runtime}.log"
+        self._spawned: Spawned | None = None
+        self._drain: threading.Thread | None = None
 
     def start(self, timeout: float = 90.0) -> None:
         """Build (compiled runtimes), spawn, HELLO, INIT; raises RuntimeError on any failure."""
@@ -113,56 +111,39 @@ class WorkerHop:
         if fn.compiled:
             build_dir = self.workdir / f"hop-build-{fn.runtime}"
             scratch = self.workdir / f"hop-scratch-{fn.runtime}"
-            build_dir.mkdir()
-            scratch.mkdir()
-            t0 = time.perf_counter()
-            rt.build(fn.code_dir, build_dir, fn.handler, scratch)
-            self.build_s = time.perf_counter() - t0
-        values = rt.values(code_dir=str(fn.code_dir), build_dir=str(build_dir), handler=fn.handler,
-                           memory_mb="128")
-        argv, launch_env = rt.launch(values)
-        name = f"hop-{fn.runtime}"
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "TZ": ":UTC",
-            **launch_env,
-            "AWS_LAMBDA_FUNCTION_NAME": name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": f"bench/[$LATEST]{uuid.uuid4().hex}",
-            "_HANDLER": fn.handler,
-            "LAMBDA_TASK_ROOT": str(fn.code_dir),
-            "LAMBDA_RUNTIME_DIR": str(rt.directory),
-            "FNHOST_BUILD_DIR": str(build_dir),
-        }
-        child_in, self.to_worker = os.pipe()
-        self.from_worker, child_out = os.pipe()
-        for fd in (self.to_worker, self.from_worker):
-            _set_pipe_size(fd)
-        env[protocol.CONTROL_FDS_ENV] = f"{child_in},{child_out}"
-        log = open(self.workdir / f"{name}.log", "ab")
+            build_dir.mkdir(exist_ok=True)
+            scratch.mkdir(exist_ok=True)
+            if not (build_dir / ".hop-built").exists():  # several hops of one runtime share a build
+                t0 = time.perf_counter()
+                rt.build(fn.code_dir, build_dir, fn.handler, scratch)
+                self.build_s = time.perf_counter() - t0
+                (build_dir / ".hop-built").touch()
+        scratch_root = self.workdir / "hop-workers"
+        scratch_root.mkdir(mode=0o711, exist_ok=True)
+        # The daemon's own composition and spawn: same argv, environment, INIT frame, pipes (1 MiB
+        # control pipes, stdout/stderr captured) and process group as a worker fnhost starts; only
+        # the identity is this process's own.
+        spec = compose_worker_spec(
+            rt, name=f"hop-{fn.runtime}", handler=fn.handler, code_dir=fn.code_dir, build_dir=build_dir,
+            memory_mb=128, timeout_s=60, environment={}, identity=None, scratch_root=scratch_root,
+            init_timeout_s=timeout, kill_grace_s=0.5)
         started = time.perf_counter()
         try:
-            self.proc = subprocess.Popen(argv, cwd=fn.code_dir, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, pass_fds=(child_in, child_out),
-                                         start_new_session=True)
-        finally:
-            os.close(child_in)
-            os.close(child_out)
-            log.close()
+            self._spawned = spawned = spawn(spec)
+        except OSError as exc:
+            raise RuntimeError(f"{fn.runtime}: could not start the shim: {exc}") from exc
+        self.proc, self.to_worker, self.from_worker = spawned.proc, spawned.to_worker, spawned.from_worker
+        # spawn() leaves the control pipes non-blocking for an event loop; this hop blocks on them.
+        os.set_blocking(self.to_worker, True)
+        os.set_blocking(self.from_worker, True)
+        self._drain = threading.Thread(target=_drain_output, args=((spawned.stdout, spawned.stderr), self.log_path),
+                                       name=f"hop-{fn.runtime}-output", daemon=True)
+        self._drain.start()
         hello = self._read_frame(timeout)
         if hello.kind != protocol.Kind.HELLO:
             raise RuntimeError(f"{fn.runtime}: expected HELLO, got {hello.kind.name}")
         self.hello = protocol.decode_json(hello.body)
-        init = {
-            "handler": fn.handler, "code_dir": str(fn.code_dir), "build_dir": str(build_dir),
-            "function_name": name, "function_version": "$LATEST", "memory_mb": 128, "timeout_s": 60,
-            "log_group_name": env["AWS_LAMBDA_LOG_GROUP_NAME"],
-            "log_stream_name": env["AWS_LAMBDA_LOG_STREAM_NAME"], "environment": {},
-        }
-        os.write(self.to_worker, protocol.encode(protocol.Kind.INIT, json.dumps(init).encode()))
+        os.write(self.to_worker, spec.init_frame)
         reply = self._read_frame(timeout)
         if reply.kind != protocol.Kind.INIT_OK:
             raise RuntimeError(f"{fn.runtime}: INIT answered {reply.kind.name}: {bytes(reply.body)[:500]!r}")
@@ -170,16 +151,13 @@ class WorkerHop:
 
     def _read_frame(self, timeout: float | None = None) -> protocol.Frame:
         if timeout is not None:
-            import select
-
             ready, _, _ = select.select([self.from_worker], [], [], timeout)
             if not ready:
                 raise RuntimeError(f"{self.fn.runtime}: no frame from the shim within {timeout:.0f} s")
         while True:
             data = os.read(self.from_worker, PIPE_SIZE)
             if not data:
-                raise RuntimeError(f"{self.fn.runtime}: the shim closed its control pipe "
-                                   f"(see {self.workdir}/hop-{self.fn.runtime}.log)")
+                raise RuntimeError(f"{self.fn.runtime}: the shim closed its control pipe (see {self.log_path})")
             frames = self.decoder.feed(data)
             if frames:
                 return frames[0]  # one invocation in flight: never more than one frame
@@ -229,6 +207,41 @@ class WorkerHop:
         if self.from_worker >= 0:
             os.close(self.from_worker)
             self.from_worker = -1
+        if self._drain is not None:
+            self._drain.join(5)  # EOF on both once the shim's whole group is gone
+            self._drain = None
+        if self._spawned is not None:
+            if self._spawned.scratch is not None:
+                shutil.rmtree(self._spawned.scratch, ignore_errors=True)
+            self._spawned = None
+
+
+def _drain_output(fds: tuple[int, ...], log_path: Path) -> None:
+    """Copy a shim's stdout and stderr to its log until both close, then close them.
+
+    Off the measured path: an echo writes nothing, so this thread sleeps in ``select``; without
+    it a chatty shim would fill the pipe and stall.
+    """
+    open_fds = list(fds)
+    try:
+        with open(log_path, "ab") as log:
+            while open_fds:
+                ready, _, _ = select.select(open_fds, [], [])
+                for fd in ready:
+                    data = os.read(fd, 65536)
+                    if data:
+                        log.write(data)
+                        log.flush()
+                    else:
+                        open_fds.remove(fd)
+    except OSError:
+        pass
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 class LoopHop:

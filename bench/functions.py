@@ -1,9 +1,9 @@
 """The functions the bench deploys: each runtime's no-op echo fixture, and payloads for it.
 
-The echo handler is read from tests/fixtures/<runtime>/handlers.toml exactly as the test suite's
-``fixture_case()`` reads it, so a runtime that passes the conformance suite is benchmarkable
-without any bench-specific code. Runtimes appear as engineers finish them: one without an echo
-fixture, or whose toolchain is missing here, is skipped with the reason.
+Each echo handler is named in tests/fixtures/<runtime>/handlers.toml and read by the test suite's
+own reader (``fnhost.testing.fixtures``), so a runtime that passes the conformance suite is
+benchmarkable without any bench-specific code. Runtimes appear as engineers finish them: one
+without an echo fixture, or whose toolchain is missing here, is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fnhost
-from tests.fixture_cases import fixture_case as _fixture_case
+from fnhost.control.runtimes import Runtime, RuntimeRegistry
 from fnhost.errors import ApiError
-from fnhost.runtimes import Runtime, RuntimeRegistry
+from fnhost.testing.fixtures import SOURCE as FIXTURES
+from fnhost.testing.fixtures import fixture_case
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
 
 PAYLOAD_SIZES = {"100B": 100, "64KiB": 64 * 1024}
 
@@ -47,10 +47,6 @@ def discover(registry: RuntimeRegistry, only: list[str] | None = None, *,
 
     ``fixtures``: where to deploy them from (the runner passes a copy its daemon's workers can read).
     """
-
-    def fixture_case(runtime: str, case: str) -> tuple[str, Path]:
-        return _fixture_case(fixtures, runtime, case)
-
     found: list[EchoFunction] = []
     skipped: dict[str, str] = {}
     for runtime in registry:
@@ -61,7 +57,7 @@ def discover(registry: RuntimeRegistry, only: list[str] | None = None, *,
             skipped[name] = f"no tests/fixtures/{name}/handlers.toml yet"
             continue
         try:
-            handler, code = fixture_case(name, "echo")
+            handler, code = fixture_case(fixtures, name, "echo")
         except KeyError:
             skipped[name] = f"tests/fixtures/{name}/handlers.toml has no echo case"
             continue

@@ -13,13 +13,15 @@ Each mode runs sequentially and with 32 callers at once (32 workers), interleave
 on the daemon's event loop (``--asyncio`` for asyncio's own);
 the report gives the minimum (the least noise got in) and the median. ``fnhost - loop`` is what
 fnhost's own Python costs per invocation; ``loop - blocking`` is what waiting on an event loop
-costs, which any asyncio daemon pays.
+costs, which any asyncio daemon pays. Both are taken within each repetition (the modes run back to
+back in it) and then summarised: the median of the per-repetition differences, with their range.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -28,21 +30,30 @@ import time
 from pathlib import Path
 
 import anyio
-
-from fnhost import logs, protocol
-from fnhost.config import FunctionConfig, Settings
+from fnhost.control.config import FunctionConfig, Settings
+from fnhost.control.deploy import CodeSource
+from fnhost.control.runtimes import RuntimeRegistry
+from fnhost.control.supervisor import Supervisor
 from fnhost.daemon import EVENT_LOOP
-from fnhost.deploy import CodeSource
-from fnhost.runtimes import RuntimeRegistry
-from fnhost.supervisor import Supervisor
-from tests.fixture_cases import readable_copy
+from fnhost.execution import protocol
+from fnhost.execution.invocation import Invocation
+from fnhost.observability import logs
+from fnhost.testing.fixtures import readable_copy
 
 from .floors import LoopHop, WorkerHop
 from .functions import EchoFunction, discover, json_payload
+from .stats import paired_difference
+
+# Own costs, each paired by repetition (stats.paired_difference): (label, minuend mode, subtrahend mode).
+DIFFERENCES = (
+    ("fnhost - loop sequential", "fnhost sequential", "loop sequential"),
+    ("fnhost - loop {n} at once", "fnhost {n} at once", "loop {n} at once"),
+    ("loop - blocking sequential", "loop sequential", "blocking sequential"),
+)
 
 
-
-async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurrent: int) -> dict[str, dict[str, float]]:
+async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurrent: int) -> dict[str, list[float]]:
+    """CPU µs of this process per invocation, one value per repetition, for every mode."""
     payload = json_payload(100)
     settings = Settings(state_dir=work / "state", queue_timeout_s=60.0, init_timeout_s=60.0)
     settings.state_dir.mkdir(mode=0o711)
@@ -69,8 +80,8 @@ async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurre
             blocking.start()
 
             async def fnhost(n: int) -> None:
-                for _ in range(n):
-                    await sup.invoke("echo", payload)
+                for _ in range(n):  # a new Invocation per call, as every front end makes one
+                    await sup.invoke(Invocation("echo", payload))
 
             async def looped(hop: LoopHop, n: int) -> None:
                 for _ in range(n):
@@ -94,6 +105,9 @@ async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurre
             }
             per_mode = {name: calls if "sequential" in name else calls // 4 * concurrent for name in modes}
             await together(lambda i: fnhost(20))  # every worker warm, every code path run once
+            first = await sup.invoke(Invocation("echo", payload))
+            if not first.ok or json.loads(first.payload) != json.loads(payload):
+                raise RuntimeError(f"the echo answered {first.function_error or 'wrongly'}: {first.payload[:300]!r}")
             for _ in range(reps):
                 for name, run in modes.items():
                     t0 = time.process_time()
@@ -105,8 +119,20 @@ async def _measure(fn: EchoFunction, work: Path, calls: int, reps: int, concurre
             if blocking is not None:
                 blocking.close()
             tg.cancel_scope.cancel()
-    return {name: {"min_us": round(min(v), 1), "median_us": round(statistics.median(v), 1)}
-            for name, v in samples.items()}
+    return samples
+
+
+def summarise(samples: dict[str, list[float]], concurrent: int) -> tuple[dict[str, dict[str, float]],
+                                                                          dict[str, dict[str, object]]]:
+    """Per mode min and median over repetitions; and the own costs of ``DIFFERENCES``, paired."""
+    modes = {name: {"min_us": round(min(v), 1), "median_us": round(statistics.median(v), 1)}
+             for name, v in samples.items()}
+    costs = {}
+    for label, a, b in DIFFERENCES:
+        a, b = a.format(n=concurrent), b.format(n=concurrent)
+        if a in samples and b in samples:
+            costs[label.format(n=concurrent)] = paired_difference(samples[a], samples[b])
+    return modes, costs
 
 
 def main() -> None:
@@ -122,17 +148,23 @@ def main() -> None:
     stderr, sys.stderr = sys.stderr, open(os.devnull, "w")  # noqa: SIM115
     logs.configure("info", json=True)
     try:
-        results = _run(args.calls, args.reps, args.concurrent, {} if args.asyncio else EVENT_LOOP)
+        samples = _run(args.calls, args.reps, args.concurrent, {} if args.asyncio else EVENT_LOOP)
     finally:
         sys.stderr.close()
         sys.stderr = stderr
+    modes, costs = summarise(samples, args.concurrent)
     print(f"CPU of this process per invocation, µs ({args.reps} repetitions of {args.calls} calls):")
     print(f"{'mode':<22} {'min':>8} {'median':>8}")
-    for name, r in results.items():
+    for name, r in modes.items():
         print(f"{name:<22} {r['min_us']:>8} {r['median_us']:>8}")
+    print()
+    print("Differences, paired by repetition (each repetition's a - b; their median and range), µs:")
+    print(f"{'difference':<28} {'median':>8} {'min':>8} {'max':>8}")
+    for label, c in costs.items():
+        print(f"{label:<28} {c['median_us']:>8} {c['min_us']:>8} {c['max_us']:>8}")
 
 
-def _run(calls: int, reps: int, concurrent: int, loop: dict[str, object]) -> dict[str, dict[str, float]]:
+def _run(calls: int, reps: int, concurrent: int, loop: dict[str, object]) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="fnhost-inprocess-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)  # a root daemon's workers run as other users and must reach the code

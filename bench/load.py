@@ -26,10 +26,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+from fnhost.api.grpc_wire import MESSAGE_OPTIONS as CHANNEL_OPTIONS
 CALL_TIMEOUT_S = 60.0
 RAMP_S = 0.1  # calls start this long before the window so it opens on a steady state
 

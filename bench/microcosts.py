@@ -19,7 +19,8 @@ from collections.abc import Callable
 import anyio
 import structlog
 
-from fnhost.report import Report
+from fnhost.execution.invocation import LATEST
+from fnhost.observability.report import Report
 from fnhost.v1 import fnhost_pb2 as pb
 
 
@@ -77,7 +78,7 @@ def measure() -> dict[str, float]:
 
     def response() -> bytes:
         r = pb.InvokeResponse(status_code=200, payload=payload, request_id=str(uuid.uuid4()),
-                              executed_version="$LATEST")
+                              executed_version=LATEST)
         r.report.duration_ms = 0.3
         r.report.billed_duration_ms = 1
         r.report.memory_size_mb = 128

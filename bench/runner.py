@@ -20,18 +20,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fnhost.runtimes import RuntimeRegistry
-from tests.fixture_cases import readable_copy
+from fnhost.control.runtimes import RuntimeRegistry
+from fnhost.testing.fixtures import readable_copy
 
 from . import coldstart, functions, ghz, memory, scale, sequential, stream, throughput
-from .daemon import BenchDaemon
+from .daemon import Daemon, bench_daemon
 from .echo_server import STREAM
 from .floors import GrpcFloor, WorkerHop
 from .functions import PAYLOAD_SIZES, ROOT, EchoFunction, json_payload
 from .load import ClientPool
 from .machine import LoadMonitor, machine_info, source_info
 from .plan import Plan
-from .targets import Aim, fnhost_aim, check_same
+from .targets import Aim, check_same, fnhost_aim
 
 
 class Interrupted(Exception):
@@ -123,12 +123,12 @@ class Runner:
         floor = GrpcFloor(work)
         floor.start()
         stack.callback(floor.stop)
-        daemon = BenchDaemon(work)
+        daemon = bench_daemon(work)
         stack.callback(self._stop_daemon, daemon)
         daemon.start()
         pool = ClientPool(plan.client_procs, str(ROOT), functions.child_env())
         stack.callback(pool.close)
-        client = daemon.client()
+        client = daemon.client(timeout=120.0)
         stack.callback(client.close)
         self.daemon, self.floor, self.pool, self.client, self.work = daemon, floor, pool, client, work
         r["pids"] = {"bench": os.getpid(), "daemon": daemon.pid, "grpc_floor": floor.pid, "clients": pool.pids()}
@@ -166,8 +166,8 @@ class Runner:
                 client, pool, daemon.address, daemon.pid, py, self.payloads["100B"], plan.scale_functions,
                 plan.scale_warm, plan.scale_reps, plan.scale_calls, self.note)), essential=True)
 
-    def _stop_daemon(self, daemon: BenchDaemon) -> None:
-        daemon.stop()
+    def _stop_daemon(self, daemon: Daemon) -> None:
+        daemon.stop(timeout=20.0)
         if daemon.leftovers:
             self.note(f"{len(daemon.leftovers)} worker processes outlived the daemon and were killed")
 

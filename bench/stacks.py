@@ -11,8 +11,14 @@ reply ("hop"):
 - ``sync``: grpc's thread-pool server (DESIGN.md: 33–70 % more echo throughput than grpc.aio),
   whose hop handler blocks its thread on the worker's pipe.
 
+- ``fnhost``: the real daemon (``python -m fnhost serve``, on uvloop) with a Python echo function
+  kept at 32 warm workers: what the ``uvloop-hop`` handler is the lower bound of. Issue #9's
+  targets are its ratios to ``uvloop-hop`` in the same repetition: p50 ≤ 1.15 ×, requests/s at 32
+  in flight ≥ 0.9 ×.
+
 Per variant: sequential p50 (one client, 100 B), requests/s and server CPU per call at 32 in
-flight (the bench's client processes). Nothing is asserted; the table goes to bench/PROFILE.md.
+flight (the bench's client processes; for fnhost, the daemon and its workers). Nothing is
+asserted; the table goes to bench/PROFILE.md.
 A variant's server is ``python -m bench.stacks serve VARIANT ADDRESS WORKERS``; it exits when
 its stdin closes.
 """
@@ -33,19 +39,21 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from fnhost.api.grpc_server import SERVER_OPTIONS
+from fnhost.control.runtimes import RuntimeRegistry
+from fnhost.execution import protocol
+from fnhost.testing.fixtures import readable_copy
 
-from fnhost import protocol
-from fnhost.runtimes import RuntimeRegistry
-from fnhost.server import SERVER_OPTIONS
-from tests.fixture_cases import readable_copy
-
+from .daemon import bench_daemon
 from .echo_server import SERVICE, UNARY
 from .floors import LoopHop, WorkerHop, blob
 from .functions import child_env, discover, json_payload
 from .load import ClientPool, Target
-from .targets import cpu_seconds
+from .stats import paired_difference
+from .targets import INVOKE_METHOD, cpu_seconds, invoke_request
 
-VARIANTS = ("aio", "aio-hop", "uvloop", "uvloop-hop", "sync", "sync-hop")
+VARIANTS = ("aio", "aio-hop", "uvloop", "uvloop-hop", "sync", "sync-hop", "fnhost")
+FNHOST_FUNCTION = "echo"
 REQUEST_ID = b"bench-stacks"
 
 
@@ -156,7 +164,19 @@ def serve(variant: str, address: str, workers: int) -> None:
                 hop.close()
 
 
+def _measure(pool: ClientPool, target: Target, pid: int, calls: int, window_s: float) -> dict[str, float]:
+    latencies, _ = pool.sequential(target, calls, warmup=calls // 10)
+    pool.warm(target, 32)
+    before = sum(cpu_seconds(pid, children=True))
+    window = pool.window(target, 32, window_s)
+    after = sum(cpu_seconds(pid, children=True))
+    return {"p50_us": statistics.median(latencies) / 1000, "rps_32": window.throughput,
+            "cpu_us_per_call_32": (after - before) / max(window.completed, 1) * 1e6}
+
+
 def _one(pool: ClientPool, variant: str, work: Path, calls: int, window_s: float, workers: int) -> dict[str, float]:
+    if variant == "fnhost":
+        return _fnhost(pool, work, calls, window_s, workers)
     address = f"unix:{work / variant}.sock"
     proc = subprocess.Popen([sys.executable, "-m", "bench.stacks", "serve", variant, address, str(workers)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env(),
@@ -167,14 +187,7 @@ def _one(pool: ClientPool, variant: str, work: Path, calls: int, window_s: float
             pass
         if not line:
             raise RuntimeError(f"the {variant} server did not start")
-        target = Target(variant, address, UNARY, blob(json_payload(100)))
-        latencies, _ = pool.sequential(target, calls, warmup=calls // 10)
-        pool.warm(target, 32)
-        before = sum(cpu_seconds(proc.pid, children=True))
-        window = pool.window(target, 32, window_s)
-        after = sum(cpu_seconds(proc.pid, children=True))
-        return {"p50_us": statistics.median(latencies) / 1000, "rps_32": window.throughput,
-                "cpu_us_per_call_32": (after - before) / max(window.completed, 1) * 1e6}
+        return _measure(pool, Target(variant, address, UNARY, blob(json_payload(100))), proc.pid, calls, window_s)
     finally:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -184,6 +197,33 @@ def _one(pool: ClientPool, variant: str, work: Path, calls: int, window_s: float
             proc.kill()
             proc.wait()
 
+
+def _fnhost(pool: ClientPool, work: Path, calls: int, window_s: float, workers: int) -> dict[str, float]:
+    """The real daemon, its Python echo kept at ``workers`` warm workers like the hop servers'."""
+    work.chmod(0o711)  # the workers' own users pass through to the state directory
+    run = work / f"fnhost-{time.monotonic_ns()}"
+    run.mkdir()
+    run.chmod(0o711)
+    fns, skipped = discover(RuntimeRegistry(), ["python"], fixtures=readable_copy(run / "fixtures"))
+    if not fns:
+        raise RuntimeError(f"no Python echo: {skipped}")
+    daemon = bench_daemon(run)
+    daemon.start()
+    try:
+        with daemon.client() as client:
+            client.create_function(FNHOST_FUNCTION, runtime="python", handler=fns[0].handler,
+                                   code=str(fns[0].code_dir), min_warm=workers, max_concurrency=workers)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # provisioned: every worker warm before measuring
+                stats = {f.function_name: f for f in client.stats().functions}[FNHOST_FUNCTION]
+                if stats.workers.get("idle", 0) >= workers:
+                    break
+                time.sleep(0.1)
+        payload = json_payload(100)
+        target = Target("fnhost", daemon.address, INVOKE_METHOD, invoke_request(FNHOST_FUNCTION, payload))
+        return _measure(pool, target, daemon.pid, calls, window_s)
+    finally:
+        daemon.stop()
 
 def _hop_floor(work: Path, calls: int) -> float:
     """The worker-hop floor's p50 in µs (blocking writev + read to one shim), as the bench measures it."""
@@ -221,18 +261,31 @@ def main() -> None:
         pool.close()
     floor = statistics.median(hop_floor)
     print(f"Medians of {args.reps} repetitions; worker-hop floor p50 {floor:.0f} µs. A hop variant's own cost is "
-          "its p50 − (its stack's echo p50 + the worker-hop floor), as the bench defines fnhost's.\n")
+          "its p50 − (its stack's echo p50 + the worker-hop floor), as the bench defines fnhost's: taken within "
+          "each repetition, then the median of those (range in brackets).\n")
     print("| variant | sequential p50 (µs) | own cost (µs) | req/s at 32 in flight | ÷ its echo | "
           "server CPU per call (µs) |")
     print("|---|---|---|---|---|---|")
     med = {v: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for v, rs in runs.items()}
     for variant, m in med.items():
-        echo = med.get(variant.removesuffix("-hop")) if variant.endswith("-hop") else None
-        own = f"{m['p50_us'] - echo['p50_us'] - floor:.0f}" if echo else "—"
-        ratio = f"{m['rps_32'] / echo['rps_32']:.2f}" if echo else "—"
+        echo_variant = variant.removesuffix("-hop") if variant.endswith("-hop") else None
+        echo = med.get(echo_variant) if echo_variant else None
+        own, ratio = "—", "—"
+        if echo_variant and echo:
+            cost = paired_difference([r["p50_us"] for r in runs[variant]],
+                                     [r["p50_us"] for r in runs[echo_variant]], hop_floor, digits=0)
+            own = f"{cost['median_us']:.0f} [{cost['min_us']:.0f}–{cost['max_us']:.0f}]"
+            ratio = f"{m['rps_32'] / echo['rps_32']:.2f}"
         print(f"| {variant} | {m['p50_us']:.0f} | {own} | {m['rps_32']:.0f} | {ratio} | "
               f"{m['cpu_us_per_call_32']:.0f} |")
 
+    if "fnhost" in runs and "uvloop-hop" in runs:
+        # Issue #9's targets, each ratio taken within a repetition (the machine's load moves both).
+        p50 = [f["p50_us"] / h["p50_us"] for f, h in zip(runs["fnhost"], runs["uvloop-hop"])]
+        rps = [f["rps_32"] / h["rps_32"] for f, h in zip(runs["fnhost"], runs["uvloop-hop"])]
+        print(f"\nfnhost ÷ uvloop-hop, per repetition: p50 {', '.join(f'{r:.3f}' for r in p50)} "
+              f"(median {statistics.median(p50):.3f}; target ≤ 1.15); req/s at 32 in flight "
+              f"{', '.join(f'{r:.3f}' for r in rps)} (median {statistics.median(rps):.3f}; target ≥ 0.9)")
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "serve":

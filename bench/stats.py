@@ -2,7 +2,9 @@
 
 Every figure the suite reports comes from here, so "p50" means the same thing everywhere: the
 nearest-rank percentile of all samples of all runs, with the per-run p50s kept beside it to show
-how much the runs disagreed (on a shared 2-core machine, they do).
+how much the runs disagreed (on a shared 2-core machine, they do). A difference between series
+measured in the same repetitions (fnhost − its floors) is taken per repetition and then summarised
+(``paired_difference``), never as a difference of pooled figures.
 """
 
 from __future__ import annotations
@@ -58,6 +60,40 @@ def value_summary(values: Sequence[float], unit: str, digits: int = 2) -> dict[s
         f"max_{unit}": round(s[-1], digits),
         **({f"runs_{unit}": [round(v, digits) for v in vals]} if len(vals) <= 30 else {}),
     }
+
+
+def paired_difference(minuend: Sequence[float], *subtrahends: Sequence[float],
+                      unit: str = "us", digits: int = 1) -> dict[str, object]:
+    """An own cost across repetitions, paired: per repetition i, ``minuend[i] − Σ subtrahends[k][i]``
+    (each from that same repetition), then the median of those differences and their spread.
+
+    Not the difference of pooled medians: a burst of outside load during one repetition raises every
+    series measured in it alike, and subtracting within the repetition cancels it, where pooling
+    lets it move one median and not the other by hundreds of µs. Series that stopped early (a
+    runtime that failed mid-run) are paired over the repetitions all of them have, which
+    ``run_sequential`` keeps aligned from the first. ``{"n": 0}`` when there is no such repetition.
+    """
+    per_rep = [float(m) - sum(float(v) for v in subs) for m, *subs in zip(minuend, *subtrahends)]
+    if not per_rep:
+        return {"n": 0, f"median_{unit}": None}
+    s = sorted(per_rep)
+    return {
+        "n": len(s),
+        f"median_{unit}": round(statistics.median(s), digits),
+        f"min_{unit}": round(s[0], digits),
+        f"q1_{unit}": round(_quantile(s, 0.25), digits),
+        f"q3_{unit}": round(_quantile(s, 0.75), digits),
+        f"max_{unit}": round(s[-1], digits),
+        f"per_repetition_{unit}": [round(v, digits) for v in per_rep],
+    }
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), so a handful of values spreads."""
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def ratio(a: float | None, b: float | None, digits: int = 3) -> float | None:

@@ -8,21 +8,17 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import psutil
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from fnhost.client import Client, InvokeResult
-from tests.fixture_cases import fixture_case as _fixture_case
-from tests.fixture_cases import readable_copy
+from fnhost.testing import harness
+from fnhost.testing.fixtures import fixture_case as _fixture_case
+from fnhost.testing.fixtures import readable_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,76 +52,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{next(_names)}"
 
 
-class Daemon:
-    """``fnhost serve`` in a child process, as an operator would run it."""
+class Daemon(harness.Daemon):
+    """``fnhost serve`` in a child process, as an operator would run it (``fnhost.testing.harness``),
+    with a secret in its environment that no worker may see."""
 
     def __init__(self, state_dir: Path, *, config: str | None = None, env: dict[str, str] | None = None) -> None:
-        self.state_dir = state_dir
-        self.socket = state_dir / "fnhost.sock"
-        self.address = f"unix:{self.socket}"
-        self.log_path = state_dir.parent / f"{state_dir.name}.log"
-        self.config = config
-        self.env = env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *extra_args: str, wait: bool = True) -> Daemon:
-        args = [sys.executable, "-m", "fnhost", "serve", "--state-dir", str(self.state_dir),
-                "--listen", self.address, *extra_args]
-        if self.config is not None:
-            config_path = self.state_dir.parent / f"{self.state_dir.name}.toml"
-            config_path.write_text(self.config)
-            args += ["--config", str(config_path)]
-        env = {**os.environ, "FNHOST_TEST_SECRET": "daemon-only", **self.env}
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
-            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
-                try:
-                    if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.05)
-        raise RuntimeError(f"daemon not ready after {timeout} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def log_events(self) -> list[dict]:
-        events = []
-        for line in self.log().splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                pass
-        return events
-
-    def descendants(self) -> list[int]:
-        """Pids of the daemon's workers and their children, while the daemon lives."""
-        assert self.proc is not None
-        try:
-            return [p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
-
-    def client(self, timeout: float | None = 60) -> Client:
-        return Client(self.address, timeout=timeout)
+        super().__init__(state_dir, config=config, env=env,
+                         base_env={**os.environ, "FNHOST_TEST_SECRET": "daemon-only"})
 
 
 def wait_gone(pids: list[int], timeout: float = 10) -> list[int]:
@@ -158,7 +91,8 @@ def daemon() -> Iterator[Daemon]:
     d.start()
     yield d
     code = d.stop()
-    assert code == 0, d.log()[-3000:]
+    assert code == 0, d.log_tail()
+    assert d.leftovers == [], "workers outlived their daemon"
     shutil.rmtree(state, ignore_errors=True)
 
 
@@ -168,10 +102,8 @@ def fresh_daemon() -> Iterator[Daemon]:
     state = short_tempdir()
     d = Daemon(state / "state")
     yield d
-    if d.proc is not None and d.proc.poll() is None:
-        left = d.descendants()
-        d.stop(signal.SIGKILL)
-        assert wait_gone(left) == [], "workers outlived their daemon"
+    d.stop(signal.SIGKILL)  # whatever the test did; kills (and lists) any worker left behind
+    assert d.leftovers == [], "workers outlived their daemon"
     shutil.rmtree(state, ignore_errors=True)
 
 

@@ -71,11 +71,14 @@ def _run_tool(*argv: str) -> str:
 
 def test_inprocess_costs_run() -> None:
     """bench.inprocess (bench/PROFILE.md §7) measures every mode, with a real worker behind it."""
-    out = _run_tool("bench.inprocess", "--calls", "40", "--reps", "1", "--concurrent", "2")
-    rows = {line.rsplit(None, 2)[0]: float(line.split()[-2]) for line in out.splitlines()[2:]}
+    out = _run_tool("bench.inprocess", "--calls", "40", "--reps", "2", "--concurrent", "2")
+    modes, differences = out.split("\n\n")
+    rows = {line.rsplit(None, 2)[0]: float(line.split()[-2]) for line in modes.splitlines()[2:]}
     assert set(rows) == {"fnhost sequential", "loop sequential", "blocking sequential",
                          "fnhost 2 at once", "loop 2 at once"}, out
     assert all(v > 0 for v in rows.values()), out
+    paired = {line.rsplit(None, 3)[0] for line in differences.splitlines()[2:]}
+    assert paired == {"fnhost - loop sequential", "fnhost - loop 2 at once", "loop - blocking sequential"}, out
 
 
 def test_stacks_comparison_runs() -> None:

@@ -84,3 +84,37 @@ def test_client_going_away_does_not_leak_a_busy_worker(client: Client, daemon: D
             impatient.invoke(name, b'{"seconds": 3}')
     # The worker the cancelled call held must not serve the next call its stale reply.
     assert payload(client.invoke(name, b'{"seconds": 0}')) == "slept"
+
+
+def test_cli_stream_keeps_many_in_flight_and_input_order(daemon: Daemon) -> None:
+    import time
+
+    env = {**os.environ, "FNHOST_ADDRESS": daemon.address}
+
+    def cli_stream(name: str, lines: list[bytes]) -> tuple[subprocess.CompletedProcess[bytes], float]:
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "fnhost", "invoke", name, "--stream"],
+                             input=b"".join(line + b"\n" for line in lines), capture_output=True,
+                             timeout=120, env=env, check=False)
+        return out, time.monotonic() - started
+
+    with daemon.client() as c:
+        echo = deploy_case(c, "python", "echo", max_concurrency=4)
+        sleep = deploy_case(c, "python", "sleep", max_concurrency=16, timeout_s=10)
+
+        # A few hundred lines, blank ones among them (skipped): one result per line, in order.
+        payloads = [{"n": i, "pad": "x" * (i % 37)} for i in range(400)]
+        lines = [json.dumps(p).encode() for p in payloads]
+        lines[100:100] = [b"", b"   "]
+        out, _ = cli_stream(echo, lines)
+        assert out.returncode == 0, out.stderr.decode()
+        assert [json.loads(r) for r in out.stdout.decode().splitlines()] == payloads
+
+        # 16 sleeps of 1 s take 16 s one at a time; sent together, 16 workers run them at once
+        # (and none queues, so the fixture's 1 s queue timeout cannot throttle them).
+        out, elapsed = cli_stream(sleep, [b'{"seconds": 1.0}'] * 16)
+        assert out.returncode == 0, out.stderr.decode()
+        assert out.stdout.decode().splitlines() == ['"slept"'] * 16
+        assert elapsed < 8, f"{elapsed:.2f} s: the CLI did not keep invocations in flight"
+        # One invocation at a time would have reused a single warm worker.
+        assert function_stats(c, sleep).cold_starts >= 4

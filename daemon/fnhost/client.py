@@ -21,109 +21,21 @@ from typing import Any
 import grpc
 
 from . import errors
-from .batching import batches
-from .config import default_state_dir
-from .report import Report
+from .api import grpc_wire as wire
+from .api.batching import batches
+from .control.config import default_state_dir
+from .execution.invocation import Outcome
 from .v1 import fnhost_pb2 as pb
 from .v1 import fnhost_pb2_grpc as pb_grpc
 
-ERROR_TYPE_KEY = "fnhost-error-type"
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
-
-_BY_CODE: dict[str, type[errors.ApiError]] = {}
-
-
-def _index(cls: type[errors.ApiError]) -> None:
-    for sub in cls.__subclasses__():
-        _BY_CODE.setdefault(sub.code, sub)
-        _index(sub)
-
-
-_index(errors.ApiError)
+# What an invocation returns: the daemon's own Outcome (payload, function_error, request_id,
+# report, log_result, executed_version, ok).
+InvokeResult = Outcome
+Unreachable = errors.Unreachable
 
 
 def default_address() -> str:
     return os.environ.get("FNHOST_ADDRESS") or f"unix:{default_state_dir() / 'fnhost.sock'}"
-
-
-@dataclass(frozen=True, slots=True)
-class InvokeResult:
-    status_code: int
-    payload: bytes
-    function_error: str
-    request_id: str
-    report: Report | None
-    log_result: str
-
-    @property
-    def ok(self) -> bool:
-        return not self.function_error
-
-
-class Unreachable(errors.FnhostError):
-    """No daemon answers at the address."""
-
-    code = "ServiceUnreachable"
-
-
-def _translate(exc: grpc.RpcError, address: str) -> errors.FnhostError:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE and ERROR_TYPE_KEY not in dict(exc.trailing_metadata() or ()):
-        return Unreachable(f"no fnhost daemon answers at {address}: {details}")
-    error_type = dict(exc.trailing_metadata() or ()).get(ERROR_TYPE_KEY, "")
-    cls = _BY_CODE.get(error_type, errors.ApiError)
-    message = details.removeprefix(f"{error_type}: ") if error_type else details
-    err = cls(message)
-    if cls is errors.ApiError and code is not None:
-        err.status = code
-    return err
-
-
-def _result(r: pb.InvokeResponse) -> InvokeResult:
-    report = None
-    if r.HasField("report"):
-        rep = r.report
-        report = Report(
-            request_id=r.request_id,
-            duration_ms=rep.duration_ms,
-            billed_duration_ms=rep.billed_duration_ms,
-            memory_size_mb=rep.memory_size_mb,
-            max_memory_used_mb=rep.max_memory_used_mb,
-            init_duration_ms=rep.init_duration_ms if rep.HasField("init_duration_ms") else None,
-        )
-    return InvokeResult(r.status_code, r.payload, r.function_error, r.request_id, report, r.log_result)
-
-
-_INVOCATION = {"RequestResponse": pb.REQUEST_RESPONSE, "Event": pb.EVENT, "DryRun": pb.DRY_RUN}
-
-
-def _invoke_request(name: str, payload: bytes, invocation_type: str, log_type: str) -> pb.InvokeRequest:
-    try:
-        itype = _INVOCATION[invocation_type]
-    except KeyError:
-        raise ValueError(f"invocation_type must be one of {sorted(_INVOCATION)}") from None
-    return pb.InvokeRequest(
-        function_name=name,
-        payload=payload,
-        invocation_type=itype,
-        log_type=pb.TAIL if log_type.lower() == "tail" else pb.NONE,
-    )
-
-
-def _stream_error(e: pb.InvokeError) -> errors.FnhostError:
-    cls = _BY_CODE.get(e.error_type, errors.ApiError)
-    err = cls(e.message)
-    if cls is errors.ApiError:
-        err.status = next((s for s in grpc.StatusCode if s.value[0] == e.code), grpc.StatusCode.UNKNOWN)
-    return err
-
-
-def _stream_outcome(r: pb.StreamResult) -> InvokeResult | errors.FnhostError:
-    return _result(r.response) if r.WhichOneof("outcome") == "response" else _stream_error(r.error)
 
 
 class InvokeStream:
@@ -131,6 +43,11 @@ class InvokeStream:
 
     Invocations queued while a message is on its way leave together in the next one, and results
     arrive as they complete, so many concurrent callers share one stream cheaply.
+
+    ``failure`` is None while the stream is healthy; once the stream itself has failed (the
+    daemon went away, or ended the stream before ``aclose``) it is the error every outstanding
+    and later ``invoke`` raises, the very same object, so a caller can tell it from an error
+    about one invocation (``exc is stream.failure``); ``wait_closed`` waits for that.
     """
 
     def __init__(self, stub: pb_grpc.FnhostStub, metadata: Any, address: str) -> None:
@@ -141,6 +58,8 @@ class InvokeStream:
         self._queue: asyncio.Queue[pb.StreamInvocation | None] = asyncio.Queue()
         self._pending: dict[int, asyncio.Future[InvokeResult]] = {}
         self._ids = itertools.count(1)
+        self.failure: errors.FnhostError | None = None
+        self._closing = False
         self._call = stub.InvokeStream(self._requests(), metadata=metadata)
         self._receiver = asyncio.get_running_loop().create_task(self._receive())
 
@@ -156,32 +75,43 @@ class InvokeStream:
                     future = self._pending.pop(r.id, None)
                     if future is None or future.done():
                         continue
-                    outcome = _stream_outcome(r)
+                    outcome = wire.stream_outcome(r)
                     if isinstance(outcome, errors.FnhostError):
                         future.set_exception(outcome)
                     else:
                         future.set_result(outcome)
         except grpc.RpcError as exc:
-            failure = _translate(exc, self._address)
+            failure = wire.error_from_rpc(exc, self._address)
         finally:
+            if failure is None and (self._pending or not self._closing):
+                failure = errors.ShuttingDown("the stream closed before this result")
+            self.failure = failure
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(failure or errors.ShuttingDown("the stream closed before this result"))
+                    future.set_exception(failure)  # type: ignore[arg-type]
             self._pending.clear()
 
     async def invoke(self, name: str, payload: bytes = b"", *, log_type: str = "None") -> InvokeResult:
         import asyncio
 
         if self._receiver.done():
-            raise errors.ShuttingDown("the stream is closed")
+            raise self.failure or errors.ShuttingDown("the stream is closed")
         ident = next(self._ids)
         future: asyncio.Future[InvokeResult] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
         self._queue.put_nowait(pb.StreamInvocation(
-            id=ident, request=_invoke_request(name, payload, "RequestResponse", log_type)))
+            id=ident, request=wire.invoke_request(name, payload, "RequestResponse", log_type)))
         return await future
 
+    async def wait_closed(self) -> errors.FnhostError | None:
+        """Wait until the stream has ended; return ``failure`` (None after a clean ``aclose``)."""
+        import asyncio
+
+        await asyncio.wait((self._receiver,))
+        return self.failure
+
     async def aclose(self) -> None:
+        self._closing = True
         self._queue.put_nowait(None)
         await self._receiver
 
@@ -234,8 +164,8 @@ class Connection:
         """A channel from ``grpc`` or ``grpc.aio``."""
         if self.tls_ca or self.tls_cert:
             creds = grpc.ssl_channel_credentials(self.tls_ca, self.tls_key, self.tls_cert)
-            return module.secure_channel(self.address, creds, options=CHANNEL_OPTIONS)
-        return module.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+            return module.secure_channel(self.address, creds, options=wire.MESSAGE_OPTIONS)
+        return module.insecure_channel(self.address, options=wire.MESSAGE_OPTIONS)
 
 
 def _create_request(name: str, runtime: str, handler: str, code: str | bytes,
@@ -285,11 +215,11 @@ class Client(_Connected):
         try:
             return getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise _translate(exc, self.address) from None
+            raise wire.error_from_rpc(exc, self.address) from None
 
     def invoke(self, name: str, payload: bytes = b"", *, invocation_type: str = "RequestResponse",
                log_type: str = "None") -> InvokeResult:
-        return _result(self._call("Invoke", _invoke_request(name, payload, invocation_type, log_type)))
+        return wire.outcome(self._call("Invoke", wire.invoke_request(name, payload, invocation_type, log_type)))
 
     def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
                         environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:
@@ -329,14 +259,14 @@ class Client(_Connected):
         def requests() -> Iterator[pb.InvokeStreamRequest]:
             for index, (name, payload) in enumerate(invocations):
                 yield pb.InvokeStreamRequest(invocations=[pb.StreamInvocation(
-                    id=index, request=_invoke_request(name, payload, "RequestResponse", log_type))])
+                    id=index, request=wire.invoke_request(name, payload, "RequestResponse", log_type))])
 
         try:
             for message in self._stub.InvokeStream(requests(), metadata=self._metadata):
                 for r in message.results:
-                    yield r.id, _stream_outcome(r)
+                    yield r.id, wire.stream_outcome(r)
         except grpc.RpcError as exc:
-            raise _translate(exc, self.address) from None
+            raise wire.error_from_rpc(exc, self.address) from None
 
 
 class AsyncClient(_Connected):
@@ -357,11 +287,11 @@ class AsyncClient(_Connected):
         try:
             return await getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise _translate(exc, self.address) from None
+            raise wire.error_from_rpc(exc, self.address) from None
 
     async def invoke(self, name: str, payload: bytes = b"", *, invocation_type: str = "RequestResponse",
                      log_type: str = "None") -> InvokeResult:
-        return _result(await self._call("Invoke", _invoke_request(name, payload, invocation_type, log_type)))
+        return wire.outcome(await self._call("Invoke", wire.invoke_request(name, payload, invocation_type, log_type)))
 
     async def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
                               environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:

@@ -19,14 +19,14 @@ from typing import Any
 import anyio
 import structlog
 
-from .config import ConfigError, FunctionConfig, Settings, load_config_file, settings_from
-from .errors import ApiError, ResourceNotFound
-from .runtimes import RuntimeRegistry
-from .sandbox import privilege_drop_enabled, readable_by_others
-from .metrics import serve_metrics
-from .server import start_server
-from .deploy import CodeSource
-from .supervisor import Supervisor
+from .api.grpc_server import start_server
+from .api.metrics_http import serve_metrics
+from .control.config import FunctionConfig, Settings, load_config_file, settings_from
+from .control.deploy import CodeSource
+from .control.runtimes import RuntimeRegistry
+from .control.supervisor import Supervisor
+from .errors import ApiError, ConfigError, DaemonError, ResourceNotFound
+from .execution.sandbox import privilege_drop_enabled, readable_by_others
 from .systemd import Notifier
 
 # The event loop fnhost serves on, for ``anyio.run``: uvloop took ~60 µs of daemon CPU off every
@@ -36,10 +36,6 @@ EVENT_LOOP: dict[str, Any] = {"use_uvloop": True}
 log = structlog.get_logger("fnhost.daemon")
 
 STATUS_INTERVAL_S = 5.0
-
-
-class DaemonError(Exception):
-    """The daemon cannot start; the message says why and what to do."""
 
 
 def _lock_state_dir(state_dir: Path) -> int:
@@ -159,7 +155,8 @@ async def serve(
             await _wait_warm(sup, settings.init_timeout_s)
             server, health = await start_server(sup, address, settings)
             if settings.metrics_listen:
-                metrics_server = serve_metrics(sup, settings.metrics_listen, sup.metrics_registry)
+                metrics_server = serve_metrics(lambda: sup.snapshot(with_histograms=True), settings.metrics_listen,
+                                               sup.metrics_registry)
                 log.info("metrics_serving", address=f"http://{settings.metrics_listen}/metrics")
             if socket_path is not None:
                 _secure_socket(socket_path, settings)
@@ -197,8 +194,7 @@ async def serve(
 async def _wait_warm(sup: Supervisor, timeout: float) -> None:
     """READY means min_warm pools are warm (or failing to warm, which the log says)."""
     with anyio.move_on_after(timeout):
-        while any(p.live < p.config.min_warm and p.backoff.active() is None
-                  or p.workers_starting() for p in sup.pools.values()):
+        while any(pool.warming for pool in sup.snapshot()):
             await anyio.sleep(0.02)
 
 
@@ -268,8 +264,7 @@ class _Lifecycle:
             for config, _ in parsed.functions:
                 self.sup.check(config, cap=new.max_concurrency_cap)
         except (ConfigError, ApiError) as exc:
-            message = exc.message if isinstance(exc, ApiError) else str(exc)
-            log.error("reload_failed", config=str(self.config_path), error=message,
+            log.error("reload_failed", config=str(self.config_path), error=exc.message,
                       note="the previous configuration stays in force")
             self.notifier.ready(self.status_line())
             return
@@ -289,14 +284,14 @@ class _Lifecycle:
         self.notifier.ready(self.status_line())
 
     def status_line(self) -> str:
+        pools = self.sup.snapshot()
         states: dict[str, int] = {}
-        invocations = 0
-        for pool in self.sup.pools.values():
-            invocations += pool.counters.invocations
-            for state, n in pool.worker_states().items():
+        for pool in pools:
+            for state, n in pool.workers.items():
                 states[state] = states.get(state, 0) + n
         workers = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no workers"
-        return f"{len(self.sup.pools)} functions; {workers}; {invocations} invocations"
+        invocations = sum(pool.counters.invocations for pool in pools)
+        return f"{len(pools)} functions; {workers}; {invocations} invocations"
 
     async def report_status(self) -> None:
         if not self.notifier.enabled:

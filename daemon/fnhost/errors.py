@@ -3,120 +3,129 @@
 Two families, as in Lambda:
 
 * ``ApiError`` — the request itself is refused (unknown function, bad parameter, throttled).
-  The server turns it into a gRPC status; the code travels as trailing metadata.
+  Each front end maps it to its own wire status in one place (gRPC: ``api.grpc_wire``); the
+  code travels with it (gRPC: as trailing metadata).
 * ``FunctionError`` — the platform failed while running the function (timeout, out of memory,
   worker crash, init failure). The call still succeeds at the transport level and carries Lambda's
   error JSON with ``function_error="Unhandled"``.
+
+Beside them, the errors of the daemon's own life (``ConfigError``, ``DaemonError``) and the
+client's ``Unreachable``. Nothing here knows a wire format.
 """
 
 from __future__ import annotations
 
 import json
 
-import grpc
-
 
 class FnhostError(Exception):
     """Base of every error fnhost raises on purpose."""
 
     code: str = "ServiceException"
+    # On an error a client received: the transport status it arrived with (a grpc.StatusCode).
+    status: object = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
+class ConfigError(FnhostError):
+    """A config file or daemon setting is invalid; the message names the key and what to fix."""
+
+    code = "ConfigError"
+
+
+class DaemonError(FnhostError):
+    """The daemon cannot start; the message says why and what to do."""
+
+    code = "DaemonError"
+
+
+class Unreachable(FnhostError):
+    """A client found no daemon answering at the address."""
+
+    code = "ServiceUnreachable"
+
+
 # --- refused requests -------------------------------------------------------------------------
 
 
 class ApiError(FnhostError):
-    """A request fnhost refuses; ``status`` is the gRPC status it maps to."""
+    """A request fnhost refuses; front ends map each subclass to their wire status."""
 
-    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
 
 class ResourceNotFound(ApiError):
     """The named function does not exist."""
 
     code = "ResourceNotFoundException"
-    status = grpc.StatusCode.NOT_FOUND
 
 
 class ResourceConflict(ApiError):
     """CreateFunction for a name that already exists."""
 
     code = "ResourceConflictException"
-    status = grpc.StatusCode.ALREADY_EXISTS
 
 
 class InvalidParameter(ApiError):
     """A field has a value fnhost cannot accept; the message says which and why."""
 
     code = "InvalidParameterValueException"
-    status = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class RequestTooLarge(ApiError):
     """The invocation payload exceeds Lambda's synchronous limit."""
 
     code = "RequestTooLargeException"
-    status = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class CodeStorageExceeded(ApiError):
     """A zip is larger than fnhost accepts, zipped or unzipped."""
 
     code = "CodeStorageExceededException"
-    status = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class ToolchainMissing(ApiError):
     """The runtime's toolchain is not installed on this host."""
 
     code = "RuntimeToolchainMissingException"
-    status = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class BuildFailed(ApiError):
     """The runtime's deploy-time build (javac, go build, mcs) failed on the user's code."""
 
     code = "CodeBuildFailedException"
-    status = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class LimitExceeded(ApiError):
     """The daemon already holds max_functions functions."""
 
     code = "LimitExceededException"
-    status = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class TooManyRequests(ApiError):
     """The function is at its concurrency limit and no worker freed up within the queue wait."""
 
     code = "TooManyRequestsException"
-    status = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class NotImplementedYet(ApiError):
     """A part of Lambda's API that fnhost does not offer yet."""
 
     code = "UnsupportedOperationException"
-    status = grpc.StatusCode.UNIMPLEMENTED
 
 
 class Unauthenticated(ApiError):
     """The daemon requires a bearer token (or client certificate) and the call had none valid."""
 
     code = "UnauthenticatedException"
-    status = grpc.StatusCode.UNAUTHENTICATED
 
 
 class ShuttingDown(ApiError):
     """The daemon is draining and accepts no new invocations."""
 
     code = "ServiceUnavailableException"
-    status = grpc.StatusCode.UNAVAILABLE
 
 
 # --- platform failures while running a function -----------------------------------------------

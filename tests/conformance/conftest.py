@@ -12,7 +12,7 @@ import os
 import pytest
 
 from fnhost.errors import ToolchainMissing
-from fnhost.runtimes import RuntimeRegistry
+from fnhost.control.runtimes import RuntimeRegistry
 from tests.conftest import FIXTURES
 
 REGISTRY = RuntimeRegistry()

@@ -12,7 +12,7 @@ import pytest
 
 from fnhost import errors
 from fnhost.client import Client
-from fnhost.runtimes import RuntimeRegistry
+from fnhost.control.runtimes import RuntimeRegistry
 from tests.conftest import FIXTURES, ROOT, deploy_case, function_stats, payload, unique
 
 try:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fnhost.client import Client
-from fnhost.runtimes import RuntimeRegistry
+from fnhost.control.runtimes import RuntimeRegistry
 from tests.conftest import deploy_case, function_stats, payload
 
 try:

@@ -8,7 +8,7 @@ import pytest
 
 from fnhost import errors
 from fnhost.client import Client
-from fnhost.runtimes import RuntimeRegistry
+from fnhost.control.runtimes import RuntimeRegistry
 from tests.conftest import deploy_case, payload
 
 try:

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from fnhost.config import ConfigError, FunctionConfig, load_config_file, settings_from, validate_config
+from fnhost.control.config import FunctionConfig, load_config_file, settings_from, validate_config
+from fnhost.errors import ConfigError
 from fnhost.errors import InvalidParameter
 
 

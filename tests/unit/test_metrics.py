@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from fnhost.metrics import DURATION_BUCKETS, Durations
+from fnhost.observability.metrics import DURATION_BUCKETS, Durations
 
 
 def test_buckets_are_cumulative_and_bounds_inclusive() -> None:

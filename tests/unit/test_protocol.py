@@ -1,7 +1,7 @@
 import pytest
 
-from fnhost import protocol
-from fnhost.protocol import Decoder, Kind, ProtocolError
+from fnhost.execution import protocol
+from fnhost.execution.protocol import Decoder, Kind, ProtocolError
 
 
 def test_frames_split_across_reads_and_batched() -> None:

@@ -1,4 +1,5 @@
-from fnhost.report import Report, billed, tail_log
+from fnhost.execution.accounting import tail_log
+from fnhost.observability.report import Report, billed
 
 
 def test_report_line_matches_lambda() -> None:

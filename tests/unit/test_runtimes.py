@@ -1,7 +1,7 @@
 import pytest
 
 from fnhost.errors import InvalidParameter, ToolchainMissing
-from fnhost.runtimes import Runtime, RuntimeRegistry, Toolchain, Variant, substitute
+from fnhost.control.runtimes import Runtime, RuntimeRegistry, Toolchain, Variant, substitute
 
 REGISTRY = RuntimeRegistry()
 

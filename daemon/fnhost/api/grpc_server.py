@@ -4,36 +4,32 @@ from __future__ import annotations
 
 import functools
 import hmac
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import anyio
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import billing
-from .config import ConfigError, FunctionConfig, Settings
-from .errors import ApiError, InvalidParameter
-from .registry import FunctionRecord
+from ..control.config import FunctionConfig, Settings
+from ..control.deploy import CodeSource
+from ..control.registry import FunctionRecord
+from ..control.supervisor import Supervisor
+from ..errors import ApiError, ConfigError, InvalidParameter, Unauthenticated
+from ..execution.invocation import LATEST
+from ..observability import billing
+from ..v1 import fnhost_pb2 as pb
+from ..v1 import fnhost_pb2_grpc as pb_grpc
+from . import grpc_wire as wire
 from .streaming import invoke_stream
-from .deploy import CodeSource
-from .supervisor import InvokeResult, Supervisor
-from .v1 import fnhost_pb2 as pb
-from .v1 import fnhost_pb2_grpc as pb_grpc
 
 log = structlog.get_logger("fnhost.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Fnhost"].full_name
-ERROR_TYPE_KEY = "fnhost-error-type"
-# Zip uploads reach 50 MB; an invoke payload is checked against 6 MB with a clear error instead.
-MAX_MESSAGE = 64 * 1024 * 1024
-SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.so_reuseport", 0),
-]
+SERVER_OPTIONS = [*wire.MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
 
 T = TypeVar("T")
 
@@ -46,13 +42,11 @@ def _api(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         try:
             return await method(self, request, context)
         except ApiError as exc:
-            await context.abort(exc.status, f"{exc.code}: {exc.message}", ((ERROR_TYPE_KEY, exc.code),))
+            await context.abort(*wire.abort_args(exc))
             raise  # abort raises; this line is never reached
         except Exception as exc:  # a bug of ours: say so, keep serving, keep the traceback
             log.exception("internal_error", method=method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                f"ServiceException: internal error ({type(exc).__name__}); see the daemon log",
-                                ((ERROR_TYPE_KEY, "ServiceException"),))
+            await context.abort(*wire.abort_args(wire.internal_error(exc)))
             raise
 
     return wrapper
@@ -75,29 +69,8 @@ def _config_message(record: FunctionRecord) -> pb.FunctionConfiguration:
         code_location=str(record.code.location),
         revision_id=record.revision_id,
         last_modified=record.last_modified,
-        version="$LATEST",
+        version=LATEST,
     )
-
-
-def _response(result: InvokeResult) -> pb.InvokeResponse:
-    response = pb.InvokeResponse(
-        status_code=result.status_code,
-        payload=result.payload,
-        function_error=result.function_error,
-        log_result=result.log_result,
-        request_id=result.request_id,
-        executed_version="$LATEST",
-    )
-    r = result.report
-    if r is not None:
-        report = response.report
-        report.duration_ms = r.duration_ms
-        report.billed_duration_ms = r.billed_duration_ms
-        report.memory_size_mb = r.memory_size_mb
-        report.max_memory_used_mb = r.max_memory_used_mb
-        if r.init_duration_ms is not None:
-            report.init_duration_ms = r.init_duration_ms
-    return response
 
 
 def _code(code: pb.Code) -> CodeSource:
@@ -158,31 +131,27 @@ class Servicer(pb_grpc.FnhostServicer):
         return pb.DeleteFunctionResponse()
 
     @_api
-    async def Invoke(self, request: pb.InvokeRequest, context: Any) -> pb.InvokeResponse:
-        return await self._invoke(request)
-
-    async def _invoke(self, request: pb.InvokeRequest) -> pb.InvokeResponse:
-        """One invocation, for Invoke and for each item of InvokeStream; raises ApiError."""
-        result = await self.sup.invoke(
-            request.function_name,
-            request.payload,
-            dry_run=request.invocation_type == pb.DRY_RUN,
-            event=request.invocation_type == pb.EVENT,
-            tail=request.log_type == pb.TAIL,
-        )
-        return _response(result)
+    async def Invoke(self, request: pb.InvokeRequest, context: grpc.aio.ServicerContext) -> pb.InvokeResponse:
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else anyio.current_time() + remaining
+        return wire.invoke_response(await self.sup.invoke(wire.invocation(request, deadline)))
 
     async def InvokeStream(self, requests: Any, context: grpc.aio.ServicerContext) -> Any:
-        async for message in invoke_stream(requests, self._invoke, self.sup.settings.max_stream_in_flight):
+        async for message in invoke_stream(requests, self.sup.invoke, self.sup.settings.max_stream_in_flight):
             yield message
 
     @_api
     async def GetStats(self, request: pb.GetStatsRequest, context: Any) -> pb.Stats:
-        snapshot = self.sup.stats()
         return pb.Stats(
-            functions=[pb.FunctionStats(**f) for f in snapshot["functions"]],  # type: ignore[attr-defined]
-            uptime_s=snapshot["uptime_s"],
-            memory_backend=snapshot["memory_backend"],
+            functions=[
+                pb.FunctionStats(function_name=p.function, workers=p.workers, invocations=p.counters.invocations,
+                                 errors=p.counters.errors, throttles=p.counters.throttles,
+                                 cold_starts=p.counters.cold_starts, timeouts=p.counters.timeouts,
+                                 queued=p.queued)
+                for p in self.sup.snapshot()
+            ],
+            uptime_s=self.sup.uptime_s,
+            memory_backend=self.sup.backend.name,
         )
 
     @_api
@@ -228,10 +197,8 @@ def _refusing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """A handler of the same kind as ``handler`` that only answers UNAUTHENTICATED."""
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                            "UnauthenticatedException: send 'authorization: Bearer <token>' "
-                            "with the daemon's token (the CLI reads FNHOST_TOKEN)",
-                            (("fnhost-error-type", "UnauthenticatedException"),))
+        await context.abort(*wire.abort_args(Unauthenticated(
+            "send 'authorization: Bearer <token>' with the daemon's token (the CLI reads FNHOST_TOKEN)")))
 
     async def refuse_stream(request: Any, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
         await refuse(request, context)

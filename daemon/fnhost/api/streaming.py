@@ -13,22 +13,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
-import grpc
 import structlog
 
+from ..errors import ApiError
+from ..execution.invocation import Invocation, Outcome
+from ..v1 import fnhost_pb2 as pb
+from . import grpc_wire as wire
 from .batching import END, batches
-from .errors import ApiError
-from .v1 import fnhost_pb2 as pb
 
 log = structlog.get_logger("fnhost.streaming")
 
 
 async def invoke_stream(
     requests: AsyncIterable[pb.InvokeStreamRequest],
-    invoke: Callable[[pb.InvokeRequest], Awaitable[pb.InvokeResponse]],
+    invoke: Callable[[Invocation], Awaitable[Outcome]],
     max_in_flight: int,
 ) -> AsyncIterator[pb.InvokeStreamResponse]:
-    """Run each streamed invocation with ``invoke`` (the unary path); yield results in batches."""
+    """Run each streamed invocation with ``invoke`` (``Supervisor.invoke``, as a unary call
+    does); yield results in batches, each item translated as the unary call would be."""
     results: asyncio.Queue[pb.StreamResult | None] = asyncio.Queue()
     slots = asyncio.Semaphore(max_in_flight)
     running: set[asyncio.Task[None]] = set()
@@ -36,14 +38,12 @@ async def invoke_stream(
 
     async def one(item: pb.StreamInvocation) -> None:
         try:
-            results.put_nowait(pb.StreamResult(id=item.id, response=await invoke(item.request)))
+            results.put_nowait(wire.stream_result(item.id, await invoke(wire.invocation(item.request))))
         except ApiError as exc:
-            results.put_nowait(pb.StreamResult(id=item.id, error=pb.InvokeError(
-                code=exc.status.value[0], error_type=exc.code, message=exc.message)))
+            results.put_nowait(wire.stream_result(item.id, exc))
         except Exception as exc:  # a bug of ours: this invocation fails, the stream goes on
             log.exception("internal_error", where="InvokeStream")
-            results.put_nowait(pb.StreamResult(id=item.id, error=pb.InvokeError(
-                code=grpc.StatusCode.INTERNAL.value[0], error_type="ServiceException", message=f"internal error ({type(exc).__name__})")))
+            results.put_nowait(wire.stream_result(item.id, exc))
         finally:
             slots.release()
 

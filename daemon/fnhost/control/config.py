@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameter
+from ..errors import ConfigError, InvalidParameter
+from ..execution.logcapture import LOG_MAX_BYTES
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -22,7 +23,6 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MEMORY_MB = (128, 10240)
 TIMEOUT_S = (1, 900)
 ENV_MAX_BYTES = 4096  # Lambda: all variables together, keys and values
-SYNC_PAYLOAD_MAX = 6 * 1024 * 1024  # Lambda's 6 MB, in bytes
 HANDLER_MAX = 128
 
 # Variables the platform sets; a function may not override them (Lambda reserves the same).
@@ -151,6 +151,7 @@ class Settings:
     worker_uid_base: int = 61000  # as root, without worker_user: function N runs as uid base+N
     max_functions: int = 5000  # a bound on what the network can make the daemon hold
     max_stream_in_flight: int = 256  # InvokeStream: invocations running per stream before reading pauses
+    function_log_max_bytes: int = LOG_MAX_BYTES  # logged per invocation; the rest is discarded
 
     @property
     def socket_path(self) -> Path:
@@ -183,6 +184,7 @@ _SETTING_TYPES: dict[str, type] = {
     "worker_uid_base": int,
     "max_functions": int,
     "max_stream_in_flight": int,
+    "function_log_max_bytes": int,
 }
 
 _FUNCTION_KEYS = {
@@ -196,10 +198,6 @@ _FUNCTION_KEYS = {
     "max_concurrency": int,
     "idle_ttl_s": int,
 }
-
-
-class ConfigError(Exception):
-    """The config file is unreadable or invalid; the message names the key."""
 
 
 @dataclass(slots=True)
@@ -274,4 +272,6 @@ def settings_from(daemon: dict[str, Any], **overrides: Any) -> Settings:
         values["state_dir"] = Path(values["state_dir"]).expanduser().resolve()
     if values.get("memory_backend", "auto") not in ("auto", "cgroup", "psutil"):
         raise ConfigError("daemon.memory_backend: use auto, cgroup or psutil")
+    if values.get("function_log_max_bytes", 1) < 1:
+        raise ConfigError("daemon.function_log_max_bytes: use a positive number of bytes (default 1048576)")
     return Settings(**values)

@@ -17,17 +17,16 @@ from pathlib import Path
 import anyio
 import structlog
 
-from . import sandbox
+from ..errors import InvalidParameter
+from ..execution import protocol, sandbox
+from ..execution.invocation import LATEST
+from ..execution.logcapture import LOG_MAX_BYTES
+from ..execution.spawn import WorkerSpec
 from .config import FunctionConfig, Settings, validate_config
-from .errors import InvalidParameter
 from .registry import CodeRef, FunctionRecord, Registry, code_from_directory
-from .runtimes import RuntimeRegistry
-from .worker import WorkerSpec, init_frame
+from .runtimes import Runtime, RuntimeRegistry
 
 log = structlog.get_logger("fnhost.deploy")
-
-VERSION = "$LATEST"
-
 
 @dataclass(slots=True)
 class CodeSource:
@@ -104,61 +103,101 @@ class Deployer:
     def worker_spec(self, record: FunctionRecord) -> WorkerSpec:
         config = record.config
         runtime = self.runtimes.get(config.runtime)
-        code_dir = str(record.code.location)
-        values = runtime.values(
-            code_dir=code_dir,
-            build_dir=str(record.build_dir),
-            handler=config.handler,
-            memory_mb=str(config.memory_mb),
-        )
-        argv, launch_env = runtime.launch(values)
-        day = datetime.now(UTC).strftime("%Y/%m/%d")
-        log_group = f"/aws/lambda/{config.name}"
-        log_stream = f"{day}/[{VERSION}]{uuid.uuid4().hex}"
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "LANG": "C.UTF-8",
-            "TZ": ":UTC",
-            **launch_env,
-            "AWS_LAMBDA_FUNCTION_NAME": config.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": VERSION,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
-            "AWS_LAMBDA_LOG_GROUP_NAME": log_group,
-            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
-            "AWS_EXECUTION_ENV": f"fnhost_{config.runtime}",
-            "_HANDLER": config.handler,
-            "LAMBDA_TASK_ROOT": code_dir,
-            "LAMBDA_RUNTIME_DIR": str(runtime.directory),
-            "FNHOST_BUILD_DIR": str(record.build_dir),
-            **config.environment,
-        }
-        frame = init_frame(
-            {
-                "handler": config.handler,
-                "code_dir": code_dir,
-                "build_dir": str(record.build_dir),
-                "function_name": config.name,
-                "function_version": VERSION,
-                "memory_mb": config.memory_mb,
-                "timeout_s": config.timeout_s,
-                "log_group_name": log_group,
-                "log_stream_name": log_stream,
-                "environment": config.environment,
-            }
-        )
         try:
             identity = sandbox.identity_for(record.slot, self.settings.worker_user, self.settings.worker_uid_base)
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from exc
-        return WorkerSpec(
+        return compose_worker_spec(
+            runtime,
+            name=config.name,
+            handler=config.handler,
+            code_dir=record.code.location,
+            build_dir=record.build_dir,
+            memory_mb=config.memory_mb,
+            timeout_s=config.timeout_s,
+            environment=config.environment,
             identity=identity,
             scratch_root=self.scratch_root,
-            function=config.name,
-            argv=argv,
-            env=env,
-            cwd=code_dir,
-            init_frame=frame,
-            memory_limit_bytes=config.memory_mb * 1024 * 1024,
             init_timeout_s=self.settings.init_timeout_s,
             kill_grace_s=self.settings.kill_grace_s,
+            log_max_bytes=self.settings.function_log_max_bytes,
         )
+
+
+def compose_worker_spec(
+    runtime: Runtime,
+    *,
+    name: str,
+    handler: str,
+    code_dir: Path | str,
+    build_dir: Path | str,
+    memory_mb: int,
+    timeout_s: float,
+    environment: dict[str, str],
+    identity: sandbox.Identity | None,
+    scratch_root: Path | None,
+    init_timeout_s: float,
+    kill_grace_s: float,
+    log_max_bytes: int = LOG_MAX_BYTES,
+) -> WorkerSpec:
+    """The argv, environment and INIT frame a worker of one function version starts with.
+
+    The one composition of them: ``Deployer.worker_spec`` uses it for every function, and the
+    benchmark's worker-hop floor (bench/floors.py) for the shim it speaks to directly. Raises what
+    ``Runtime.launch`` raises (ToolchainMissing when the runtime cannot run here).
+    """
+    code_dir = str(code_dir)
+    values = runtime.values(
+        code_dir=code_dir,
+        build_dir=str(build_dir),
+        handler=handler,
+        memory_mb=str(memory_mb),
+    )
+    argv, launch_env = runtime.launch(values)
+    day = datetime.now(UTC).strftime("%Y/%m/%d")
+    log_group = f"/aws/lambda/{name}"
+    log_stream = f"{day}/[{LATEST}]{uuid.uuid4().hex}"
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "TZ": ":UTC",
+        **launch_env,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": LATEST,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": log_group,
+        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
+        "AWS_EXECUTION_ENV": f"fnhost_{runtime.name}",
+        "_HANDLER": handler,
+        "LAMBDA_TASK_ROOT": code_dir,
+        "LAMBDA_RUNTIME_DIR": str(runtime.directory),
+        "FNHOST_BUILD_DIR": str(build_dir),
+        **environment,
+    }
+    frame = protocol.encode_init(
+        {
+            "handler": handler,
+            "code_dir": code_dir,
+            "build_dir": str(build_dir),
+            "function_name": name,
+            "function_version": LATEST,
+            "memory_mb": memory_mb,
+            "timeout_s": timeout_s,
+            "log_group_name": log_group,
+            "log_stream_name": log_stream,
+            "environment": environment,
+        }
+    )
+    return WorkerSpec(
+        identity=identity,
+        scratch_root=scratch_root,
+        function=name,
+        argv=argv,
+        env=env,
+        cwd=code_dir,
+        init_frame=frame,
+        memory_limit_bytes=memory_mb * 1024 * 1024,
+        init_timeout_s=init_timeout_s,
+        kill_grace_s=kill_grace_s,
+        log_max_bytes=log_max_bytes,
+    )

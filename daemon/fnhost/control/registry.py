@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import CodeStorageExceeded, InvalidParameter, ResourceConflict, ResourceNotFound
+from ..execution.sandbox import make_readable
 from .config import FunctionConfig
-from .sandbox import make_readable
-from .errors import CodeStorageExceeded, InvalidParameter, ResourceConflict, ResourceNotFound
 
 ZIP_MAX = 50 * 1024 * 1024  # Lambda: 50 MB zipped, for a direct upload
 UNZIPPED_MAX = 250 * 1024 * 1024  # Lambda: 250 MB unzipped

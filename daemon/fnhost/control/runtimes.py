@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 
-from .errors import BuildFailed, InvalidParameter, ToolchainMissing
-from .sandbox import executable_by_others
+from ..errors import BuildFailed, InvalidParameter, ToolchainMissing
+from ..execution.sandbox import executable_by_others
 
 log = structlog.get_logger("fnhost.runtimes")
 
@@ -27,9 +27,9 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def data_dir(name: str) -> Path:
     """``runtimes`` or ``protos``: inside an installed wheel, or at the top of a source checkout."""
-    here = Path(__file__).resolve().parent
-    installed = here / "_data" / name
-    return installed if installed.is_dir() else here.parents[1] / name
+    package = Path(__file__).resolve().parents[1]  # fnhost/
+    installed = package / "_data" / name
+    return installed if installed.is_dir() else package.parents[1] / name
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
-"""The supervisor: functions, their pools, and the invoke path. The gRPC layer calls only this.
+"""The supervisor: functions and their pools. Every front end calls only this.
 
 Deploy-time work (validating, hashing and unpacking code, building, composing a worker's argv,
-environment and INIT frame) happens once per function version, so an invocation is: find the
-pool, take a worker, write one frame, wait for one frame, give the worker back.
+environment and INIT frame) happens once per function version, so ``invoke`` is: find the pool,
+let it run the invocation (``Pool.invoke``).
 """
 
 from __future__ import annotations
@@ -10,49 +10,28 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import anyio
 import structlog
 from prometheus_client import CollectorRegistry
 
-from . import logs, sandbox
-from .billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
-from .config import SYNC_PAYLOAD_MAX, FunctionConfig, Settings
+from ..errors import ApiError, LimitExceeded, ResourceConflict, ResourceNotFound, ShuttingDown
+from ..execution import sandbox
+from ..execution.accounting import PoolSnapshot
+from ..execution.invocation import LATEST, Invocation, Outcome
+from ..execution.limits import MemoryBackend, choose_backend
+from ..execution.pool import Pool, PoolConfig
+from ..observability.billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
+from ..observability.logs import ReportLog
+from ..observability.report import RequestIds
+from .config import FunctionConfig, Settings
 from .deploy import CodeSource, Deployer
-from .errors import (
-    ApiError,
-    FunctionError,
-    LimitExceeded,
-    NotImplementedYet,
-    OutOfMemory,
-    RequestTooLarge,
-    ResourceConflict,
-    ResourceNotFound,
-    ResponseTooLarge,
-    SandboxTimeout,
-    ShuttingDown,
-)
-from .limits import MemoryBackend, choose_backend
-from .pool import Pool
 from .registry import FunctionRecord, Registry
-from .report import Report, RequestIds, tail_log
 from .runtimes import RuntimeRegistry, data_dir
 
 log = structlog.get_logger("fnhost.supervisor")
-report_log = logs.ReportLog(log)
 
 REAP_INTERVAL_S = 1.0
-
-
-@dataclass(slots=True)
-class InvokeResult:
-    status_code: int
-    payload: bytes
-    function_error: str
-    request_id: str
-    report: Report | None
-    log_result: str = ""
 
 
 class Supervisor:
@@ -74,6 +53,7 @@ class Supervisor:
         self.backend: MemoryBackend = choose_backend(settings.memory_backend)
         self.pools: dict[str, Pool] = {}
         self.request_ids = RequestIds()
+        self.report_log = ReportLog(log)
         self.metrics_registry = CollectorRegistry()
         self.busy: set = set()  # workers mid-invocation, for the memory sampler
         self.started = time.monotonic()
@@ -114,7 +94,7 @@ class Supervisor:
             for pool in self.pools.values():
                 tg.start_soon(pool.stop_all)
         self.flush_usage()
-        report_log.flush()
+        self.report_log.flush()
         self.backend.close()
         self.usage.close()
         self.registry.close()
@@ -129,7 +109,7 @@ class Supervisor:
             self.flush_usage()
 
     def flush_usage(self) -> None:
-        self.usage.flush({name: pool.meter for name, pool in self.pools.items()})
+        self.usage.flush({name: pool.accounts.meter for name, pool in self.pools.items()})
 
     async def _reaper(self) -> None:
         while True:
@@ -162,9 +142,8 @@ class Supervisor:
         """A reloaded config's daemon settings; those needing a restart were kept by the caller."""
         self.settings = settings
         self.deployer.settings = settings
-        for pool in self.pools.values():
-            pool.queue_timeout_s = settings.queue_timeout_s
-            pool.limit = pool.config.max_concurrency or settings.max_concurrency_cap
+        for name, pool in self.pools.items():
+            pool.apply_settings(self._pool_config(self.registry.get(name).config))
 
     async def create_function(self, config: FunctionConfig, code: CodeSource) -> FunctionRecord:
         async with self._lock(config.name):
@@ -217,168 +196,59 @@ class Supervisor:
                 await pool.close()
             log.info("function_deleted", function=name)
 
+    def _pool_config(self, config: FunctionConfig) -> PoolConfig:
+        settings = self.settings
+        return PoolConfig(
+            function=config.name,
+            memory_mb=config.memory_mb,
+            timeout_s=config.timeout_s,
+            min_warm=config.min_warm,
+            idle_ttl_s=config.idle_ttl_s,
+            limit=config.max_concurrency or settings.max_concurrency_cap,
+            queue_timeout_s=settings.queue_timeout_s,
+            billing_granularity_ms=settings.billing_granularity_ms,
+        )
+
     def _install(self, record: FunctionRecord) -> None:
         """Create the function's pool, or move it to the new version (old workers drain)."""
-        config = record.config
+        config = self._pool_config(record.config)
         spec = self.deployer.worker_spec(record)
-        limit = config.max_concurrency or self.settings.max_concurrency_cap
-        pool = self.pools.get(config.name)
+        pool = self.pools.get(config.function)
         if pool is None:
-            pool = Pool(
-                config=config,
-                spec=spec,
-                backend=self.backend,
-                limit=limit,
-                queue_timeout_s=self.settings.queue_timeout_s,
-                spawn_background=self._spawn_background,
-                busy_registry=self.busy,
-            )
-            self.pools[config.name] = pool
+            pool = Pool(config, spec, backend=self.backend, spawn_background=self._spawn_background,
+                        busy_registry=self.busy, request_ids=self.request_ids, report_log=self.report_log)
+            self.pools[config.function] = pool
             self._spawn_background(pool.ensure_warm)
         else:
-            pool.reconfigure(config, spec, limit)
+            pool.reconfigure(config, spec)
 
-    def stats(self) -> dict[str, object]:
-        """The snapshot GetStats and `fnhost stats` show."""
-        functions = []
-        for name in sorted(self.pools):
-            pool = self.pools[name]
-            c = pool.counters
-            functions.append(
-                {
-                    "function_name": name,
-                    "workers": pool.worker_states(),
-                    "invocations": c.invocations,
-                    "errors": c.errors,
-                    "throttles": c.throttles,
-                    "cold_starts": c.cold_starts,
-                    "timeouts": c.timeouts,
-                    "queued": pool.queued,
-                }
-            )
-        return {
-            "functions": functions,
-            "uptime_s": int(time.monotonic() - self.started),
-            "memory_backend": self.backend.name,
-        }
+    def snapshot(self, *, with_histograms: bool = False) -> list[PoolSnapshot]:
+        """Every pool's counts, by function name: for stats, metrics, status and readiness."""
+        return [self.pools[name].snapshot(with_histograms=with_histograms) for name in sorted(self.pools)]
+
+    @property
+    def uptime_s(self) -> int:
+        return int(time.monotonic() - self.started)
 
     def usage_since(self, since_unix_s: int) -> list[FunctionUsage]:
         self.flush_usage()
         return self.usage.since(since_unix_s)
 
-    def metrics_snapshot(self) -> list[dict[str, object]]:
-        """What Prometheus scrapes, taken on the event loop (see metrics.PoolCollector)."""
-        out = []
-        for name, pool in self.pools.items():
-            c = pool.counters
-            failed = c.errors - c.timeouts - c.out_of_memory
-            out.append(
-                {
-                    "function": name,
-                    "outcomes": {
-                        "success": c.invocations - c.errors - c.throttles,
-                        "function_error": failed,
-                        "timeout": c.timeouts,
-                        "out_of_memory": c.out_of_memory,
-                        "throttled": c.throttles,
-                    },
-                    "throttles": c.throttles,
-                    "cold_starts": c.cold_starts,
-                    "workers": pool.worker_states(),
-                    "queued": pool.queued,
-                    "pids": [w.pid for w in pool.workers if w.pid],
-                    "durations": pool.durations.snapshot(),
-                    "inits": pool.inits.snapshot(),
-                }
-            )
-        return out
-
     # --- invoke -------------------------------------------------------------------------------
 
-    async def invoke(self, name: str, payload: bytes, *, dry_run: bool = False,
-                     event: bool = False, tail: bool = False) -> InvokeResult:
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        """Resolve the function (and qualifier) and run the invocation on its pool.
+
+        Raises ShuttingDown, ResourceNotFound and whatever ``Pool.invoke`` raises.
+        """
         if self.draining:
             raise ShuttingDown("fnhost is shutting down and accepts no new invocations")
-        pool = self.pools.get(name)
+        pool = self.pools.get(invocation.function)
         if pool is None:
-            raise ResourceNotFound(f"Function not found: {name}")
-        if len(payload) > SYNC_PAYLOAD_MAX:
-            raise RequestTooLarge(
-                f"Request must be smaller than {SYNC_PAYLOAD_MAX} bytes for the Invoke operation "
-                f"(payload is {len(payload)} bytes)"
+            raise ResourceNotFound(f"Function not found: {invocation.function}")
+        if invocation.qualifier and invocation.qualifier != LATEST:
+            raise ResourceNotFound(
+                f"Function not found: {invocation.function}:{invocation.qualifier} "
+                f"(this daemon has no published versions or aliases; use {LATEST})"
             )
-        if event:
-            raise NotImplementedYet("InvocationType Event (asynchronous invocation) is not implemented yet")
-        if dry_run:
-            return InvokeResult(204, b"", "", self.request_ids.next(), None)
-        request_id = self.request_ids.next()
-        config = pool.config
-        counters = pool.counters
-        counters.invocations += 1
-        started = time.perf_counter()
-        try:
-            worker, cold = await pool.acquire()
-        except FunctionError as exc:  # the cold start failed: Lambda reports it as Unhandled
-            report = Report.failed(request_id, config.memory_mb, started,
-                                   self.settings.billing_granularity_ms)
-            return self._error_result(pool, request_id, exc, report, b"", tail)
-        if cold:
-            counters.cold_starts += 1
-        try:
-            outcome = await worker.invoke(request_id, payload or b"{}", config.timeout_s)
-        except FunctionError as exc:
-            if self._closed:
-                raise ShuttingDown(
-                    "fnhost shut down before the invocation finished (the drain grace ran out)"
-                ) from exc
-            if isinstance(exc, SandboxTimeout):
-                counters.timeouts += 1
-            elif isinstance(exc, OutOfMemory):
-                counters.out_of_memory += 1
-            report = Report.failed(request_id, config.memory_mb, started,
-                                   self.settings.billing_granularity_ms,
-                                   init_ms=worker.init_duration_ms if cold else None,
-                                   peak=worker.peak_bytes())
-            return self._error_result(pool, request_id, exc, report, worker.invocation_log(), tail)
-        finally:
-            pool.release(worker)
-        pool.durations.observe(outcome.duration_ms / 1000)
-        if cold:
-            pool.inits.observe(worker.init_duration_ms / 1000)
-        report = Report.of(
-            request_id,
-            outcome.duration_ms,
-            config.memory_mb,
-            outcome.peak_bytes,
-            worker.init_duration_ms if cold else None,
-            self.settings.billing_granularity_ms,
-        )
-        body = outcome.body
-        function_error = ""
-        if not outcome.ok:
-            function_error = "Unhandled"
-            counters.errors += 1
-        elif len(body) > SYNC_PAYLOAD_MAX:
-            exc = ResponseTooLarge(
-                f"Response payload size ({len(body)} bytes) exceeded maximum allowed payload size "
-                f"({SYNC_PAYLOAD_MAX} bytes)."
-            )
-            return self._error_result(pool, request_id, exc, report, outcome.log, tail)
-        pool.meter.add(report.billed_duration_ms, config.memory_mb)
-        report_log.emit(name, report)
-        return InvokeResult(
-            200, body, function_error, request_id, report,
-            tail_log(request_id, outcome.log, report) if tail else "",
-        )
-
-    def _error_result(self, pool: Pool, request_id: str, exc: FunctionError, report: Report,
-                      log_bytes: bytes, tail: bool) -> InvokeResult:
-        """A platform failure as Lambda reports it: Unhandled, counted, billed, logged."""
-        pool.counters.errors += 1
-        pool.meter.add(report.billed_duration_ms, report.memory_size_mb)
-        log.info("REPORT", function=pool.config.name, request_id=request_id, report=report.line(),
-                 error_type=exc.code, error=exc.message)
-        return InvokeResult(
-            200, exc.to_json(), "Unhandled", request_id, report,
-            tail_log(request_id, log_bytes + f"{exc.code}: {exc.message}\n".encode(), report) if tail else "",
-        )
+        return await pool.invoke(invocation)

@@ -1,27 +1,43 @@
-"""The warm workers of one function: acquire, release, scale up, reap idle, replace dead.
+"""The warm workers of one function, and the life of each invocation on them.
+
+``Pool.invoke`` is the one place an invocation is run: it acquires a worker (warm, new within
+the concurrency limit, or queued for with a deadline), invokes, releases, and hands what
+happened to the function's ``Accounts``. Every front end reaches it through
+``Supervisor.invoke``.
 
 Nothing here scans: an idle worker is popped from the end of a list (most recently used first,
 so the hottest process serves and the coldest ages out), a queued request is a future in a
-deque, and counts are kept as they change.
+deque, and worker counts move with each worker's state transitions (``StateCounts``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import anyio
 import structlog
 
-from .billing import Meter
-from .config import FunctionConfig
-from .errors import FunctionError, ResourceNotFound, TooManyRequests
+from ..errors import (
+    FunctionError,
+    NotImplementedYet,
+    RequestTooLarge,
+    ResourceNotFound,
+    ResponseTooLarge,
+    ShuttingDown,
+    TooManyRequests,
+)
+from ..observability.logs import ReportLog
+from ..observability.report import Report, RequestIds
+from .accounting import Accounts, PoolSnapshot
+from .invocation import SYNC_PAYLOAD_MAX, Invocation, InvocationType, Outcome
 from .limits import MemoryBackend
-from .metrics import DURATION_BUCKETS, INIT_BUCKETS, Durations
-from .worker import State, Worker, WorkerSpec
+from .spawn import WorkerSpec
+from .states import State, StateCounts
+from .worker import Worker
 
 log = structlog.get_logger("fnhost.pool")
 
@@ -29,23 +45,29 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 
 
-@dataclass(slots=True)
-class PoolCounters:
-    invocations: int = 0
-    errors: int = 0
-    throttles: int = 0
-    cold_starts: int = 0
-    timeouts: int = 0
-    out_of_memory: int = 0
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """What the pool needs of a function's configuration and the daemon's settings."""
+
+    function: str
+    memory_mb: int
+    timeout_s: float
+    min_warm: int
+    idle_ttl_s: float
+    limit: int  # max concurrent workers: the function's reserved concurrency or the daemon's cap
+    queue_timeout_s: float  # how long a call waits for a worker at the limit
+    billing_granularity_ms: int
 
 
-@dataclass(slots=True)
 class _InitBackoff:
     """Consecutive init failures: until ``until``, callers get ``error`` without a new spawn."""
 
-    failures: int = 0
-    until: float = 0.0
-    error: FunctionError | None = None
+    __slots__ = ("failures", "until", "error")
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.until = 0.0
+        self.error: FunctionError | None = None
 
     def record(self, error: FunctionError) -> None:
         self.failures += 1
@@ -59,55 +81,127 @@ class _InitBackoff:
         return None
 
 
-@dataclass(slots=True)
+Spawner = Callable[[Callable[[], Awaitable[None]]], None]
+WorkerFactory = Callable[..., Worker]  # Worker's signature; a unit test passes a fake
+
+
 class Pool:
-    config: FunctionConfig
-    spec: WorkerSpec
-    backend: MemoryBackend
-    limit: int  # max concurrent workers of the current generation
-    queue_timeout_s: float
-    spawn_background: Callable[[Callable[[], Awaitable[None]]], None]
-    busy_registry: set[Worker]
-    generation: int = 0
-    counters: PoolCounters = field(default_factory=PoolCounters)
-    idle: list[Worker] = field(default_factory=list)
-    workers: set[Worker] = field(default_factory=set)  # every live worker, any generation
-    live: int = 0  # current-generation workers that are starting, idle or busy
-    waiters: deque[asyncio.Future[Worker | None]] = field(default_factory=deque)
-    backoff: _InitBackoff = field(default_factory=_InitBackoff)
-    closed: bool = False
-    meter: Meter = field(default_factory=Meter)  # usage for the cost report, flushed by billing
-    durations: Durations = field(default_factory=lambda: Durations(DURATION_BUCKETS))
-    inits: Durations = field(default_factory=lambda: Durations(INIT_BUCKETS))
+    def __init__(self, config: PoolConfig, spec: WorkerSpec, *, backend: MemoryBackend,
+                 spawn_background: Spawner, busy_registry: set[Worker], request_ids: RequestIds,
+                 report_log: ReportLog, worker_factory: WorkerFactory = Worker) -> None:
+        self.config = config
+        self.spec = spec
+        self.backend = backend
+        self.spawn_background = spawn_background
+        self.busy_registry = busy_registry  # the daemon's BUSY workers, for the memory sampler
+        self.request_ids = request_ids
+        self.accounts = Accounts(config.function, report_log)
+        self.generation = 0
+        self.idle: list[Worker] = []
+        self.workers: set[Worker] = set()  # every live worker, any generation
+        self.live = 0  # current-generation workers that are starting, idle or busy
+        self.states = StateCounts()  # every live worker, any generation, by state
+        self.queued = 0  # calls waiting for a worker now
+        self.waiters: deque[asyncio.Future[Worker | None]] = deque()
+        self.backoff = _InitBackoff()
+        self.closed = False
+        self._stopping = False  # stop_all: busy workers are being killed by the daemon's shutdown
+        self._new_worker = worker_factory
+
+    # --- one invocation -----------------------------------------------------------------------
+
+    async def invoke(self, invocation: Invocation) -> Outcome:
+        """Run ``invocation`` on a worker and account for it, success or failure alike.
+
+        Raises RequestTooLarge, NotImplementedYet (Event), TooManyRequests (no worker within the
+        queue wait), ResourceNotFound (the function was deleted meanwhile), ShuttingDown (the
+        daemon's shutdown killed the worker). Everything the function did wrong is an Outcome.
+        """
+        payload = invocation.payload
+        if len(payload) > SYNC_PAYLOAD_MAX:
+            raise RequestTooLarge(
+                f"Request must be smaller than {SYNC_PAYLOAD_MAX} bytes for the Invoke operation "
+                f"(payload is {len(payload)} bytes)"
+            )
+        if invocation.invocation_type is not InvocationType.REQUEST_RESPONSE:
+            if invocation.invocation_type is InvocationType.EVENT:
+                raise NotImplementedYet("InvocationType Event (asynchronous invocation) is not implemented yet")
+            return Outcome(204, b"", "", self.request_ids.next(), None)  # DryRun: it would have run
+        config = self.config
+        accounts = self.accounts
+        request_id = self.request_ids.next()
+        accounts.counters.invocations += 1
+        started = time.perf_counter()
+        try:
+            worker, cold = await self.acquire(invocation.deadline)
+        except FunctionError as exc:  # the cold start failed: Lambda reports it as Unhandled
+            report = Report.failed(request_id, config.memory_mb, started, config.billing_granularity_ms)
+            return accounts.failed(report, exc, b"", invocation.tail)
+        if cold:
+            accounts.counters.cold_starts += 1
+        init_ms = worker.init_duration_ms if cold else None
+        try:
+            reply = await worker.invoke(request_id, payload or b"{}", config.timeout_s)
+        except FunctionError as exc:
+            if self._stopping:
+                raise ShuttingDown(
+                    "fnhost shut down before the invocation finished (the drain grace ran out)"
+                ) from exc
+            report = Report.failed(request_id, config.memory_mb, started, config.billing_granularity_ms,
+                                   init_ms=init_ms, peak=worker.peak_bytes())
+            return accounts.failed(report, exc, worker.invocation_log(), invocation.tail)
+        finally:
+            self.release(worker)
+        report = Report.of(request_id, reply.duration_ms, config.memory_mb, reply.peak_bytes, init_ms,
+                           config.billing_granularity_ms)
+        if reply.ok and len(reply.body) > SYNC_PAYLOAD_MAX:
+            error = ResponseTooLarge(
+                f"Response payload size ({len(reply.body)} bytes) exceeded maximum allowed payload size "
+                f"({SYNC_PAYLOAD_MAX} bytes)."
+            )
+            return accounts.failed(report, error, reply.log, invocation.tail)
+        return accounts.succeeded(report, reply.body, reply.ok, reply.log, invocation.tail)
 
     # --- the hot path -------------------------------------------------------------------------
 
-    async def acquire(self) -> tuple[Worker, bool]:
+    async def acquire(self, deadline: float | None = None) -> tuple[Worker, bool]:
         """A BUSY worker for one invocation and whether it was a cold start.
 
-        Raises InitError/RuntimeExit (a cold start failed), TooManyRequests, ResourceNotFound.
+        ``deadline`` (anyio's clock) shortens the queue wait to the caller's own. Raises
+        InitError/RuntimeExit (a cold start failed), TooManyRequests, ResourceNotFound.
         """
         while True:
             if self.closed:
-                raise ResourceNotFound(f"Function not found: {self.config.name}")
+                raise ResourceNotFound(f"Function not found: {self.config.function}")
             if self.idle:
                 worker = self.idle.pop()
                 worker.claim()
-                self.busy_registry.add(worker)
                 return worker, False
             error = self.backoff.active()
             if error is not None:
                 raise error
-            if self.live < self.limit:
-                return await self._start_worker(for_request=True), True
-            worker = await self._wait_for_worker()
+            if self.live < self.config.limit:
+                return await self._not_cancelled(await self._start_worker(for_request=True)), True
+            worker = await self._wait_for_worker(deadline)
             if worker is not None:
-                self.busy_registry.add(worker)
-                return worker, False
+                return await self._not_cancelled(worker), False
+
+    async def _not_cancelled(self, worker: Worker) -> Worker:
+        """``worker``, unless its caller was cancelled while it waited for it.
+
+        anyio delivers a cancellation only to a task blocked on a future that is not done yet: a
+        caller cancelled in the instant a worker was handed to it would otherwise go on to send
+        the invocation, and then kill the worker when the cancellation lands mid-invocation.
+        """
+        try:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            self.release(worker)
+            raise
+        return worker
 
     def release(self, worker: Worker) -> None:
         """Give a worker back after an invocation; dead or stale workers are dropped here."""
-        self.busy_registry.discard(worker)
         if worker.state is not State.BUSY:
             return  # it died or was stopped during the invocation; _on_dead accounted for it
         if worker.generation != self.generation or self.closed:
@@ -135,16 +229,19 @@ class Pool:
     # --- starting workers ---------------------------------------------------------------------
 
     async def _start_worker(self, *, for_request: bool) -> Worker:
-        worker = Worker(self.spec, self.generation, self._on_dead)
+        worker = self._new_worker(self.spec, self.generation, self._on_dead, self._observe)
         self.workers.add(worker)
         self.live += 1
         try:
             await worker.start(self.backend)
         except FunctionError as exc:
+            if worker.generation != self.generation and not self.closed:
+                # Old code failed to start after an update: the new code deserves its own try.
+                return await self._start_worker(for_request=True) if for_request else worker
             self.backoff.record(exc)
             log.warning(
                 "init_failed",
-                function=self.config.name,
+                function=self.config.function,
                 error_type=exc.code,
                 error=exc.message,
                 retry_in_s=round(self.backoff.until - time.monotonic(), 2),
@@ -164,35 +261,40 @@ class Pool:
             return worker
         if for_request:
             worker.claim()
-            self.busy_registry.add(worker)
         return worker
 
     def _gone(self) -> Worker:
-        raise ResourceNotFound(f"Function not found: {self.config.name}")
+        raise ResourceNotFound(f"Function not found: {self.config.function}")
 
-    async def _wait_for_worker(self) -> Worker | None:
+    async def _wait_for_worker(self, deadline: float | None) -> Worker | None:
         """Queue for a worker; None means a slot freed up and the caller should try again."""
+        config = self.config
         waiter: asyncio.Future[Worker | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
+        wait_until = anyio.current_time() + config.queue_timeout_s
+        if deadline is not None and deadline < wait_until:
+            wait_until = deadline
+        self.queued += 1
         try:
-            with anyio.move_on_after(self.queue_timeout_s):
+            with anyio.move_on_after(wait_until - anyio.current_time()):
                 await waiter
         except BaseException:
             # The caller went away; a worker handed over at that very moment must not be lost.
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 handed = waiter.result()
                 if handed is not None:
-                    self.busy_registry.add(handed)
                     self.release(handed)
             waiter.cancel()
             raise
+        finally:
+            self.queued -= 1
         if waiter.done() and not waiter.cancelled():
             return waiter.result()  # even if the deadline struck in the same instant
         waiter.cancel()
-        self.counters.throttles += 1
+        self.accounts.counters.throttles += 1
         raise TooManyRequests(
-            f"Rate Exceeded: {self.config.name} is at its concurrency limit of {self.limit} "
-            f"and no worker became free within {self.queue_timeout_s:g} s"
+            f"Rate Exceeded: {config.function} is at its concurrency limit of {config.limit} "
+            f"and no worker became free within {config.queue_timeout_s:g} s"
         )
 
     def _wake_one(self) -> None:
@@ -201,9 +303,16 @@ class Pool:
         if waiter is not None:
             waiter.set_result(None)
 
+    def _observe(self, worker: Worker, old: State | None, new: State) -> None:
+        """Every worker transition: the counts move, and BUSY workers are known to the sampler."""
+        self.states.moved(old, new)
+        if new is State.BUSY:
+            self.busy_registry.add(worker)
+        elif old is State.BUSY:
+            self.busy_registry.discard(worker)
+
     def _on_dead(self, worker: Worker) -> None:
         self.workers.discard(worker)
-        self.busy_registry.discard(worker)
         if worker.generation == self.generation and worker.state is State.DEAD:
             self.live -= 1
             try:
@@ -227,11 +336,17 @@ class Pool:
 
     # --- reconfiguration and shutdown -----------------------------------------------------------
 
-    def reconfigure(self, config: FunctionConfig, spec: WorkerSpec, limit: int) -> None:
+    def apply_settings(self, config: PoolConfig) -> None:
+        """New limits that do not change what a worker runs (a reloaded daemon setting)."""
+        raised = config.limit - self.config.limit
+        self.config = config
+        for _ in range(min(len(self.waiters), max(raised, 0))):
+            self._wake_one()  # waiters queued for a lower limit may now fit
+
+    def reconfigure(self, config: PoolConfig, spec: WorkerSpec) -> None:
         """New code or configuration: later invocations only ever get new workers."""
         self.config = config
         self.spec = spec
-        self.limit = limit
         self.generation += 1
         self.live = 0
         self.backoff = _InitBackoff()
@@ -239,7 +354,7 @@ class Pool:
         for worker in stale:
             self.spawn_background(worker.stop)
         # Waiters queued for the old limit may now fit.
-        for _ in range(min(len(self.waiters), self.limit)):
+        for _ in range(min(len(self.waiters), config.limit)):
             self._wake_one()
         self.spawn_background(self.ensure_warm)
 
@@ -263,27 +378,27 @@ class Pool:
 
     def _fail_waiters(self) -> None:
         while (waiter := self._next_waiter()) is not None:
-            waiter.set_exception(ResourceNotFound(f"Function not found: {self.config.name}"))
+            waiter.set_exception(ResourceNotFound(f"Function not found: {self.config.function}"))
 
     async def stop_all(self) -> None:
         """Shutdown: every worker, busy or not, is stopped now."""
         self.closed = True
+        self._stopping = True
         self._fail_waiters()
         self.idle = []
         async with anyio.create_task_group() as tg:
             for worker in list(self.workers):
                 tg.start_soon(worker.stop)
 
-    @property
-    def queued(self) -> int:
-        """Requests waiting for a worker now."""
-        return sum(1 for w in self.waiters if not w.done())
-
-    def workers_starting(self) -> bool:
-        return any(w.state is State.STARTING for w in self.workers)
-
-    def worker_states(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for worker in self.workers:
-            counts[worker.state.value] = counts.get(worker.state.value, 0) + 1
-        return counts
+    def snapshot(self, *, with_histograms: bool = False) -> PoolSnapshot:
+        """The pool's counts now; histograms and pids only for a metrics scrape."""
+        config = self.config
+        accounts = self.accounts
+        counters = dataclasses.replace(accounts.counters)
+        warming = (self.live < config.min_warm and self.backoff.active() is None
+                   or self.states[State.STARTING] > 0)
+        if not with_histograms:
+            return PoolSnapshot(config.function, self.states.by_name(), counters, self.queued, warming)
+        return PoolSnapshot(config.function, self.states.by_name(), counters, self.queued, warming,
+                            accounts.durations.snapshot(), accounts.inits.snapshot(),
+                            tuple(w.pid for w in self.workers if w.pid))

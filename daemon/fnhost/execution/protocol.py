@@ -49,6 +49,11 @@ def encode_json(kind: Kind, obj: Any) -> bytes:
     return encode(kind, json.dumps(obj, separators=(",", ":")).encode())
 
 
+def encode_init(init: dict[str, Any]) -> bytes:
+    """The INIT frame a worker of one function version starts with (see the spec for its keys)."""
+    return encode_json(Kind.INIT, init)
+
+
 def encode_invoke(request_id: bytes, deadline_ms: int, payload: bytes) -> list[bytes]:
     """The INVOKE frame as a list of buffers, so the payload is written without being copied."""
     head = bytes((len(request_id),)) + request_id + _DEADLINE.pack(deadline_ms)

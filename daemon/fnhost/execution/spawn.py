@@ -13,18 +13,33 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import anyio
 
 from . import protocol, sandbox
-
-if TYPE_CHECKING:
-    from .worker import WorkerSpec
+from .logcapture import LOG_MAX_BYTES
+from .sandbox import Identity
 
 PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
 
 _scratch_ids = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """Everything needed to start a worker of one function version; computed once at deploy."""
+
+    function: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    init_frame: bytes
+    memory_limit_bytes: int
+    init_timeout_s: float
+    kill_grace_s: float
+    identity: Identity | None = None  # a root daemon's workers run as this uid/gid
+    scratch_root: Path | None = None  # where each worker gets its private TMPDIR/HOME
+    log_max_bytes: int = LOG_MAX_BYTES  # output logged per invocation; the rest is discarded
 
 
 @dataclass(slots=True)

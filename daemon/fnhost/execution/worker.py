@@ -9,8 +9,6 @@ callbacks only record what happened and wake that task.
 from __future__ import annotations
 
 import asyncio
-import enum
-import json
 import os
 import shutil
 import signal
@@ -23,8 +21,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from . import protocol
-from .errors import (
+from ..errors import (
     FunctionError,
     InitError,
     OutOfMemory,
@@ -32,66 +29,24 @@ from .errors import (
     SandboxTimeout,
     WorkerProtocolError,
 )
+from . import protocol
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
-from .spawn import PIPE_SIZE, spawn, write_all, write_now
-from .sandbox import Identity
+from .spawn import PIPE_SIZE, WorkerSpec, spawn, write_all, write_now
+from .states import IllegalTransition, State
 
 log = structlog.get_logger("fnhost.worker")
 
 STDERR_TAIL = 2048
 
 
-class State(enum.Enum):
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    STOPPING = "stopping"
-    DEAD = "dead"
-    FAILED = "failed"  # init failed; the worker never served
-
-
-# Tuples, not sets: membership in a tuple compares by identity first, where a set would call the
-# enum's Python-level __hash__ (twice per transition, twice per invocation).
-_ALLOWED: dict[State, tuple[State, ...]] = {
-    State.STARTING: (State.IDLE, State.FAILED, State.STOPPING, State.DEAD),
-    State.IDLE: (State.BUSY, State.STOPPING, State.DEAD),
-    State.BUSY: (State.IDLE, State.STOPPING, State.DEAD),
-    State.STOPPING: (State.DEAD,),
-    State.FAILED: (State.STOPPING, State.DEAD),
-    State.DEAD: (),
-}
-for _state, _next in _ALLOWED.items():
-    _state.allowed = _next  # type: ignore[attr-defined]
-
-
 class _DeadlinePassed(Exception):
     """The invocation's timer fired while its reply was awaited (internal to Worker.invoke)."""
 
 
-class IllegalTransition(RuntimeError):
-    """A worker was asked to move between two states the table does not connect."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSpec:
-    """Everything needed to start a worker of one function version; computed once at deploy."""
-
-    function: str
-    argv: list[str]
-    env: dict[str, str]
-    cwd: str
-    init_frame: bytes
-    memory_limit_bytes: int
-    init_timeout_s: float
-    kill_grace_s: float
-    identity: Identity | None = None  # a root daemon's workers run as this uid/gid
-    scratch_root: Path | None = None  # where each worker gets its private TMPDIR/HOME
-
-
 @dataclass(slots=True)
-class Outcome:
-    """What one invocation produced, when the worker answered at all."""
+class Reply:
+    """What the worker answered to one invocation (when it answered at all)."""
 
     ok: bool  # RESULT (True) or ERROR (False)
     body: bytes
@@ -113,7 +68,8 @@ def describe_exit(returncode: int) -> str:
 class Worker:
     """A worker process and the protocol conversation with it."""
 
-    def __init__(self, spec: WorkerSpec, generation: int, on_dead: Callable[[Worker], None]) -> None:
+    def __init__(self, spec: WorkerSpec, generation: int, on_dead: Callable[[Worker], None],
+                 observe: Callable[[Worker, State | None, State], None]) -> None:
         self.spec = spec
         self.generation = generation
         self.state = State.STARTING
@@ -124,8 +80,10 @@ class Worker:
         self.returncode: int | None = None
         self.memory: WorkerMemory | None = None
         self.killed_for: type[FunctionError] | None = None
+        self._protocol_error = ""
         self.final_peak = 0
         self._on_dead = on_dead
+        self._observe = observe
         self._loop = asyncio.get_running_loop()
         self._decoder = protocol.Decoder()
         self._frames: list[protocol.Frame] = []
@@ -135,13 +93,16 @@ class Worker:
         self._logs: LogCapture | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._scratch: Path | None = None
+        observe(self, None, State.STARTING)
 
     # --- state machine ------------------------------------------------------------------------
 
     def _set(self, new: State) -> None:
-        if new not in self.state.allowed:  # type: ignore[attr-defined]
-            raise IllegalTransition(f"worker {self.pid}: {self.state.value} -> {new.value}")
+        old = self.state
+        if new not in old.allowed:  # type: ignore[attr-defined]
+            raise IllegalTransition(f"worker {self.pid}: {old.value} -> {new.value}")
         self.state = new
+        self._observe(self, old, new)
 
     # --- start --------------------------------------------------------------------------------
 
@@ -152,13 +113,19 @@ class Worker:
         try:
             spawned = spawn(spec)
         except OSError as exc:
+            # No process: nothing will ever exit, so the worker's death is reported here.
+            self._exited.set()
             self._set(State.DEAD)
+            self._on_dead(self)
+            if not os.path.isdir(spec.cwd):
+                raise RuntimeExit(f"cannot start the worker: its code directory {spec.cwd} is gone") from exc
             raise RuntimeExit(f"cannot start the worker {spec.argv[0]}: {exc.strerror}") from exc
         self._proc = spawned.proc
         self._to_worker, self._from_worker = spawned.to_worker, spawned.from_worker
         self._scratch = spawned.scratch
         out_r, err_r = spawned.stdout, spawned.stderr
         self.pid = self._proc.pid
+        self._logs = LogCapture(spec.function, out_r, err_r, self._loop, spec.log_max_bytes)
         if backend is not None:
             try:
                 self.memory = backend.attach(self.pid, spec.memory_limit_bytes)
@@ -166,7 +133,6 @@ class Worker:
                 log.error("memory_limit_failed", pid=self.pid, error=str(exc))
                 await self._kill_and_reap()
                 raise RuntimeExit(f"could not apply the memory limit: {exc}") from exc
-        self._logs = LogCapture(spec.function, out_r, err_r, self._loop)
         self._loop.add_reader(self._from_worker, self._on_control)
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
@@ -220,7 +186,7 @@ class Worker:
         self.last_used = time.monotonic()
         self._set(State.IDLE)
 
-    async def invoke(self, request_id: str, payload: bytes, timeout_s: float) -> Outcome:
+    async def invoke(self, request_id: str, payload: bytes, timeout_s: float) -> Reply:
         """Run one invocation on a BUSY worker. Raises SandboxTimeout, OutOfMemory, RuntimeExit."""
         logs = self._logs
         assert logs is not None and self.state is State.BUSY
@@ -274,7 +240,7 @@ class Worker:
             await self.stop(signal.SIGKILL)
             raise WorkerProtocolError(f"reply for request {got_id!r} while {request_id} was in flight")
         peak = self.memory.peak_bytes() if self.memory else 0
-        return Outcome(
+        return Reply(
             ok=frame.kind == protocol.Kind.RESULT,
             body=body,
             duration_ms=duration_ms,
@@ -350,6 +316,8 @@ class Worker:
         except protocol.ProtocolError as exc:
             log.error("worker_protocol_error", function=self.spec.function, pid=self.pid, error=str(exc))
             self._loop.remove_reader(self._from_worker)
+            self.killed_for = WorkerProtocolError
+            self._protocol_error = str(exc)
             self._signal_group(signal.SIGKILL)
             return
         if frames:
@@ -383,6 +351,8 @@ class Worker:
 
     def _exit_error(self) -> FunctionError:
         self._check_memory_kill()
+        if self.killed_for is WorkerProtocolError:
+            return WorkerProtocolError(f"the worker broke the worker protocol and was killed: {self._protocol_error}")
         code = self.returncode if self.returncode is not None else -signal.SIGKILL
         tail = self._logs.stderr_tail(STDERR_TAIL) if self._logs else ""
         message = f"Runtime exited with error: {describe_exit(code)}"
@@ -448,6 +418,3 @@ class Worker:
     def __repr__(self) -> str:
         return f"<Worker {self.spec.function} pid={self.pid} {self.state.value}>"
 
-
-def init_frame(payload: dict[str, object]) -> bytes:
-    return protocol.encode(protocol.Kind.INIT, json.dumps(payload).encode())

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 
 MiB = 1024 * 1024
-TAIL_BYTES = 4096
 
 
 class RequestIds:
@@ -70,13 +69,3 @@ class Report:
 def billed(duration_ms: float, granularity_ms: int) -> int:
     """Duration rounded up to the billing granularity (1 ms today; 100 ms in Lambda's old model)."""
     return max(granularity_ms, math.ceil(duration_ms / granularity_ms) * granularity_ms)
-
-
-def tail_log(request_id: str, log: bytes, report: Report) -> str:
-    """What LogType=Tail returns: the last 4 KB of START, the function's lines, END and REPORT."""
-    text = (
-        f"START RequestId: {request_id} Version: $LATEST\n".encode()
-        + log
-        + f"END RequestId: {request_id}\n{report.line()}\n".encode()
-    )
-    return text[-TAIL_BYTES:].decode(errors="ignore")

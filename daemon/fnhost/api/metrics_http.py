@@ -1,0 +1,97 @@
+"""Prometheus metrics, served over HTTP by prometheus-client on ``--metrics-listen``.
+
+Counts and worker states are not kept twice: the collector reads the pools' snapshots (the same
+numbers ``GetStats`` returns) when Prometheus scrapes. The scrape runs on prometheus-client's HTTP
+thread, so it asks the event loop for the snapshots instead of reading pools mid-change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psutil
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from ..execution.accounting import PoolSnapshot
+from ..execution.states import State
+
+Snapshots = Callable[[], list[PoolSnapshot]]
+
+# Every state a live worker can be in: the gauge shows zeros too, so a series never vanishes.
+_LIVE_STATES = [s.value for s in State if s is not State.DEAD]
+
+
+class PoolCollector(Collector):
+    def __init__(self, snapshots: Snapshots, loop: asyncio.AbstractEventLoop) -> None:
+        self.snapshots = snapshots
+        self.loop = loop
+
+    def _take(self) -> list[PoolSnapshot]:
+        future: concurrent.futures.Future[list[PoolSnapshot]] = concurrent.futures.Future()
+
+        def take() -> None:
+            try:
+                future.set_result(self.snapshots())
+            except BaseException as exc:  # noqa: BLE001 - handed to the scraping thread
+                future.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(take)
+        return future.result(timeout=5)
+
+    def collect(self) -> Iterator[Any]:
+        invocations = CounterMetricFamily("fnhost_invocations", "Invocations by outcome.",
+                                          labels=["function", "outcome"])
+        throttles = CounterMetricFamily("fnhost_throttles", "Invocations refused at the concurrency limit.",
+                                        labels=["function"])
+        cold = CounterMetricFamily("fnhost_cold_starts", "Invocations that started a worker.", labels=["function"])
+        workers = GaugeMetricFamily("fnhost_workers", "Workers by state.", labels=["function", "state"])
+        queued = GaugeMetricFamily("fnhost_queue_depth", "Invocations waiting for a worker.", labels=["function"])
+        memory = GaugeMetricFamily("fnhost_worker_memory_bytes", "Resident memory of a function's workers.",
+                                   labels=["function"])
+        durations = HistogramMetricFamily("fnhost_invocation_duration_seconds",
+                                          "Time from INVOKE to the worker's reply.", labels=["function"])
+        inits = HistogramMetricFamily("fnhost_init_duration_seconds", "Cold start: spawn to INIT_OK.",
+                                      labels=["function"])
+        for pool in self._take():
+            name = pool.function
+            for outcome, n in pool.counters.outcomes().items():
+                invocations.add_metric([name, outcome], n)
+            throttles.add_metric([name], pool.counters.throttles)
+            cold.add_metric([name], pool.counters.cold_starts)
+            for state in _LIVE_STATES:
+                workers.add_metric([name, state], pool.workers.get(state, 0))
+            queued.add_metric([name], pool.queued)
+            memory.add_metric([name], _rss(pool.pids))
+            durations.add_metric([name], *pool.durations)
+            inits.add_metric([name], *pool.inits)
+        yield from (invocations, throttles, cold, workers, queued, memory, durations, inits)
+
+
+def _rss(pids: tuple[int, ...]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def serve_metrics(snapshots: Snapshots, listen: str, registry: CollectorRegistry) -> Any:
+    """Start the HTTP listener (``HOST:PORT``); returns the server, whose ``shutdown()`` stops it.
+
+    ``snapshots`` is called on the event loop at each scrape (``Supervisor.snapshot`` with
+    histograms).
+    """
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"metrics_listen {listen!r} is not HOST:PORT")
+    registry.register(PoolCollector(snapshots, asyncio.get_running_loop()))
+    ProcessCollector(namespace="fnhost", registry=registry)
+    server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    return server

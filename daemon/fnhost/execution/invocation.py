@@ -1,0 +1,58 @@
+"""One invocation as every front end hands it in, and the one ``Outcome`` they all translate back.
+
+The gRPC servicer, ``InvokeStream`` and every later front door (Lambda's HTTP API, the async
+queue, event source pollers, the Runtime API) parse their request into an ``Invocation``, call
+``Supervisor.invoke`` and turn the ``Outcome`` into their wire format: nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..observability.report import Report
+
+LATEST = "$LATEST"  # the unpublished version, the only one there is until versions exist
+SYNC_PAYLOAD_MAX = 6 * 1024 * 1024  # Lambda's 6 MB for synchronous requests and responses, in bytes
+
+
+class InvocationType(enum.Enum):
+    """Lambda's ``InvocationType``; the values are its wire names."""
+
+    REQUEST_RESPONSE = "RequestResponse"
+    EVENT = "Event"
+    DRY_RUN = "DryRun"
+
+
+@dataclass(slots=True)
+class Invocation:
+    """What a front end asks for: one call of one function."""
+
+    function: str
+    payload: bytes
+    invocation_type: InvocationType = InvocationType.REQUEST_RESPONSE
+    qualifier: str = ""  # "" or "$LATEST" until versions and aliases exist
+    tail: bool = False  # LogType=Tail: return the last 4 KB of the log
+    deadline: float | None = None  # the caller's, on anyio's clock: a queued call waits no longer
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~2 µs more per invocation
+class Outcome:
+    """What an invocation produced, as Lambda's Invoke answers it.
+
+    A function error (the handler raised, or the platform failed while running it: timeout,
+    out of memory, crash) is an Outcome with ``function_error="Unhandled"`` and Lambda's error
+    JSON as the payload; a refused request is an ``ApiError`` instead.
+    """
+
+    status_code: int  # 200, or 204 for DryRun
+    payload: bytes
+    function_error: str  # "" or "Unhandled"
+    request_id: str
+    report: Report | None
+    log_result: str = ""  # LogType=Tail: START … END and REPORT, the last 4 KB
+    executed_version: str = LATEST
+
+    @property
+    def ok(self) -> bool:
+        return not self.function_error
