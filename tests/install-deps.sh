@@ -1,11 +1,12 @@
 #!/bin/sh
 # Installs what the test suite needs on a fresh Debian 12 machine: the runtimes' toolchains that
-# come from Debian (Go, Java 17, Node 20 and Python 3.11 are expected to be there already) and
+# come from Debian (Go, Java 17, Node 20 and Python 3.11 are expected to be there already), bubblewrap
+# (each worker's own mount and pid namespaces; without it workers share the host's view) and
 # fnhost itself with its test extras. Safe to run twice.
 set -eu
 cd "$(dirname "$0")/.."
 need=""
-for pkg in ruby mono-mcs mono-runtime; do
+for pkg in ruby mono-mcs mono-runtime bubblewrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then
@@ -14,3 +15,6 @@ if [ -n "$need" ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 python3 -m pip install -q -e '.[test]'
+# What deploy-time builds share (Go's compiled standard library): once per host, about a minute,
+# instead of inside the first test that deploys a Go function.
+python3 -m fnhost prepare

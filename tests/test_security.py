@@ -38,6 +38,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_tls_and_bearer_token(fresh_daemon: Daemon, pki: Path) -> None:
     fresh_daemon.address = f"127.0.0.1:{free_port()}"
+    fresh_daemon.config = "[daemon]\nallow_directory_code = true\n"  # TCP takes zips only by default
     fresh_daemon.start("--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
                        "--token-file", str(pki / "token"), wait=False)
     good = Client(fresh_daemon.address, token="s3cret-token", tls_ca=str(pki / "ca.pem"), timeout=30)

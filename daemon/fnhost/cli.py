@@ -18,10 +18,8 @@ import click
 from google.protobuf.json_format import MessageToDict
 
 from . import errors
-from .client import AsyncClient, Client, default_address
-
-EXIT_FUNCTION_ERROR = 1
-EXIT_PLATFORM_ERROR = 2
+from .client import Client, default_address
+from .stdin_stream import CLIENT_EVENT_LOOP, EXIT_FUNCTION_ERROR, EXIT_PLATFORM_ERROR, StdinError, stream_stdin
 
 
 def _fail(message: str) -> NoReturn:
@@ -30,7 +28,10 @@ def _fail(message: str) -> NoReturn:
 
 
 def _client(ctx: click.Context) -> Client:
-    return Client(ctx.obj["address"])
+    try:
+        return Client(ctx.obj["address"])
+    except errors.FnhostError as exc:  # e.g. a token that would travel in clear
+        _fail(f"{exc.code}: {exc.message}")
 
 
 def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -76,15 +77,18 @@ def main(ctx: click.Context, address: str | None) -> None:
               help="Require client certificates signed by this CA.")
 @click.option("--token-file", default=None, type=click.Path(dir_okay=False),
               help="Require 'authorization: Bearer <token>' with the token in this file.")
+@click.option("--insecure", is_flag=True,
+              help="Listen on a TCP address reachable from other hosts without TLS and a token "
+                   "(refused otherwise).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, examples: bool,
           detach: bool, metrics_listen: str | None, tls_cert: str | None, tls_key: str | None,
-          tls_client_ca: str | None, token_file: str | None, log_level: str) -> None:
+          tls_client_ca: str | None, token_file: str | None, insecure: bool, log_level: str) -> None:
     """Run the daemon in the foreground (as systemd expects) until SIGTERM or SIGINT."""
     import anyio
 
     from .control.config import load_config_file, settings_from
-    from .daemon import EVENT_LOOP
+    from .daemon import EVENT_LOOP, listener_refusal
     from .daemon import serve as run_daemon
     from .errors import ConfigError, DaemonError
     from .observability import logs
@@ -93,11 +97,15 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
         parsed = load_config_file(config_path) if config_path else None
         settings = settings_from(parsed.daemon if parsed else {}, state_dir=state_dir, listen=listen,
                                  metrics_listen=metrics_listen, tls_cert=tls_cert, tls_key=tls_key,
-                                 tls_client_ca=tls_client_ca, token_file=token_file)
+                                 tls_client_ca=tls_client_ca, token_file=token_file,
+                                 insecure=True if insecure else None)
     except ConfigError as exc:
         _fail(f"invalid config: {exc}")
     if detach:
-        _detach(settings.state_dir, settings.address)
+        refusal = listener_refusal(settings)  # here too, so it is said at once rather than in the log
+        if refusal is not None:
+            _fail(refusal)
+        _detach(settings)
         return
     logs.configure(log_level)
     try:
@@ -124,6 +132,22 @@ def bench(args: tuple[str, ...]) -> None:
     sys.exit(run(list(args)))
 
 
+@main.command()
+def prepare() -> None:
+    """Prepare what deploy-time builds share (Go's compiled standard library), once per host.
+
+    Run as the user the daemon runs as (root on a build host), after installing or upgrading a
+    toolchain; otherwise the first deploy of that runtime does it and waits (about a minute).
+    """
+    from .control.deploy import prepare_build_caches
+    from .control.runtimes import RuntimeRegistry
+    from .observability import logs
+
+    logs.configure("warning")
+    done = prepare_build_caches(RuntimeRegistry())
+    click.echo(f"prepared: {', '.join(done)}" if done else "nothing to prepare")
+
+
 @main.command("systemd-unit")
 def systemd_unit() -> None:
     """Print a systemd unit file for running fnhost as a service."""
@@ -135,19 +159,25 @@ def systemd_unit() -> None:
     click.echo(unit_file(os.path.realpath(exe) if os.path.isabs(exe) else exe), nl=False)
 
 
-def _detach(state_dir: Path, address: str) -> None:
+def _detach(settings: Any) -> None:
     """Re-run ``serve`` without --detach in a new session; return once it answers health checks."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
+    state_dir = settings.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     log_path = state_dir / "fnhost.log"
+    # Every function's output is logged there: readable by the daemon's user only, never by a
+    # function that knows the path (the state directory is 0711). fchmod: a log an older fnhost made.
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
     argv = [a for a in sys.argv if a != "--detach"]
-    with open(log_path, "ab") as log_file:
+    with os.fdopen(fd, "ab") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "fnhost", *argv[1:]], stdin=subprocess.DEVNULL,
                                 stdout=log_file, stderr=log_file, start_new_session=True)
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    conn = _health_connection(settings)
     deadline = time.monotonic() + 120
-    with grpc.insecure_channel(address) as channel:
+    with conn.channel(grpc) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -156,13 +186,37 @@ def _detach(state_dir: Path, address: str) -> None:
             try:
                 status = stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status
                 if status == health_pb2.HealthCheckResponse.SERVING:
-                    click.echo(f"fnhost serving on {address} (pid {proc.pid}, log {log_path})")
+                    click.echo(f"fnhost serving on {settings.address} (pid {proc.pid}, log {log_path})")
                     return
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
     proc.terminate()
-    _fail(f"the daemon did not become ready within 120 s; see {log_path}")
+    hint = " (health checks over TLS trust FNHOST_TLS_CA: set it to the CA that signed --tls-cert)" \
+        if conn.tls_ca else ""
+    _fail(f"the daemon did not become ready within 120 s{hint}; see {log_path}")
+
+
+def _health_connection(settings: Any) -> Any:
+    """How ``--detach`` reaches the daemon it started: as a client would (FNHOST_TLS_CA,
+    FNHOST_TLS_CERT/KEY), at a loopback address when it listens on a wildcard one.
+
+    Without FNHOST_TLS_CA, TLS trusts the daemon's own certificate, which is its own CA when
+    self-signed. No token: health checks need none, and it must not travel where a client
+    would refuse to send it.
+    """
+    import dataclasses
+
+    from .client import Connection
+
+    address = settings.address
+    for wildcard, local in (("0.0.0.0:", "127.0.0.1:"), ("[::]:", "[::1]:"), (":", "127.0.0.1:")):
+        if address.startswith(wildcard):
+            address = local + address.removeprefix(wildcard)
+            break
+    tls = bool(settings.tls_cert and settings.tls_key)
+    ca = None if os.environ.get("FNHOST_TLS_CA") or not tls else settings.tls_cert
+    return dataclasses.replace(Connection.resolve(address, tls_ca=ca), token=None)
 
 
 # --- functions --------------------------------------------------------------------------------
@@ -196,13 +250,15 @@ def _code(path: str) -> str | bytes:
 @click.option("--min-warm", type=int, help="Workers kept warm (provisioned concurrency).")
 @click.option("--max-concurrency", type=int, help="Most workers at once (reserved concurrency).")
 @click.option("--idle-ttl-s", type=int, help="Stop idle workers after this many seconds.")
+@click.option("--ephemeral-storage-mb", type=int, help="Size of the function's private /tmp: 512-10240, default 512.")
 @click.pass_context
 def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | None, code_path: str | None,
            memory_mb: int | None, timeout_s: int | None, env_pairs: tuple[str, ...], min_warm: int | None,
-           max_concurrency: int | None, idle_ttl_s: int | None) -> None:
+           max_concurrency: int | None, idle_ttl_s: int | None, ephemeral_storage_mb: int | None) -> None:
     """Create function NAME, or update its code and the options given."""
     options = {k: v for k, v in dict(memory_mb=memory_mb, timeout_s=timeout_s, min_warm=min_warm,
-                                      max_concurrency=max_concurrency, idle_ttl_s=idle_ttl_s).items()
+                                      max_concurrency=max_concurrency, idle_ttl_s=idle_ttl_s,
+                                      ephemeral_storage_mb=ephemeral_storage_mb).items()
                if v is not None}
     env = _parse_env(env_pairs) if env_pairs else None
     with _client(ctx) as client:
@@ -279,13 +335,6 @@ def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any
 # (max_stream_in_flight, 256 by default) so the stream stays full, and a bound on memory. Once
 # full, reading resumes only when STREAM_REFILL results have been printed, so the lines sent
 # then leave together in one message rather than one per freed slot.
-STREAM_WINDOW = 1024
-STREAM_REFILL = STREAM_WINDOW // 4
-STREAM_READ_CHUNK = 64 * 1024
-# As fnhost.daemon.EVENT_LOOP (uvloop), without importing the daemon into every CLI call.
-CLIENT_EVENT_LOOP = {"use_uvloop": True}
-
-
 def _invoke_stream(ctx: click.Context, name: str, log_type: str, report: bool) -> None:
     """Results leave in input order: one waiting for a slower earlier one is held back.
 
@@ -296,221 +345,13 @@ def _invoke_stream(ctx: click.Context, name: str, log_type: str, report: bool) -
     import anyio
 
     try:
-        worst = anyio.run(_stream_stdin, ctx.obj["address"], name, log_type, report,
+        worst = anyio.run(stream_stdin, ctx.obj["address"], name, log_type, report,
                           backend="asyncio", backend_options=CLIENT_EVENT_LOOP)
     except errors.FnhostError as exc:
         _fail(f"{exc.code}: {exc.message}")
-    except _StdinError as exc:
+    except StdinError as exc:
         _fail(f"reading stdin: {exc.__cause__}")
     sys.exit(worst)
-
-
-class _StdinError(Exception):
-    """Reading stdin failed (the OSError is the cause)."""
-
-
-class _Window:
-    """The started invocations not yet printed, in input order: at most ``size`` of them."""
-
-    def __init__(self, size: int, refill: int) -> None:
-        import collections
-
-        self.tasks: collections.deque[Any] = collections.deque()
-        self.closed = False  # nothing more will be put
-        self._low = size - refill
-        self._size = size
-        self._room: Any = None  # an anyio.Event while the reader waits for room
-        self._more: Any = None  # an anyio.Event while the printer waits for a task
-
-    def put(self, task: Any) -> None:
-        self.tasks.append(task)
-        self.wake()
-
-    def close(self) -> None:
-        self.closed = True
-        self.wake()
-
-    def wake(self) -> None:
-        """Let the printer look again (more tasks, the end, or the stream failed)."""
-        if self._more is not None:
-            self._more.set()
-            self._more = None
-
-    def take(self) -> Any:
-        task = self.tasks.popleft()
-        if self._room is not None and len(self.tasks) <= self._low:
-            self._room.set()
-            self._room = None
-        return task
-
-    async def room(self) -> None:
-        import anyio
-
-        if len(self.tasks) >= self._size:
-            self._room = anyio.Event()
-            await self._room.wait()
-
-    async def more(self) -> None:
-        import anyio
-
-        if not self.tasks and not self.closed:
-            self._more = anyio.Event()
-            await self._more.wait()
-
-
-async def _stream_stdin(address: str, name: str, log_type: str, report: bool) -> int:
-    import asyncio
-    import threading
-
-    import anyio
-    import anyio.lowlevel
-
-    chunks_in, chunks_out = anyio.create_memory_object_stream[bytes | OSError](1)
-    window = _Window(STREAM_WINDOW, STREAM_REFILL)
-    read_error: list[OSError] = []
-    async with AsyncClient(address) as client:
-        stream = client.stream()
-        # A daemon thread, not a worker from anyio's pool: a read blocked on a silent stdin must
-        # not keep the process alive once the stream has failed.
-        threading.Thread(target=_read_stdin, args=(chunks_in, anyio.lowlevel.current_token()),
-                         name="fnhost-stdin", daemon=True).start()
-
-        async def submit() -> None:
-            """Start one invocation per non-blank line, in order, while the window has room."""
-            loop = asyncio.get_running_loop()
-
-            async def start(line: bytes) -> None:
-                await window.room()  # no checkpoint otherwise: lines read together batch
-                window.put(loop.create_task(stream.invoke(name, line, log_type=log_type)))
-
-            try:
-                async with chunks_out:
-                    parts: list[bytes] = []  # the line read so far, across chunks
-                    async for chunk in chunks_out:
-                        if isinstance(chunk, OSError):
-                            read_error.append(chunk)
-                            return
-                        if b"\n" not in chunk:
-                            parts.append(chunk)
-                            continue
-                        lines = chunk.split(b"\n")
-                        if parts:
-                            parts.append(lines[0])
-                            lines[0] = b"".join(parts)
-                            parts = []
-                        tail = lines.pop()
-                        if tail:
-                            parts.append(tail)
-                        for line in lines:
-                            if line.strip():
-                                await start(line)
-                    last = b"".join(parts)
-                    if last.strip():
-                        await start(last)
-            finally:
-                window.close()
-
-        async def watch() -> None:
-            """A stream that fails while nothing is outstanding (stdin is quiet) ends the command."""
-            await stream.wait_closed()
-            window.wake()
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(submit)
-                tg.start_soon(watch)
-                worst = await _print_in_order(window, stream, report)
-                tg.cancel_scope.cancel()  # the watcher; the reader too if the stream failed
-        finally:
-            _discard(window.tasks)
-        if read_error:
-            raise _StdinError() from read_error[0]
-        await stream.aclose()
-        if stream.failure is not None:
-            raise stream.failure
-    return worst
-
-
-def _read_stdin(chunks: Any, token: Any) -> None:
-    """In a thread: stdin in chunks of up to STREAM_READ_CHUNK, as they come, until EOF.
-
-    From the file descriptor, not ``sys.stdin.buffer``: a read blocked in the buffer holds its
-    lock, and the interpreter aborts at exit when the stream failed while stdin stayed open.
-    """
-    import anyio
-    import anyio.from_thread
-
-    fd = sys.stdin.fileno()
-    try:
-        while True:
-            try:
-                chunk: bytes | OSError = os.read(fd, STREAM_READ_CHUNK)
-            except OSError as exc:
-                chunk = exc
-            if not chunk:
-                break
-            anyio.from_thread.run(chunks.send, chunk, token=token)
-            if isinstance(chunk, OSError):
-                break
-        anyio.from_thread.run_sync(chunks.close, token=token)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
-        return  # the command stopped listening, or its loop is gone: nobody wants the rest
-
-
-async def _print_in_order(window: _Window, stream: Any, report: bool) -> int:
-    """Print each invocation's result as its turn comes; the worst exit status so far.
-
-    Returns early, leaving the rest, if the stream itself failed.
-    """
-    out = sys.stdout.buffer
-    worst = 0
-    line_no = 0
-    while True:
-        if not window.tasks:
-            if window.closed or stream.failure is not None:
-                break
-            out.flush()
-            await window.more()
-            continue
-        task = window.tasks[0]  # it holds its place in the window until printed
-        if not task.done():
-            out.flush()  # what is printed shows before we wait
-        try:
-            item = await task
-        except errors.FnhostError as exc:
-            item = exc
-        window.take()
-        line_no += 1
-        if isinstance(item, errors.FnhostError):
-            if item is stream.failure:
-                return worst
-            worst = EXIT_PLATFORM_ERROR
-            out.flush()
-            click.echo(f"fnhost: line {line_no}: {item.code}: {item.message}", err=True)
-            out.write(json.dumps({"errorType": item.code, "errorMessage": item.message}).encode())
-        else:
-            if item.function_error:
-                worst = max(worst, EXIT_FUNCTION_ERROR)
-            if item.log_result:
-                out.flush()
-                click.echo(item.log_result, err=True, nl=False)
-            if report and item.report is not None:
-                out.flush()
-                click.echo(item.report.line(), err=True)
-            out.write(item.payload.rstrip(b"\n"))
-        out.write(b"\n")
-    out.flush()
-    return worst
-
-
-def _discard(tasks: Any) -> None:
-    """Cancel the invocations left unprinted (the stream failed) without asyncio's warnings."""
-    for task in tasks:
-        if not task.done():
-            task.cancel()
-        elif not task.cancelled():
-            task.exception()
-    tasks.clear()
 
 
 @main.command("list")

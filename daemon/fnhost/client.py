@@ -23,7 +23,7 @@ import grpc
 from . import errors
 from .api import grpc_wire as wire
 from .api.batching import batches
-from .control.config import default_state_dir
+from .control.config import default_state_dir, loopback
 from .execution.invocation import Outcome
 from .v1 import fnhost_pb2 as pb
 from .v1 import fnhost_pb2_grpc as pb_grpc
@@ -161,10 +161,20 @@ class Connection:
         return (("authorization", f"Bearer {self.token}"),) if self.token else None
 
     def channel(self, module: Any) -> Any:
-        """A channel from ``grpc`` or ``grpc.aio``."""
+        """A channel from ``grpc`` or ``grpc.aio``.
+
+        Raises ConfigError rather than send the token in clear over TCP to another host (anyone
+        on the path could then use it): a unix socket or a loopback address is fine.
+        """
         if self.tls_ca or self.tls_cert:
             creds = grpc.ssl_channel_credentials(self.tls_ca, self.tls_key, self.tls_cert)
             return module.secure_channel(self.address, creds, options=wire.MESSAGE_OPTIONS)
+        if self.token and loopback(self.address) is False:
+            raise errors.ConfigError(
+                f"refusing to send the token in clear to {self.address}: set FNHOST_TLS_CA (or tls_ca=) "
+                "to the CA of the daemon's TLS certificate, or reach the daemon over a unix socket or "
+                "a loopback address"
+            )
         return module.insecure_channel(self.address, options=wire.MESSAGE_OPTIONS)
 
 

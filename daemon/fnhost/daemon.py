@@ -21,12 +21,14 @@ import structlog
 
 from .api.grpc_server import start_server
 from .api.metrics_http import serve_metrics
-from .control.config import FunctionConfig, Settings, load_config_file, settings_from
+from .control.config import FunctionConfig, Settings, load_config_file, loopback, settings_from
 from .control.deploy import CodeSource
 from .control.runtimes import RuntimeRegistry
 from .control.supervisor import Supervisor
 from .errors import ApiError, ConfigError, DaemonError, ResourceNotFound
+from .execution.cgroups import remove_stale
 from .execution.sandbox import privilege_drop_enabled, readable_by_others
+from .execution.uids import uid_range_problem
 from .systemd import Notifier
 
 # The event loop fnhost serves on, for ``anyio.run``: uvloop took ~60 µs of daemon CPU off every
@@ -36,6 +38,51 @@ EVENT_LOOP: dict[str, Any] = {"use_uvloop": True}
 log = structlog.get_logger("fnhost.daemon")
 
 STATUS_INTERVAL_S = 5.0
+
+
+def listener_refusal(settings: Settings) -> str | None:
+    """Why the daemon must not listen where ``settings`` say, or None.
+
+    TCP reachable from other hosts needs TLS and client authentication (a token, or client
+    certificates): without them anyone on the network could deploy code and run it on this host.
+    """
+    tls = bool(settings.tls_cert and settings.tls_key)
+    authenticated = bool(settings.token_file or settings.tls_client_ca)
+    if settings.insecure or loopback(settings.address) is not False or (tls and authenticated):
+        return None
+    missing = " and ".join(m for m, ok in (("TLS", tls), ("client authentication", authenticated)) if not ok)
+    return (
+        f"refusing to listen on {settings.address} without {missing}: it is reachable from other hosts, "
+        "and anyone who reaches it could deploy and run code here. Pass --tls-cert FILE --tls-key FILE "
+        "and --token-file FILE (or --tls-client-ca FILE), or listen on a unix socket or a loopback "
+        "address; --insecure (daemon.insecure = true) listens anyway"
+    )
+
+
+def _warn_about_exposure(settings: Settings) -> None:
+    """Say at start-up what the listener and the worker identities leave open."""
+    reach = loopback(settings.address)
+    tls = bool(settings.tls_cert and settings.tls_key)
+    if reach is not None and settings.token_file and not tls:
+        log.warning("token_without_tls", address=settings.address,
+                    note="the bearer token and every payload travel in clear; pass --tls-cert and --tls-key")
+    if reach is True and not (settings.token_file or settings.tls_client_ca):
+        log.warning("tcp_without_authentication", address=settings.address,
+                    note="any process on this host, functions' workers included, can deploy, delete and "
+                         "invoke functions; pass --token-file, or listen on the unix socket (mode 0660)")
+    if reach is False and settings.insecure and not (tls and (settings.token_file or settings.tls_client_ca)):
+        log.warning("insecure_listener", address=settings.address,
+                    note="--insecure: reachable from other hosts without TLS and client authentication")
+    if os.geteuid() != 0:
+        log.warning("no_function_isolation", user=os.geteuid(),
+                    note="the daemon is not root, so every function runs as the daemon's own user: functions "
+                         "can read each other's code, scratch space and output, the state directory and the "
+                         "token file, and signal each other; run the daemon as root for a uid per function")
+    elif settings.worker_user == "root":
+        log.warning("functions_run_as_root", note="worker_user = \"root\": functions run as root, unconfined")
+    elif settings.worker_user:
+        log.warning("functions_share_a_user", user=settings.worker_user,
+                    note="every function runs as this one user and can reach the others' files and processes")
 
 
 def _lock_state_dir(state_dir: Path) -> int:
@@ -58,7 +105,11 @@ def _lock_state_dir(state_dir: Path) -> int:
 def _claim_socket(path: Path) -> None:
     """Remove a stale socket; refuse when a live daemon answers on it."""
     if not path.exists() and not path.is_symlink():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # One by one, as 0755: the daemon's umask (077) would hide the socket from its group.
+        for parent in reversed([path.parent, *path.parent.parents]):
+            if not parent.exists():
+                parent.mkdir()
+                os.chmod(parent, 0o755)
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -121,9 +172,19 @@ async def serve(
     """Run the daemon until SIGTERM/SIGINT (or until ``shutdown_trigger`` returns), then drain.
 
     SIGHUP re-reads ``config_path``; a second SIGTERM/SIGINT during the drain stops at once.
+    Raises DaemonError before binding anything when the listener would be exposed (see
+    ``listener_refusal``).
     """
+    refusal = listener_refusal(settings)
+    if refusal is not None:
+        raise DaemonError(refusal)
+    _warn_about_exposure(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     os.chmod(settings.state_dir, 0o711)  # workers may pass through to their code, never list it
+    # From here on everything the daemon creates is private unless it says otherwise (the
+    # registry and its WAL, logs, queues); what workers must reach (code, builds, shims, scratch)
+    # is chmod'ed explicitly where it is made.
+    os.umask(0o077)
     if privilege_drop_enabled(settings.worker_user):
         blocked = readable_by_others(settings.state_dir, directory=False)
         if blocked is not None and blocked != str(settings.state_dir):
@@ -131,6 +192,10 @@ async def serve(
                 f"the state directory {settings.state_dir} is inside {blocked}, which the workers' "
                 "unprivileged users cannot enter: chmod o+x it, or choose another --state-dir"
             )
+        if not settings.worker_user:
+            problem = uid_range_problem(settings.worker_uid_base, settings.worker_uid_count)
+            if problem is not None:
+                raise ConfigError(problem)
     lock_fd = _lock_state_dir(settings.state_dir)
     address = settings.address
     socket_path = Path(address.removeprefix("unix:")) if address.startswith("unix:") else None
@@ -141,6 +206,9 @@ async def serve(
         if socket_path is not None:
             _claim_socket(socket_path)
             claimed = True
+        # Before any uid is claimed: what a daemon killed by SIGKILL left in its cgroups (a
+        # function's setsid'd children) dies now, and its uids are free again.
+        remove_stale()
         sup = Supervisor(settings)
         async with anyio.create_task_group() as tg:
             await tg.start(sup.run)
@@ -269,7 +337,9 @@ class _Lifecycle:
             self.notifier.ready(self.status_line())
             return
         for key in ("listen", "memory_backend", "socket_mode", "socket_group", "metrics_listen",
-                    "tls_cert", "tls_key", "tls_client_ca", "token_file"):
+                    "tls_cert", "tls_key", "tls_client_ca", "token_file", "insecure", "worker_user",
+                    "worker_uid_base", "worker_uid_count", "worker_pids_max", "cpu_mb_per_vcpu",
+                    "worker_namespaces"):
             if getattr(new, key) != getattr(self.settings, key):
                 log.warning("reload_needs_restart", setting=key)
                 setattr(new, key, getattr(self.settings, key))

@@ -138,6 +138,17 @@ class FunctionError(FnhostError):
         super().__init__(message)
         self.stack_trace = stack_trace or []
 
+    def again(self) -> FunctionError:
+        """The same error as a new exception, to raise once more.
+
+        Raising one object repeatedly chains each raise's frames onto its traceback, and keeps
+        their locals alive: a pool answering every call with its last init error would grow.
+        """
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.args = self.args
+        return copy
+
     def to_json(self) -> bytes:
         return json.dumps(
             {"errorType": self.code, "errorMessage": self.message, "stackTrace": self.stack_trace}

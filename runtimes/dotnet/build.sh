@@ -12,6 +12,15 @@
 # into <build_dir>/<Assembly>.dll, referencing the shim (for Fnhost.ILambdaContext) and every
 # .dll in <code_dir>. Only <build_dir> and the current (scratch) directory are written.
 #
+# The function's code is untrusted, and so is every directory above the scratch one (a state
+# directory under /tmp has /tmp above it, where any function may write): fnhost runs this as the
+# function's uid in a private scratch directory, and nothing is picked up from outside it. mcs
+# reads only what it is given. MSBuild would import Directory.Build.props/.targets,
+# Directory.Packages.props and Directory.Build.rsp from any parent directory, NuGet merges every
+# NuGet.Config above the project, and the dotnet host takes the first global.json above the
+# working directory (which may name another SDK): the dotnet build turns those imports off,
+# gives NuGet a config of its own, and writes the global.json the walk finds first.
+#
 # Why sh: Mono's mcs is itself a shell wrapper, so sh is already required; the job is two
 # compiler runs in sequence; and every value arrives as its own argument and is only ever
 # expanded quoted, so a path or handler string is never parsed as shell code.
@@ -99,11 +108,18 @@ msbuild_path() {
 }
 
 build_dotnet() {
+    # Found before any global.json above this directory: the SDK the host chose, nobody else's.
+    printf '%s\n' '{ "sdk": { "rollForward": "latestMajor", "allowPrerelease": false } }' >global.json
+    printf '%s\n' '<?xml version="1.0" encoding="utf-8"?>' \
+        '<configuration><packageSources><clear /></packageSources></configuration>' >NuGet.Config
     # Target the framework of the SDK that builds it; the shim rolls forward to newer runtimes.
     sdk=$("$compiler" --version)
     tfm=net${sdk%%.*}.0
     # No build servers or reused nodes: they would outlive the build holding its output pipes.
-    set -- -c Release -o "$build_dir" --nologo -v quiet -nodeReuse:false -p:UseSharedCompilation=false
+    # Nothing imported from the directories above (see the top).
+    set -- -c Release -o "$build_dir" --nologo -v quiet -nodeReuse:false -p:UseSharedCompilation=false \
+        -noAutoResponse -p:ImportDirectoryBuildProps=false -p:ImportDirectoryBuildTargets=false \
+        -p:ImportDirectoryPackagesProps=false -p:RestoreConfigFile="$PWD/NuGet.Config"
 
     mkdir -p shim
     # null: the shim asks Environment.Version, which on .NET is the runtime's own version.

@@ -1,42 +1,69 @@
 #!/bin/sh
 # Deploy-time build of a Go function (the [build] step of runtime.toml):
 #
-#   build.sh GO RUNTIME_DIR CODE_DIR BUILD_DIR HANDLER
+#   build.sh GO RUNTIME_DIR CODE_DIR BUILD_DIR HANDLER [CACHE_DIR]
+#   build.sh --prepare GO RUNTIME_DIR CACHE_DIR
 #
 # HANDLER names the executable; the result is BUILD_DIR/HANDLER. It is, first match wins:
 #   1. CODE_DIR/HANDLER, a prebuilt executable (checked to be a Go program linked with fnhost,
-#      for this OS and architecture), copied;
+#      for this OS and architecture; never a symbolic link), copied;
 #   2. the main package in CODE_DIR/HANDLER/, CODE_DIR/cmd/HANDLER/ or CODE_DIR itself, built
 #      with `go build`, offline, with the fnhost module resolved to RUNTIME_DIR.
 # CODE_DIR is never written to. With a go.mod there, the build runs in place against an edited
 # copy of it (-modfile), so its relative replace directives keep working; without one, the
 # sources are copied to a scratch directory and given a generated go.mod (module "function").
 #
+# A build is the function's own untrusted code: a root daemon runs it as the function's uid, in a
+# private scratch directory (TMPDIR), and passes CACHE_DIR. Then every Go cache is private to the
+# build (GOPATH, GOMODCACHE; GOENV off), except the standard library compiled by --prepare into
+# CACHE_DIR/build: the daemon's own user runs that step, on nothing but the toolchain, and the
+# build reads it as its GOCACHE but cannot write it, so no function can plant compiled code that
+# another function's build would link. Modules other
+# than fnhost come from the daemon user's module cache, read as a file:// proxy, when the
+# function's uid may read it. Without CACHE_DIR (a daemon that is not root), the caller's caches
+# are used. Nothing from the function runs at build time: cgo is off (a #cgo directive would run
+# the C compiler, and pkg-config, with flags of the function's choosing), go build never runs
+# //go:generate, and GOFLAGS, GOPROXY and GOTOOLCHAIN are pinned here.
+#
 # A shell script rather than a Go program: each step is a file copy or a `go` command, and
 # `go run build.go` would first compile the builder (seconds with a cold build cache).
 set -eu
-
-if [ $# -ne 5 ]; then
-	echo "usage: build.sh GO RUNTIME_DIR CODE_DIR BUILD_DIR HANDLER" >&2
-	exit 2
-fi
-go=$1 runtime_dir=$2 code_dir=$3 build_dir=$4 handler=$5
-out=$build_dir/$handler
 
 fail() {
 	printf 'fnhost: %s\n' "$*" >&2
 	exit 1
 }
 
+# Offline and reproducible whatever the caller's environment says: dependencies come from the
+# module cache or not at all (GOSUMDB=off lets go.sum be completed from that cache), no newer
+# toolchain is fetched, no go.work, go env file or VCS stamping interferes, and without cgo the
+# executable is static and needs no C compiler. --prepare uses the same settings, or what it
+# compiles would not be what builds look up.
+export GOFLAGS='-mod=mod -buildvcs=false' GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOENV=off
+
+if [ "${1:-}" = --prepare ]; then
+	[ $# -eq 4 ] || fail "usage: build.sh --prepare GO RUNTIME_DIR CACHE_DIR"
+	go=$2 cache_dir=$4
+	export GOCACHE="$cache_dir/build"
+	mkdir -p "$GOCACHE"
+	# The whole standard library, compiled as builds compile it (-trimpath): once per state
+	# directory, then a cache hit at each daemon start.
+	"$go" build -trimpath std
+	# Where builds may find other modules: the daemon user's download cache, if it has one.
+	env -u GOENV "$go" env GOMODCACHE >"$cache_dir/gomodcache"
+	exit 0
+fi
+
+if [ $# -ne 5 ] && [ $# -ne 6 ]; then
+	echo "usage: build.sh GO RUNTIME_DIR CODE_DIR BUILD_DIR HANDLER [CACHE_DIR]" >&2
+	exit 2
+fi
+go=$1 runtime_dir=$2 code_dir=$3 build_dir=$4 handler=$5 cache_dir=${6:-}
+out=$build_dir/$handler
+
 case $handler in
 '' | .* | -* | */*) fail "handler \"$handler\" is not an executable name: use the name of the program, e.g. bootstrap" ;;
 esac
-
-# Offline and reproducible whatever the caller's environment says: dependencies come from the
-# module cache or not at all (GOSUMDB=off lets go.sum be completed from that cache), no newer
-# toolchain is fetched, no go.work or VCS stamping interferes, and without cgo the executable
-# is static and needs no C compiler.
-export GOFLAGS='-mod=mod -buildvcs=false' GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0
 
 tmp_base=${TMPDIR:-/tmp}
 scratch=$(mktemp -d "$tmp_base/fnhost-go-build.XXXXXX")
@@ -44,6 +71,9 @@ trap 'rm -rf "$scratch"' EXIT
 trap 'exit 1' HUP INT TERM
 
 # --- 1. a prebuilt executable -------------------------------------------------------------------
+if [ -L "$code_dir/$handler" ]; then
+	fail "$code_dir/$handler is a symbolic link: ship the executable itself (fnhost never follows links in a function's code when it builds)"
+fi
 if [ -f "$code_dir/$handler" ]; then
 	exe=$code_dir/$handler
 	[ -x "$exe" ] || fail "$exe is not executable: chmod +x it, or remove it so that fnhost builds $handler from source"
@@ -70,34 +100,43 @@ else
 	pkg=.
 fi
 
-# Caches: the caller's (GOCACHE/GOMODCACHE, else Go's defaults under HOME) when usable, else a
-# private per-user directory under TMPDIR, since a daemon's user may have no usable HOME. fnhost
-# runs builds in a scratch directory it deletes afterwards and, lacking a HOME, passes that
-# directory as HOME: defaults under it would make every build a cold one (tens of seconds).
-{
-	read -r gocache
-	read -r gomodcache
-} <<EOF
+if [ -n "$cache_dir" ]; then
+	# The function's uid (see the top): private caches, the prepared standard library read-only.
+	export GOPATH="$tmp_base/go" GOMODCACHE="$tmp_base/go/pkg/mod" GOCACHE="$tmp_base/go-build"
+	if [ -r "$cache_dir/build/README" ]; then
+		GOCACHE=$cache_dir/build
+		# go fails a build when it cannot write its module index into GOCACHE (it skips every
+		# other cache write it cannot make); without the index it reads the sources directly.
+		export GODEBUG=goindex=0
+	fi
+	modcache=$(cat "$cache_dir/gomodcache" 2>/dev/null || true)
+	if [ -n "$modcache" ] && [ -r "$modcache/cache/download" ] && [ -x "$modcache/cache/download" ]; then
+		export GOPROXY="file://$modcache/cache/download"
+	fi
+else
+	# Caches: the caller's (GOCACHE/GOMODCACHE, else Go's defaults under HOME) when usable, else a
+	# private per-user directory under TMPDIR, since a daemon's user may have no usable HOME.
+	{
+		read -r gocache
+		read -r gomodcache
+	} <<EOF
 $("$go" env GOCACHE GOMODCACHE 2>/dev/null)
 EOF
-if [ "${HOME:-}" = "$PWD" ] || [ "${HOME:-}" = "$(pwd -P)" ]; then
-	[ -n "${GOCACHE:-}" ] || gocache=
-	[ -n "${GOMODCACHE:-}" ] || gomodcache=
+	private_cache() {
+		dir=$tmp_base/fnhost-go-$(id -u)
+		mkdir -p "$dir" 2>/dev/null && chmod 700 "$dir" 2>/dev/null || true
+		# Owned by us and not a symlink: no other user planted it to feed us compiled code.
+		[ -d "$dir" ] && [ ! -L "$dir" ] && [ -O "$dir" ] || fail "no usable Go cache: set HOME or GOCACHE for the fnhost daemon ($dir is not ours)"
+		printf '%s/%s' "$dir" "$1"
+	}
+	usable() {
+		case $1 in /*) ;; *) return 1 ;; esac
+		mkdir -p "$1" 2>/dev/null && [ -w "$1" ]
+	}
+	usable "$gocache" || gocache=$(private_cache build)
+	usable "$gomodcache" || gomodcache=$(private_cache mod)
+	export GOCACHE="$gocache" GOMODCACHE="$gomodcache"
 fi
-private_cache() {
-	dir=$tmp_base/fnhost-go-$(id -u)
-	mkdir -p "$dir" 2>/dev/null && chmod 700 "$dir" 2>/dev/null || true
-	# Owned by us and not a symlink: no other user planted it to feed us compiled code.
-	[ -d "$dir" ] && [ ! -L "$dir" ] && [ -O "$dir" ] || fail "no usable Go cache: set HOME or GOCACHE for the fnhost daemon ($dir is not ours)"
-	printf '%s/%s' "$dir" "$1"
-}
-usable() {
-	case $1 in /*) ;; *) return 1 ;; esac
-	mkdir -p "$1" 2>/dev/null && [ -w "$1" ]
-}
-usable "$gocache" || gocache=$(private_cache build)
-usable "$gomodcache" || gomodcache=$(private_cache mod)
-export GOCACHE="$gocache" GOMODCACHE="$gomodcache"
 
 if [ -f "$code_dir/go.mod" ]; then
 	src=$code_dir
@@ -123,6 +162,9 @@ cd "$src"
 if ! "$go" build "$@" -trimpath -ldflags='-s -w' -o "$out" "$pkg" >"$scratch/log" 2>&1; then
 	echo "fnhost: go build $pkg in $code_dir failed:" >&2
 	cat "$scratch/log" >&2
+	if [ -n "$cache_dir" ] && grep -q 'module lookup disabled\|GOPROXY' "$scratch/log"; then
+		echo "fnhost: modules other than fnhost come from the module cache of the daemon's user${modcache:+ ($modcache)}, which this build, running as uid $(id -u), must be able to read" >&2
+	fi
 	exit 1
 fi
 [ -x "$out" ] || fail "$pkg in $code_dir is not a main package (package main with func main calling fnhost.Start)"

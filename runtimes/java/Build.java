@@ -3,6 +3,7 @@ import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.SimpleFileVisitor;
 import java.nio.file.StandardCopyOption;
@@ -33,6 +34,12 @@ import javax.tools.ToolProvider;
  *    A compile error fails the deploy with javac's messages. Handlers shipped compiled (classes
  *    at the root, jars at the root or in lib/, or a fat jar) need no compile step.
  * Only BUILD_DIR is written.
+ *
+ * The function's code is untrusted, and nothing of it runs here: both compiles pass -proc:none,
+ * so an annotation processor in a jar on the class path (lib/*.jar) is never loaded — javac would
+ * otherwise find it through META-INF/services and run it inside this build. Copies never follow
+ * a symbolic link: a link to a file inside the code is copied as that file, and any other link
+ * fails the build. fnhost runs this as the function's own uid besides (README: Security).
  */
 public class Build {
     public static void main(String[] args) throws Exception {
@@ -100,15 +107,15 @@ public class Build {
         }
         List<String> cmd = new ArrayList<>(List.of(
                 "-d", classes.toString(), "-sourcepath", root.toString(), "-cp", cp.toString(),
-                "-encoding", "UTF-8", "-g", "-parameters", "-Xmaxerrs", "20", source.toString()));
+                "-proc:none", "-encoding", "UTF-8", "-g", "-parameters", "-Xmaxerrs", "20", source.toString()));
         if (javac(cmd) != 0) {
             System.err.println("fnhost: javac could not compile " + code.relativize(source) + " (errors above); the deploy is refused");
             System.exit(1);
         }
         // Maven layout: resources sit beside the sources and belong on the classpath with them.
         Path resources = code.resolve("src/main/resources");
-        if (root.equals(code.resolve("src/main/java")) && Files.isDirectory(resources)) {
-            copyTree(resources, classes);
+        if (root.equals(code.resolve("src/main/java")) && Files.isDirectory(resources, LinkOption.NOFOLLOW_LINKS)) {
+            copyTree(code, resources, classes);
         }
         System.out.println("fnhost: compiled " + code.relativize(source) + " and the sources it uses into " + classes);
     }
@@ -159,7 +166,14 @@ public class Build {
         Files.move(tmp, jar, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    private static void copyTree(Path from, Path to) throws IOException {
+    /**
+     * Copies FROM into TO without following a symbolic link (the walk does not descend into
+     * linked directories, and files are copied with NOFOLLOW_LINKS). A link is copied as the file
+     * it names only when that file is a regular one inside CODE; any other link fails the build,
+     * naming it: a link to /etc/shadow, say, must not become readable build output.
+     */
+    private static void copyTree(Path code, Path from, Path to) throws IOException {
+        Path realCode = code.toRealPath();
         Files.walkFileTree(from, new SimpleFileVisitor<Path>() {
             @Override
             public FileVisitResult preVisitDirectory(Path dir, BasicFileAttributes attrs) throws IOException {
@@ -169,7 +183,27 @@ public class Build {
 
             @Override
             public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                Files.copy(file, to.resolve(from.relativize(file).toString()), StandardCopyOption.REPLACE_EXISTING);
+                Path target = to.resolve(from.relativize(file).toString());
+                Path source = file;
+                if (attrs.isSymbolicLink()) {
+                    Path real;
+                    try {
+                        real = file.toRealPath();
+                    } catch (IOException e) {
+                        real = null;
+                    }
+                    if (real == null || !real.startsWith(realCode)
+                            || !Files.isRegularFile(real, LinkOption.NOFOLLOW_LINKS)) {
+                        System.err.println("fnhost: " + code.relativize(file) + " is a symbolic link to "
+                                + Files.readSymbolicLink(file) + ", which is not a file inside the function's code;"
+                                + " copy the file into the code instead (a build never follows links out of it)");
+                        System.exit(1);
+                    }
+                    source = real;
+                } else if (!attrs.isRegularFile()) {
+                    return FileVisitResult.CONTINUE; // a FIFO or socket: not a resource
+                }
+                Files.copy(source, target, StandardCopyOption.REPLACE_EXISTING, LinkOption.NOFOLLOW_LINKS);
                 return FileVisitResult.CONTINUE;
             }
         });

@@ -23,6 +23,7 @@ RANK = {
     "fnhost.client": 5,
     "fnhost.systemd": 5,
     "fnhost.daemon": 6,
+    "fnhost.stdin_stream": 6,
     "fnhost.testing": 7,
     "fnhost.cli": 7,
     "fnhost.__main__": 8,

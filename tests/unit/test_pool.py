@@ -20,7 +20,7 @@ import anyio
 import pytest
 import structlog
 
-from fnhost.errors import FunctionError, InitError, SandboxTimeout, TooManyRequests
+from fnhost.errors import FunctionError, InitError, RuntimeExit, SandboxTimeout, TooManyRequests
 from fnhost.execution import pool as pool_module
 from fnhost.execution.invocation import Invocation, Outcome
 from fnhost.execution.pool import Pool, PoolConfig
@@ -476,3 +476,42 @@ async def test_a_timeout_is_an_unhandled_function_error_and_the_worker_is_replac
         host.invoke_error = None
         assert (await pool.invoke(Invocation("f", b"{}"))).ok  # a new worker, within the limit
         assert host.starts == 2 and host.invoked[-1][0] is not dead
+
+
+async def test_a_worker_killed_while_starting_is_replaced_before_any_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start that died (killed from outside, a crash) is retried at once, twice in a row; only
+    the third in a row backs off. A handler that cannot load backs off at the first (above)."""
+    monkeypatch.setattr(pool_module, "BACKOFF_FIRST_S", 5.0)
+    host = Host(start_errors={0: lambda: RuntimeExit("Runtime exited with error: signal: kill")})
+    async with running(host, limit=2) as (pool, _):
+        for expected_starts in (1, 2, 3):
+            outcome = await pool.invoke(Invocation("f", b"{}"))
+            assert error_of(outcome)["errorType"] == "Runtime.ExitError"
+            assert host.starts == expected_starts  # each call tried a new process
+        again = await pool.invoke(Invocation("f", b"{}"))  # third in a row: backing off now
+        assert error_of(again)["errorType"] == "Runtime.ExitError" and host.starts == 3
+        host.start_errors.clear()
+        pool.backoff.until = 0.0  # as if the back-off had passed
+        assert (await pool.invoke(Invocation("f", b"{}"))).ok and host.starts == 4
+
+
+async def test_answering_from_the_back_off_does_not_grow_the_stored_error() -> None:
+    """Each caller gets a fresh exception: re-raising one object would chain every raise's frames
+    (and their locals) onto its traceback, growing the daemon with every throttled call."""
+    host = Host(start_errors={0: lambda: InitError("Runtime.ImportModuleError", "No module named 'app'")})
+    async with running(host, limit=2) as (pool, _):
+        await pool.invoke(Invocation("f", b"{}"))
+        stored = pool.backoff.error
+        assert stored is not None
+
+        def depth(exc: BaseException) -> int:
+            n, tb = 0, exc.__traceback__
+            while tb is not None:
+                n, tb = n + 1, tb.tb_next
+            return n
+
+        before = depth(stored)
+        for _ in range(50):
+            assert error_of(await pool.invoke(Invocation("f", b"{}")))["errorType"] == "Runtime.ImportModuleError"
+        assert pool.backoff.error is stored and depth(stored) == before
+        assert host.starts == 1

@@ -52,7 +52,7 @@ def _api(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
     return wrapper
 
 
-def _config_message(record: FunctionRecord) -> pb.FunctionConfiguration:
+def _config_message(record: FunctionRecord, isolation: str) -> pb.FunctionConfiguration:
     c = record.config
     return pb.FunctionConfiguration(
         function_name=c.name,
@@ -64,6 +64,8 @@ def _config_message(record: FunctionRecord) -> pb.FunctionConfiguration:
         min_warm=c.min_warm,
         max_concurrency=c.max_concurrency,
         idle_ttl_s=c.idle_ttl_s,
+        ephemeral_storage_mb=c.ephemeral_storage_mb,
+        isolation=isolation,
         code_sha256=record.code.sha256,
         code_size=record.code.size,
         code_location=str(record.code.location),
@@ -73,21 +75,34 @@ def _config_message(record: FunctionRecord) -> pb.FunctionConfiguration:
     )
 
 
-def _code(code: pb.Code) -> CodeSource:
+def _code(code: pb.Code, settings: Settings) -> CodeSource:
+    """The request's code; a directory only where the daemon takes paths on its own host."""
     which = code.WhichOneof("source")
     if which == "directory":
+        if not settings.directory_code_allowed:
+            # Over TCP the caller is on another host: a path would name this host's files, which
+            # the caller has no business choosing (a function made of /etc or another's code).
+            raise InvalidParameter(
+                f"this daemon takes code only as a zip (code.zip_file), not as a directory on its host "
+                f"({code.directory}): zip the directory and send that (fnhost deploy --code FILE.zip), "
+                "or set allow_directory_code = true in the daemon's config"
+            )
         return CodeSource(directory=code.directory)
     if which == "zip_file":
         return CodeSource(zip_file=code.zip_file)
     return CodeSource()
 
 
-_OPTIONAL_FIELDS = ("runtime", "handler", "memory_mb", "timeout_s", "min_warm", "max_concurrency", "idle_ttl_s")
+_OPTIONAL_FIELDS = ("runtime", "handler", "memory_mb", "timeout_s", "min_warm", "max_concurrency", "idle_ttl_s",
+                   "ephemeral_storage_mb")
 
 
 class Servicer(pb_grpc.FnhostServicer):
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
+
+    def _config(self, record: FunctionRecord) -> pb.FunctionConfiguration:
+        return _config_message(record, self.sup.isolation_of(record))
 
     @_api
     async def CreateFunction(self, request: pb.CreateFunctionRequest, context: Any) -> pb.FunctionConfiguration:
@@ -101,12 +116,13 @@ class Servicer(pb_grpc.FnhostServicer):
             environment=dict(request.environment.variables),
             **fields,
         )
-        record = await self.sup.create_function(config, _code(request.code))
-        return _config_message(record)
+        record = await self.sup.create_function(config, _code(request.code, self.sup.settings))
+        return self._config(record)
 
     @_api
     async def UpdateFunctionCode(self, request: pb.UpdateFunctionCodeRequest, context: Any) -> pb.FunctionConfiguration:
-        return _config_message(await self.sup.update_code(request.function_name, _code(request.code)))
+        return self._config(await self.sup.update_code(request.function_name,
+                                                          _code(request.code, self.sup.settings)))
 
     @_api
     async def UpdateFunctionConfiguration(
@@ -115,15 +131,15 @@ class Servicer(pb_grpc.FnhostServicer):
         changes: dict[str, Any] = {f: getattr(request, f) for f in _OPTIONAL_FIELDS if request.HasField(f)}
         if request.HasField("environment"):
             changes["environment"] = dict(request.environment.variables)
-        return _config_message(await self.sup.update_config(request.function_name, **changes))
+        return self._config(await self.sup.update_config(request.function_name, **changes))
 
     @_api
     async def GetFunction(self, request: pb.GetFunctionRequest, context: Any) -> pb.FunctionConfiguration:
-        return _config_message(self.sup.get_function(request.function_name))
+        return self._config(self.sup.get_function(request.function_name))
 
     @_api
     async def ListFunctions(self, request: pb.ListFunctionsRequest, context: Any) -> pb.ListFunctionsResponse:
-        return pb.ListFunctionsResponse(functions=[_config_message(r) for r in self.sup.list_functions()])
+        return pb.ListFunctionsResponse(functions=[self._config(r) for r in self.sup.list_functions()])
 
     @_api
     async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: Any) -> pb.DeleteFunctionResponse:

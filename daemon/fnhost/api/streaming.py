@@ -1,11 +1,15 @@
 """InvokeStream: many invocations on one bidirectional stream, answered as each completes.
 
 Per stream, one task reads the client's messages and starts one task per invocation; a
-semaphore of ``max_stream_in_flight`` slots stops the reading while that many are running, so
-HTTP/2 flow control pushes back on a client that sends faster than its functions finish. Results
-are gathered in a queue and leave in batches: whatever has completed by the time the previous
-message went out travels in the next one, which is what makes the stream cheaper per
-invocation than unary calls.
+semaphore of ``max_stream_in_flight`` slots stops the reading while that many are running or
+waiting to be sent, so HTTP/2 flow control pushes back on a client that sends faster than its
+functions finish. Results are gathered in a queue and leave in batches: whatever has completed by
+the time the previous message went out travels in the next one, which is what makes the stream
+cheaper per invocation than unary calls.
+
+A slot is freed when its result has been handed to gRPC, not when the invocation completes: a
+client that stops reading results (while it goes on sending) stalls the writes, and with them
+the reading, so the daemon never holds more than ``max_stream_in_flight`` of its results.
 """
 
 from __future__ import annotations
@@ -44,8 +48,7 @@ async def invoke_stream(
         except Exception as exc:  # a bug of ours: this invocation fails, the stream goes on
             log.exception("internal_error", where="InvokeStream")
             results.put_nowait(wire.stream_result(item.id, exc))
-        finally:
-            slots.release()
+        # The slot stays taken until the result is sent (below); a cancelled one ends the stream.
 
     async def read() -> None:
         try:
@@ -64,6 +67,10 @@ async def invoke_stream(
     try:
         async for batch in batches(results):
             yield pb.InvokeStreamResponse(results=batch)
+            # gRPC asks for the next message once this one is written, which HTTP/2 flow control
+            # holds back while the client reads nothing: only then may these slots run more.
+            for _ in batch:
+                slots.release()
     finally:
         # The client went away (or we are done): nothing of this stream may keep running.
         reader.cancel()

@@ -7,8 +7,10 @@ to fix, because these messages are what a user sees from ``fnhost deploy`` or th
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
+import socket
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,11 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 MEMORY_MB = (128, 10240)
+EPHEMERAL_STORAGE_MB = (512, 10240)  # Lambda's /tmp: 512 MB by default
 TIMEOUT_S = (1, 900)
 ENV_MAX_BYTES = 4096  # Lambda: all variables together, keys and values
 HANDLER_MAX = 128
+CODE_STORAGE_MAX = 75 * 1024**3  # Lambda: 75 GB of deployment packages per region
 
 # Variables the platform sets; a function may not override them (Lambda reserves the same).
 RESERVED_ENV = frozenset(
@@ -55,6 +59,7 @@ class FunctionConfig:
     min_warm: int = 0
     max_concurrency: int = 0  # 0: the daemon's cap
     idle_ttl_s: int = 300
+    ephemeral_storage_mb: int = 512
 
     def replace(self, **changes: Any) -> FunctionConfig:
         return dataclasses.replace(self, **changes)
@@ -78,6 +83,7 @@ def validate_config(cfg: FunctionConfig, *, max_concurrency_cap: int) -> Functio
     """Check every field of ``cfg`` except runtime and handler (the runtime registry owns those)."""
     validate_name(cfg.name)
     _in_range("memory_mb", cfg.memory_mb, MEMORY_MB, "MB")
+    _in_range("ephemeral_storage_mb", cfg.ephemeral_storage_mb, EPHEMERAL_STORAGE_MB, "MB")
     _in_range("timeout_s", cfg.timeout_s, TIMEOUT_S, "seconds")
     if cfg.max_concurrency > max_concurrency_cap:
         raise InvalidParameter(
@@ -148,10 +154,29 @@ class Settings:
     tls_client_ca: str = ""  # TCP only: require client certificates signed by this CA
     token_file: str = ""  # require "authorization: Bearer <token>" with the token in this file
     worker_user: str = ""  # as root: run workers as this user (default: a uid per function)
-    worker_uid_base: int = 61000  # as root, without worker_user: function N runs as uid base+N
+    # As root, without worker_user: a function runs as uid base + its slot, slot 1 to worker_uid_count.
+    # 80001-90000: above useradd's 60000, systemd's DynamicUser 61184-65519 and nobody, below
+    # the subordinate ids useradd hands out from 100000.
+    worker_uid_base: int = 80000
+    worker_uid_count: int = 10000
+    worker_pids_max: int = 1024  # processes and threads per worker (Lambda: 1,024)
+    cpu_mb_per_vcpu: int = 1769  # CPU in proportion to memory: one vCPU per this many MB (Lambda); 0: off
+    # Each worker in mount and pid namespaces of its own (bubblewrap; execution/isolation.py).
+    worker_namespaces: bool = False
     max_functions: int = 5000  # a bound on what the network can make the daemon hold
     max_stream_in_flight: int = 256  # InvokeStream: invocations running per stream before reading pauses
     function_log_max_bytes: int = LOG_MAX_BYTES  # logged per invocation; the rest is discarded
+    insecure: bool = False  # allow a non-loopback TCP listener without TLS and client authentication
+    # Deploys naming a directory on the daemon's host: None means yes on a unix socket, no on TCP
+    # (a remote client has no business choosing which of the host's files become a function).
+    allow_directory_code: bool | None = None
+    code_storage_max_bytes: int = CODE_STORAGE_MAX  # all stored zips together, as Lambda's 75 GB
+
+    @property
+    def directory_code_allowed(self) -> bool:
+        if self.allow_directory_code is None:
+            return self.address.startswith("unix:")
+        return self.allow_directory_code
 
     @property
     def socket_path(self) -> Path:
@@ -160,6 +185,32 @@ class Settings:
     @property
     def address(self) -> str:
         return self.listen or f"unix:{self.socket_path}"
+
+
+def loopback(address: str) -> bool | None:
+    """None for a unix socket; else whether every address ``HOST:PORT`` names is a loopback one.
+
+    A wildcard (``0.0.0.0``, ``[::]``, an empty host) and a name that does not resolve count as
+    reachable from other hosts: when in doubt, the stricter rules apply.
+    """
+    if address.startswith(("unix:", "unix-abstract:")):
+        return None
+    for prefix in ("dns:///", "ipv4:", "ipv6:"):
+        address = address.removeprefix(prefix)
+    host = address[1:].partition("]")[0] if address.startswith("[") else address.rpartition(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        candidates = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            candidates = [ipaddress.ip_address(info[4][0].partition("%")[0])
+                          for info in socket.getaddrinfo(host, None) if host]
+        except (OSError, UnicodeError):
+            return False
+    if not candidates:
+        return False
+    return all(ip.is_loopback or (getattr(ip, "ipv4_mapped", None) or ip).is_loopback for ip in candidates)
 
 
 _SETTING_TYPES: dict[str, type] = {
@@ -182,9 +233,16 @@ _SETTING_TYPES: dict[str, type] = {
     "token_file": str,
     "worker_user": str,
     "worker_uid_base": int,
+    "worker_uid_count": int,
+    "worker_pids_max": int,
+    "cpu_mb_per_vcpu": int,
+    "worker_namespaces": bool,
     "max_functions": int,
     "max_stream_in_flight": int,
     "function_log_max_bytes": int,
+    "insecure": bool,
+    "allow_directory_code": bool,
+    "code_storage_max_bytes": int,
 }
 
 _FUNCTION_KEYS = {
@@ -197,6 +255,7 @@ _FUNCTION_KEYS = {
     "min_warm": int,
     "max_concurrency": int,
     "idle_ttl_s": int,
+    "ephemeral_storage_mb": int,
 }
 
 
@@ -272,6 +331,15 @@ def settings_from(daemon: dict[str, Any], **overrides: Any) -> Settings:
         values["state_dir"] = Path(values["state_dir"]).expanduser().resolve()
     if values.get("memory_backend", "auto") not in ("auto", "cgroup", "psutil"):
         raise ConfigError("daemon.memory_backend: use auto, cgroup or psutil")
+    if values.get("code_storage_max_bytes", 1) < 1:
+        raise ConfigError("daemon.code_storage_max_bytes: use a positive number of bytes (default 75 GiB)")
     if values.get("function_log_max_bytes", 1) < 1:
         raise ConfigError("daemon.function_log_max_bytes: use a positive number of bytes (default 1048576)")
+    if values.get("worker_pids_max", 1024) < 16:
+        raise ConfigError("daemon.worker_pids_max: use at least 16 processes and threads per worker (default 1024)")
+    if values.get("cpu_mb_per_vcpu", 1769) < 0:
+        raise ConfigError("daemon.cpu_mb_per_vcpu: use a number of MB per vCPU (default 1769, Lambda's), or 0 for no CPU limit")
+    if values.get("worker_uid_base", 80000) < 0 or values.get("worker_uid_count", 10000) < 1:
+        raise ConfigError("daemon.worker_uid_base and worker_uid_count: use a base of 0 or more and a count of at "
+                          "least 1 (defaults 80000 and 10000: uids 80001-90000)")
     return Settings(**values)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import time
 import uuid
@@ -17,9 +18,10 @@ from pathlib import Path
 import anyio
 import structlog
 
-from ..errors import InvalidParameter
-from ..execution import protocol, sandbox
+from ..errors import ApiError, InvalidParameter
+from ..execution import isolation, protocol, sandbox
 from ..execution.invocation import LATEST
+from ..execution.limits import MemoryBackend
 from ..execution.logcapture import LOG_MAX_BYTES
 from ..execution.spawn import WorkerSpec
 from .config import FunctionConfig, Settings, validate_config
@@ -37,6 +39,13 @@ class CodeSource:
 
 
 class Deployer:
+    # The daemon's memory backend: builds get a memory group of their own, as workers do. Set by
+    # the supervisor once it has chosen one; None (a bare Deployer) builds without.
+    backend: MemoryBackend | None = None
+    # Whether workers get their own mount and pid namespaces (isolation.probe said yes). Set by
+    # the supervisor; a bare Deployer composes workers without.
+    isolated: bool = False
+
     def __init__(self, settings: Settings, runtimes: RuntimeRegistry, registry: Registry,
                  scratch_root: Path, public: bool) -> None:
         self.settings = settings
@@ -70,28 +79,50 @@ class Deployer:
             return await anyio.to_thread.run_sync(self.registry.store_zip, code.zip_file)
         raise InvalidParameter("code is required: a directory path on the daemon's host, or zip bytes")
 
-    async def build(self, config: FunctionConfig, code: CodeRef) -> Path:
+    async def build(self, config: FunctionConfig, code: CodeRef, *, slot: int | None = None) -> Path:
+        """The function's build directory for ``code``: built now if its runtime builds and it is not there yet.
+
+        A build is the function's untrusted code at work. It runs as the function's own identity
+        (that of ``slot``, by default the function's registered one) with its workers' limits
+        (``Runtime.build``), in a scratch directory of its own under work/ (0700, the function's),
+        never as the daemon. The daemon copies what it wrote into a ``.building-*`` directory it
+        owns (0755/0644), then installs that under builds/. Raises BuildFailed, and
+        InvalidParameter for a worker_user that does not exist.
+        """
         runtime = self.runtimes.get(config.runtime)
         if not runtime.builds:
             return code.location
-        build_dir = self.registry.build_dir_for(config.runtime, code, config.handler)
+        build_dir = self.registry.build_dir_for(config.runtime, code, config.handler, config.name)
         if (build_dir / ".fnhost-built").exists():
             return build_dir
+        if slot is None:
+            slot = self.registry.get(config.name).slot
+        try:
+            identity = sandbox.identity_for(slot, self.settings.worker_user, self.settings.worker_uid_base)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from exc
+        # What a runtime's prepare step leaves for its builds to read (Go's compiled standard
+        # library): only where builds run as other users than the daemon, which keeps its own.
+        cache_root = _build_cache_root() if identity is not None else None
+        cache_dir = cache_root / config.runtime if cache_root is not None else None
 
         def build() -> Path:
-            staging = Path(tempfile.mkdtemp(dir=self.registry.build_root, prefix=".building-"))
-            scratch = Path(tempfile.mkdtemp(prefix="fnhost-build-"))
+            scratch = sandbox.prepare_scratch(self.scratch_root, f"build-{uuid.uuid4().hex}", identity)
+            staging = scratch  # removed below whatever happens
             try:
+                staging = Path(tempfile.mkdtemp(dir=self.registry.build_root, prefix=".building-"))
                 started = time.perf_counter()
-                runtime.build(code.location, staging, config.handler, scratch)
+                runtime.build(code.location, staging, config.handler, scratch,
+                              identity=identity, cache_dir=cache_dir, backend=self.backend)
                 sandbox.make_readable(staging)
                 (staging / ".fnhost-built").write_text(f"{time.perf_counter() - started:.3f}\n")
                 try:
-                    os.rename(staging, build_dir)
+                    self.registry.install_build(staging, build_dir)  # fsync'd, private until sealed
                 except OSError:
                     if not (build_dir / ".fnhost-built").exists():
                         raise
                 log.info("built", function=config.name, runtime=config.runtime,
+                         uid=identity.uid if identity else os.geteuid(),
                          seconds=round(time.perf_counter() - started, 3))
                 return build_dir
             finally:
@@ -103,10 +134,7 @@ class Deployer:
     def worker_spec(self, record: FunctionRecord) -> WorkerSpec:
         config = record.config
         runtime = self.runtimes.get(config.runtime)
-        try:
-            identity = sandbox.identity_for(record.slot, self.settings.worker_user, self.settings.worker_uid_base)
-        except ValueError as exc:
-            raise InvalidParameter(str(exc)) from exc
+        identity = self.identity(record)
         return compose_worker_spec(
             runtime,
             name=config.name,
@@ -121,7 +149,66 @@ class Deployer:
             init_timeout_s=self.settings.init_timeout_s,
             kill_grace_s=self.settings.kill_grace_s,
             log_max_bytes=self.settings.function_log_max_bytes,
+            view=self.view_for(record, runtime) if identity is not None else None,
         )
+
+    def identity(self, record: FunctionRecord) -> sandbox.Identity | None:
+        """The uid and gid the function's workers and builds run as (None: the daemon's own)."""
+        try:
+            return sandbox.identity_for(record.slot, self.settings.worker_user, self.settings.worker_uid_base)
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from exc
+
+    def view_for(self, record: FunctionRecord, runtime: Runtime) -> isolation.View | None:
+        """What a worker of ``record`` sees of the host, when workers get namespaces here."""
+        if not self.isolated:
+            return None
+        readable = dict.fromkeys(str(p) for p in (record.code.location, record.build_dir, runtime.directory))
+        return isolation.View(hidden=(str(self.settings.state_dir.resolve()),), readable=tuple(readable),
+                              writable=(), tmp_mb=record.config.ephemeral_storage_mb)
+
+
+def prepare_build_caches(runtimes: RuntimeRegistry) -> list[str]:
+    """What runtimes' builds share, prepared now rather than at the first deploy (``fnhost
+    prepare``; Go's compiled standard library takes about a minute once per host). Returns the
+    runtimes prepared; one whose toolchain is missing is skipped.
+    """
+    root = _build_cache_root()
+    done: list[str] = []
+    if root is None:
+        return done
+    for runtime in runtimes:
+        try:
+            if runtime.prepare(root / runtime.name):
+                done.append(runtime.name)
+        except ApiError:
+            continue  # its toolchain is not installed: nothing to prepare
+    return done
+
+
+def _build_cache_root() -> Path | None:
+    """Where runtimes' prepare steps keep what builds read and cannot change.
+
+    ``$FNHOST_CACHE_DIR``, else systemd's ``$CACHE_DIRECTORY``, else ``/var/cache/fnhost``: shared
+    by the host's root daemons, since what is there depends only on the toolchains (compiling Go's
+    standard library takes close to a minute on 2 cores; once per host, not per state directory).
+    None, and builds go without, unless it is a directory of this user's that nobody else may
+    write: a cache another user could change would feed compiled code to every build.
+    """
+    path = Path(os.environ.get("FNHOST_CACHE_DIR") or os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+                or "/var/cache/fnhost")
+    try:
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except OSError as exc:
+        log.warning("build_cache_unusable", path=str(path), error=str(exc))
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        log.warning("build_cache_unsafe", path=str(path),
+                    note="not a directory of the daemon's user that only it may write; builds run without it")
+        return None
+    os.chmod(path, 0o755)  # whatever the daemon's umask: builds must reach it
+    return path
 
 
 def compose_worker_spec(
@@ -139,6 +226,7 @@ def compose_worker_spec(
     init_timeout_s: float,
     kill_grace_s: float,
     log_max_bytes: int = LOG_MAX_BYTES,
+    view: isolation.View | None = None,
 ) -> WorkerSpec:
     """The argv, environment and INIT frame a worker of one function version starts with.
 
@@ -200,4 +288,5 @@ def compose_worker_spec(
         init_timeout_s=init_timeout_s,
         kill_grace_s=kill_grace_s,
         log_max_bytes=log_max_bytes,
+        view=view,
     )

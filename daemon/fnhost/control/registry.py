@@ -4,35 +4,48 @@ Layout under the state directory::
 
     functions.sqlite3          one row per function
     code/<sha256>/             an extracted zip (never modified once written)
-    builds/<key>/              a runtime's build output for one code version and handler
+    code/<sha256>.ok           the hash of that tree, written once it is on disk
+    builds/<key>/              a runtime's build output for one function, code version and handler
 
 Everything here is blocking file and database work; the service calls it from a worker thread
 when it may take long (hashing, unzipping, building) and directly when it is one small query.
+How entries are put in place, checked and collected is ``codestore``'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
 import sqlite3
 import stat
 import tempfile
+import threading
 import uuid
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
+
 from ..errors import CodeStorageExceeded, InvalidParameter, ResourceConflict, ResourceNotFound
 from ..execution.sandbox import make_readable
+from ..execution.uids import UidClaims
+from . import codestore
+from .codestore import MARKER_SUFFIX, ZIP_MAX_ENTRIES
 from .config import FunctionConfig
 
 ZIP_MAX = 50 * 1024 * 1024  # Lambda: 50 MB zipped, for a direct upload
 UNZIPPED_MAX = 250 * 1024 * 1024  # Lambda: 250 MB unzipped
+
+log = structlog.get_logger("fnhost.registry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +114,8 @@ def code_from_directory(directory: str) -> CodeRef:
 
 
 class Registry:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, uids: UidClaims | None = None) -> None:
+        """``uids``: when each function runs as its own uid, the host-wide claims on them."""
         self.state_dir = state_dir
         self.code_root = state_dir / "code"
         self.build_root = state_dir / "builds"
@@ -109,8 +123,11 @@ class Registry:
             d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o711)  # workers may enter a directory they know the name of, never list
         db_path = state_dir / "functions.sqlite3"
-        self._db = sqlite3.connect(db_path, isolation_level=None)
+        # Created private before SQLite opens it: its WAL and shared-memory files take its mode.
+        os.close(os.open(db_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         os.chmod(db_path, 0o600)
+        self._db = sqlite3.connect(db_path, isolation_level=None)
+        self._store_lock = threading.Lock()  # one thread at a time checks or installs an entry
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             """CREATE TABLE IF NOT EXISTS functions (
@@ -126,17 +143,71 @@ class Registry:
                 slot INTEGER NOT NULL UNIQUE
             )"""
         )
+        self._uids = uids
+        self._pending: set[int] = set()  # slots reserved for functions being created (built)
+        if uids is not None:
+            self._keep_slots(uids)
 
     def close(self) -> None:
         self._db.close()
+        if self._uids is not None:
+            self._uids.close()
+
+    # --- slots: a root daemon runs each function as uid worker_uid_base + slot -----------------
+
+    def _free_slots(self) -> Iterator[int]:
+        """Slots no function of this registry has (nor a create in progress), smallest first."""
+        used = {row[0] for row in self._db.execute("SELECT slot FROM functions")} | self._pending
+        return (slot for slot in itertools.count(1) if slot not in used)
+
+    def _new_slot(self) -> int:
+        if self._uids is None:
+            return next(self._free_slots())
+        return self._uids.claim(self._free_slots())
+
+    def reserve_slot(self) -> int:
+        """A slot (its uid claimed) for a function about to be created: its build runs as that uid
+        before ``put(..., slot=)`` records it. Hand it back with ``release_slot`` either way."""
+        slot = self._new_slot()
+        self._pending.add(slot)
+        return slot
+
+    def release_slot(self, slot: int) -> None:
+        self._pending.discard(slot)
+
+    def _keep_slots(self, uids: UidClaims) -> None:
+        """Claim the uids of the functions persisted here; move a function whose uid is taken.
+
+        Taken means another daemon on the host claimed it while this one was down, or a process
+        still runs as it (one no daemon killed, as after a SIGKILL without cgroups). A function
+        owns nothing by uid that outlives its workers, so it may change uid between two runs.
+        """
+        rows = self._db.execute("SELECT name, slot FROM functions ORDER BY slot").fetchall()
+        kept = uids.keep(slot for _, slot in rows)
+        for name, slot in rows:
+            if slot not in kept:
+                new = uids.claim(self._free_slots())
+                self._db.execute("UPDATE functions SET slot = ? WHERE name = ?", (new, name))
+                log.warning("function_uid_changed", function=name, old_uid=uids.uid(slot), uid=uids.uid(new),
+                            reason="its uid is claimed by another fnhost daemon, named, or still has processes")
 
     # --- code store ---------------------------------------------------------------------------
 
     def store_zip(self, data: bytes) -> CodeRef:
-        """Validate a zip and extract it under code/<sha256>/ (once per distinct content)."""
+        """Validate a zip and extract it under code/<sha256>/ (once per distinct content).
+
+        An entry already there is used only if its tree still hashes to what its marker says;
+        otherwise (a crash before the marker, damage on disk) it is replaced.
+        """
         if len(data) > ZIP_MAX:
             raise CodeStorageExceeded(
                 f"zip is {len(data)} bytes; the limit for a direct upload is {ZIP_MAX} bytes (50 MB)"
+            )
+        if codestore.zip_entry_count(data, ZIP_MAX_ENTRIES) > ZIP_MAX_ENTRIES:
+            raise CodeStorageExceeded(
+                f"code zip holds more than {ZIP_MAX_ENTRIES:,} files and directories, fnhost's limit (Lambda "
+                "publishes none beyond 250 MB unzipped): bundle dependencies into fewer files (a jar, "
+                "an archive the function opens) or leave out what it does not need"
             )
         sha = hashlib.sha256(data).hexdigest()
         target = self.code_root / sha
@@ -157,28 +228,80 @@ class Registry:
             raise CodeStorageExceeded(
                 f"code zip unpacks to {size} bytes; Lambda's limit is {UNZIPPED_MAX} bytes (250 MB)"
             )
-        if not target.is_dir():
-            tmp = Path(tempfile.mkdtemp(dir=self.code_root, prefix=".incoming-"))
-            try:
-                for info in members:
-                    archive.extract(info, tmp)
-                    mode = (info.external_attr >> 16) & 0o777
-                    if mode and not info.is_dir():
-                        # zipfile drops permissions; executables (Go binaries, scripts) need them.
-                        os.chmod(tmp / info.filename, mode | 0o400)
-                make_readable(tmp)  # workers run as other users; the hash in the path is the secret
-                os.rename(tmp, target)
-            except zipfile.BadZipFile as exc:
-                raise InvalidParameter(f"code zip is corrupt: {exc}") from exc
-            except OSError:
-                if not target.is_dir():
-                    raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+        with self._store_lock:
+            if self._stored_intact(target):
+                return CodeRef(location=target, sha256=sha, size=len(data), stored=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.code_root, prefix=".incoming-"))
+        damaged = self.code_root / f"{codestore.TRASH_PREFIX}{uuid.uuid4().hex}"
+        try:
+            for info in members:
+                archive.extract(info, tmp)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode and not info.is_dir():
+                    # zipfile drops permissions; executables (Go binaries, scripts) need them.
+                    os.chmod(tmp / info.filename, mode | 0o400)
+            make_readable(tmp)  # workers run as other users; the hash in the path is the secret
+            tree, _ = hash_directory(tmp)
+            with self._store_lock:
+                if not self._stored_intact(target):
+                    if target.exists():  # damaged: out of the way, then removed
+                        os.rename(target, damaged)
+                    codestore.install(tmp, target)
+                    codestore.write_marker(self._marker(target), tree)
+        except zipfile.BadZipFile as exc:
+            raise InvalidParameter(f"code zip is corrupt: {exc}") from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(damaged, ignore_errors=True)
         return CodeRef(location=target, sha256=sha, size=len(data), stored=True)
 
-    def build_dir_for(self, runtime: str, code: CodeRef, handler: str) -> Path:
-        key = hashlib.sha256(f"{runtime}\0{code.sha256}\0{handler}".encode()).hexdigest()[:32]
+    @staticmethod
+    def _marker(entry: Path) -> Path:
+        return entry.with_name(entry.name + MARKER_SUFFIX)
+
+    def _stored_intact(self, target: Path) -> bool:
+        """Whether code/<sha>/ exists and still hashes to its marker (a missing marker: no)."""
+        expected = codestore.read_marker(self._marker(target))
+        if expected is None or not target.is_dir():
+            return False
+        try:
+            intact = hash_directory(target)[0] == expected
+        except (OSError, CodeStorageExceeded):
+            intact = False
+        if not intact:
+            log.warning("code_entry_damaged", entry=str(target), note="extracted again from the upload")
+        return intact
+
+    def install_build(self, staging: Path, build_dir: Path) -> None:
+        """Put a finished build in place, durably and readable by the daemon only (``seal_build``
+        then opens it to its function). Raises FileExistsError if ``build_dir`` exists already."""
+        codestore.seal(staging, None)
+        if not codestore.install(staging, build_dir):
+            raise FileExistsError(errno.EEXIST, "build output exists already", str(build_dir))
+
+    def seal_build(self, record: FunctionRecord, gid: int | None) -> None:
+        """Make a function's build output readable by its own group only (no build step: nothing)."""
+        if record.build_dir.parent == self.build_root and record.build_dir.is_dir():
+            codestore.seal(record.build_dir, gid)
+
+    def referenced(self) -> set[str]:
+        """The names of every code/ and builds/ entry some function uses."""
+        rows = self._db.execute("SELECT code_location, code_stored, build_dir FROM functions").fetchall()
+        names = {Path(build).name for _, _, build in rows}
+        names.update(Path(location).name for location, stored, _ in rows if stored)
+        return names
+
+    def stored_code_bytes(self, *, besides: str = "", sha256: str = "") -> int:
+        """Zip bytes every function's stored code takes, each distinct zip once, not counting
+        function ``besides`` nor the zip ``sha256`` (Lambda counts code storage the same way)."""
+        row = self._db.execute(
+            """SELECT COALESCE(SUM(code_size), 0) FROM (SELECT DISTINCT code_sha256, code_size FROM functions
+               WHERE code_stored = 1 AND name != ? AND code_sha256 != ?)""", (besides, sha256)).fetchone()
+        return int(row[0])
+
+    def build_dir_for(self, runtime: str, code: CodeRef, handler: str, function: str = "") -> Path:
+        # One per function: a build is readable by its own function's group only (seal_build).
+        key = hashlib.sha256(f"{runtime}\0{code.sha256}\0{handler}\0{function}".encode()).hexdigest()[:32]
         return self.build_root / f"{runtime}-{key}"
 
     # --- functions ----------------------------------------------------------------------------
@@ -196,15 +319,14 @@ class Registry:
     def exists(self, name: str) -> bool:
         return self._db.execute("SELECT 1 FROM functions WHERE name = ?", (name,)).fetchone() is not None
 
-    def put(self, config: FunctionConfig, code: CodeRef, build_dir: Path, *, create: bool) -> FunctionRecord:
+    def put(self, config: FunctionConfig, code: CodeRef, build_dir: Path, *, create: bool,
+            slot: int | None = None) -> FunctionRecord:
+        """Record a function; ``slot``: with ``create``, the one ``reserve_slot`` gave it."""
         try:
             if create:
-                # The smallest free slot: uids are reused only after a function is deleted.
-                slot = self._db.execute(
-                    "SELECT COALESCE(MIN(slot + 1), 1) FROM functions WHERE slot + 1 NOT IN (SELECT slot FROM functions)"
-                ).fetchone()[0]
-                if not self._db.execute("SELECT 1 FROM functions WHERE slot = 1").fetchone():
-                    slot = 1
+                # The smallest free slot whose uid no process and no other daemon holds: a uid
+                # comes back only once everything of the deleted function that had it is gone.
+                slot = self._new_slot() if slot is None else slot
             else:
                 row = self._db.execute("SELECT slot FROM functions WHERE name = ?", (config.name,)).fetchone()
                 if row is None:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
+import tempfile
+import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +22,20 @@ from typing import Any
 import structlog
 
 from ..errors import BuildFailed, InvalidParameter, ToolchainMissing
-from ..execution.sandbox import executable_by_others
+from ..execution import sandbox
+from ..execution.limits import MemoryBackend
+from ..execution.sandbox import Identity, executable_by_others
 
 log = structlog.get_logger("fnhost.runtimes")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+MiB = 1024 * 1024
+# What a build may leave: Lambda takes 250 MB of unzipped code, so four times that is a runaway
+# (or an attack on the daemon's disk), not a function.
+MAX_BUILD_BYTES = 1024 * MiB
+MAX_BUILD_ENTRIES = 100_000
+MAX_BUILD_DEPTH = 64
 
 
 def data_dir(name: str) -> Path:
@@ -51,6 +64,8 @@ class Variant:
     build_argv: tuple[str, ...] = ()
     build_env: dict[str, str] = field(default_factory=dict)
     build_timeout_s: float = 300.0
+    build_memory_mb: int = 2048
+    prepare_argv: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -64,6 +79,8 @@ class Runtime:
     example_handler: str | None = None
     public: bool = False  # workers run as other users: toolchains must be usable by them
     _chosen: tuple[Variant, dict[str, str]] | None = None
+    _prepared: set[Path] = field(default_factory=set)
+    _prepare_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_handler(self, handler: str) -> None:
         """Raise InvalidParameter unless ``handler`` has this runtime's shape and stays inside the code."""
@@ -116,42 +133,170 @@ class Runtime:
         env = {k: substitute(v, values) for k, v in variant.launch_env.items()}
         return argv, env
 
-    def build(self, code_dir: Path, build_dir: Path, handler: str, scratch: Path) -> str:
-        """Run the descriptor's build step; return its output, raise BuildFailed with its tail."""
+    def build(self, code_dir: Path, build_dir: Path, handler: str, scratch: Path, *,
+              identity: Identity | None = None, cache_dir: Path | None = None,
+              backend: MemoryBackend | None = None) -> str:
+        """Run the descriptor's build step as the untrusted code it is; its result lands in ``build_dir``.
+
+        ``scratch`` is the build's private directory — its working directory, TMPDIR and (with an
+        ``identity``) HOME — owned by ``identity``. The build runs as ``identity`` (None: this
+        process's user) through ``sandbox.run_confined``: the workers' rlimits, umask 077, its own
+        process group and, with ``backend``, a memory group of ``[build] memory_mb``. It writes
+        into a directory in ``scratch``; this process then copies that tree into ``build_dir`` (existing and
+        empty) as files and directories of its own, never following a link, so nothing the build
+        left behind — a link, an open descriptor, a process — reaches what workers run.
+        ``cache_dir``: where the descriptor's ``[build] prepare_argv`` keeps what builds may read
+        and not write (Go's compiled standard library). Returns the build's output (its tail);
+        raises BuildFailed with that tail.
+        """
         variant, _ = self.select()
-        values = self.values(
-            code_dir=str(code_dir), build_dir=str(build_dir), handler=handler, memory_mb="0"
-        )
+        if cache_dir is not None and variant.prepare_argv:
+            self._prepare(variant, cache_dir)
+        out = Path(tempfile.mkdtemp(dir=scratch, prefix="out-"))  # 0700
+        if identity is not None:
+            os.chown(out, identity.uid, identity.gid)
+        values = self.values(code_dir=str(code_dir), build_dir=str(out), handler=handler,
+                             memory_mb=str(variant.build_memory_mb), scratch_dir=str(scratch),
+                             cache_dir=str(cache_dir or ""))
         argv = [substitute(a, values) for a in variant.build_argv]
-        env = {
-            k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "USER")
-        }
+        # Nothing of the daemon's environment but where programs are; a daemon that keeps its
+        # identity keeps its HOME too (and so its toolchains' caches, as before builds ran confined).
+        keep = ("PATH", "LANG") if identity is not None else ("PATH", "LANG", "HOME", "USER")
+        env = {k: v for k, v in os.environ.items() if k in keep}
         env.setdefault("HOME", str(scratch))
+        env["TMPDIR"] = str(scratch)
         env.update({k: substitute(v, values) for k, v in variant.build_env.items()})
+        what = f"building the function for runtime {self.name}"
+        where = f"[build] in {self.directory / 'runtime.toml'}"
         try:
-            proc = subprocess.run(
-                argv,
-                cwd=scratch,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=variant.build_timeout_s,
-                start_new_session=True,
-                umask=0o022,
-            )
-        except subprocess.TimeoutExpired as exc:
+            ran = sandbox.run_confined(argv, identity=identity, cwd=scratch, env=env,
+                                       timeout_s=variant.build_timeout_s,
+                                       memory_limit_bytes=variant.build_memory_mb * MiB, backend=backend)
+        except OSError as exc:
+            raise BuildFailed(f"{what}: could not start {argv[0]}: {exc}") from exc
+        if ran.out_of_memory:
             raise BuildFailed(
-                f"building {handler!r} for runtime {self.name} took longer than "
-                f"{variant.build_timeout_s:.0f} s"
-            ) from exc
-        output = proc.stdout.decode(errors="replace")
-        if proc.returncode != 0:
-            raise BuildFailed(
-                f"building the function for runtime {self.name} failed "
-                f"(exit status {proc.returncode}):\n{output[-4096:]}"
+                f"{what} ran out of memory: its processes used more than {variant.build_memory_mb} MB "
+                f"together (memory_mb, {where}) and were killed:\n{ran.output[-2048:]}"
             )
-        return output
+        if ran.returncode is None:
+            raise BuildFailed(
+                f"{what} took longer than {variant.build_timeout_s:.0f} s (timeout_s, {where}); every "
+                f"process it started was killed:\n{ran.output[-2048:]}"
+            )
+        if ran.returncode != 0:
+            raise BuildFailed(f"{what} failed (exit status {ran.returncode}):\n{ran.output[-4096:]}")
+        copy_build_output(out, build_dir)
+        return ran.output
+
+    def prepare(self, cache_dir: Path) -> bool:
+        """Run the descriptor's ``[build] prepare_argv`` now, if it has one (``fnhost prepare``).
+
+        Returns whether there was anything to prepare; raises ToolchainMissing.
+        """
+        variant, _ = self.select()
+        if not variant.prepare_argv:
+            return False
+        self._prepare(variant, cache_dir)
+        return True
+
+    def _prepare(self, variant: Variant, cache_dir: Path) -> None:
+        """``[build] prepare_argv``, once per cache directory and daemon, before the first build.
+
+        It runs as this process's own user with trusted inputs only — the toolchain and the
+        runtime folder, never a function's code — and umask 022, so what it leaves in
+        ``cache_dir`` every build may read and none may change. A failure only costs speed: it is
+        logged, and builds go on without the cache.
+        """
+        with self._prepare_lock:
+            if cache_dir in self._prepared:
+                return
+            self._prepared.add(cache_dir)
+            cache_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+            os.chmod(cache_dir, 0o755)
+            argv = [substitute(a, self.values(cache_dir=str(cache_dir))) for a in variant.prepare_argv]
+            env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "USER")}
+            env["TMPDIR"] = str(cache_dir)
+            started = time.perf_counter()
+            try:
+                ran = sandbox.run_confined(argv, identity=None, cwd=cache_dir, env=env,
+                                           timeout_s=variant.build_timeout_s, umask=0o022)
+            except OSError as exc:
+                log.warning("build_prepare_failed", runtime=self.name, error=str(exc))
+                return
+            if ran.returncode != 0:
+                log.warning("build_prepare_failed", runtime=self.name, status=ran.returncode,
+                            output=ran.output[-2048:])
+                return
+            log.info("build_prepared", runtime=self.name, cache_dir=str(cache_dir),
+                     seconds=round(time.perf_counter() - started, 3))
+
+
+def copy_build_output(src: Path, dst: Path) -> None:
+    """Copy a build's output tree into the existing directory ``dst``, owned by this process.
+
+    Directories become 0755 and files 0644, or 0755 when their owner could execute them. Every
+    name is opened relative to its already-open directory with O_NOFOLLOW, so no link is ever
+    followed and a tree changed meanwhile cannot send the copy elsewhere. Raises BuildFailed on a
+    link or special file (builds write plain files) and on a tree over MAX_BUILD_BYTES,
+    MAX_BUILD_ENTRIES or MAX_BUILD_DEPTH.
+    """
+    budget = [MAX_BUILD_BYTES, MAX_BUILD_ENTRIES]
+    fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        _copy_dir(fd, dst, Path(), budget)
+    finally:
+        os.close(fd)
+
+
+def _copy_dir(dir_fd: int, dst: Path, rel: Path, budget: list[int]) -> None:
+    if len(rel.parts) >= MAX_BUILD_DEPTH:
+        raise BuildFailed(f"the build's output nests deeper than {MAX_BUILD_DEPTH} directories at {rel}")
+    with os.scandir(dir_fd) as entries:  # lazily: a directory of millions stops at the budget
+        names = []
+        for entry in entries:
+            budget[1] -= 1
+            if budget[1] < 0:
+                raise BuildFailed(f"the build left more than {MAX_BUILD_ENTRIES} files and directories")
+            names.append(entry.name)
+    for name in names:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        if stat.S_ISDIR(mode):
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+            try:
+                os.mkdir(dst / name, 0o700)
+                _copy_dir(sub, dst / name, rel / name, budget)
+                os.chmod(dst / name, 0o755)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(mode):
+            _copy_file(dir_fd, name, dst / name, rel / name, budget)
+        else:
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "a special file"
+            raise BuildFailed(
+                f"the build left {kind} at {rel / name}: a build's output must be plain files and "
+                "directories, and links are never followed"
+            )
+
+
+def _copy_file(dir_fd: int, name: str, target: Path, rel: Path, budget: list[int]) -> None:
+    # O_NONBLOCK: a FIFO swapped in after the stat must not block the open.
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            raise BuildFailed(f"the build's output {rel} changed while it was copied")
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            while n := os.sendfile(out, src, None, 1 << 20):
+                budget[0] -= n
+                if budget[0] < 0:
+                    raise BuildFailed(f"the build's output is larger than {MAX_BUILD_BYTES // MiB} MB")
+            os.fchmod(out, 0o755 if st.st_mode & stat.S_IXUSR else 0o644)
+        finally:
+            os.close(out)
+    finally:
+        os.close(src)
 
 
 def substitute(template: str, values: dict[str, str]) -> str:
@@ -221,6 +366,8 @@ def _variant(name: str, table: dict[str, Any], where: str) -> Variant:
         build_argv=tuple(build.get("argv", ())),
         build_env=dict(build.get("env", {})),
         build_timeout_s=float(build.get("timeout_s", 300)),
+        build_memory_mb=int(build.get("memory_mb", 2048)),
+        prepare_argv=tuple(build.get("prepare_argv", ())),
     )
 
 

@@ -10,23 +10,25 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
 import structlog
 from prometheus_client import CollectorRegistry
 
-from ..errors import ApiError, LimitExceeded, ResourceConflict, ResourceNotFound, ShuttingDown
-from ..execution import sandbox
+from ..errors import CodeStorageExceeded, LimitExceeded, ResourceConflict, ResourceNotFound, ShuttingDown
+from ..execution import isolation, sandbox, uids
 from ..execution.accounting import PoolSnapshot
 from ..execution.invocation import LATEST, Invocation, Outcome
-from ..execution.limits import MemoryBackend, choose_backend
+from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
 from ..execution.pool import Pool, PoolConfig
 from ..observability.billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
 from ..observability.logs import ReportLog
 from ..observability.report import RequestIds
+from . import codestore
 from .config import FunctionConfig, Settings
 from .deploy import CodeSource, Deployer
-from .registry import FunctionRecord, Registry
+from .registry import CodeRef, FunctionRecord, Registry
 from .runtimes import RuntimeRegistry, data_dir
 
 log = structlog.get_logger("fnhost.supervisor")
@@ -44,13 +46,30 @@ class Supervisor:
                 root = sandbox.publish_runtimes(root, settings.state_dir)
             runtimes = RuntimeRegistry(root, public=self.public)
         self.runtimes = runtimes
-        self.registry = Registry(settings.state_dir)
+        self.registry = Registry(settings.state_dir, uids.uid_claims(
+            settings.worker_user, settings.worker_uid_base, settings.worker_uid_count))
         self.usage = UsageStore(settings.state_dir / "functions.sqlite3")
         self.scratch_root = settings.state_dir / "work"
         shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
         self.scratch_root.mkdir(mode=0o711)
+        self.scratch_root.chmod(0o711)  # the daemon's umask is 077; workers pass through to theirs
+        swept = codestore.sweep_leftovers((self.registry.code_root, self.registry.build_root))
+        if swept:
+            log.info("leftovers_removed", paths=swept)
         self.deployer = Deployer(settings, runtimes, self.registry, self.scratch_root, self.public)
-        self.backend: MemoryBackend = choose_backend(settings.memory_backend)
+        self.backend: MemoryBackend = choose_backend(settings.memory_backend, LimitSettings(
+            settings.worker_pids_max, settings.cpu_mb_per_vcpu, settings.memory_sample_interval_s))
+        self.deployer.backend = self.backend  # builds get memory groups as workers do
+        # Namespaces of its own for each worker where the host allows them; the log says which.
+        unavailable = isolation.probe(self.public) if settings.worker_namespaces else None
+        self.deployer.isolated = settings.worker_namespaces and unavailable is None
+        if self.deployer.isolated:
+            log.info("worker_isolation", view="mount and pid namespaces (bubblewrap)")
+        else:
+            (log.warning if unavailable else log.info)(
+                "worker_isolation", view="the host's filesystem view",
+                reason=unavailable or "worker_namespaces is off",
+                note="file permissions and uids keep functions apart; /tmp is shared")
         self.pools: dict[str, Pool] = {}
         self.request_ids = RequestIds()
         self.report_log = ReportLog(log)
@@ -61,25 +80,39 @@ class Supervisor:
         self._closed = False
         self._deploy_locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        self.collector = codestore.Collector([self.registry.code_root, self.registry.build_root],
+                                             self.registry.referenced, self._in_use, self._spawn_background)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Load persisted functions, then reap and sample until cancelled; stops every worker."""
+        """Load persisted functions, then reap and sample until cancelled; stops every worker.
+
+        No function can end this: a record that does not load is logged and skipped, and every
+        background task logs what it raises and ends alone (``_spawn_background``).
+        """
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                for record in self.registry.all():
-                    try:
-                        self._install(record)
-                    except ApiError as exc:
-                        log.error("function_not_loaded", function=record.config.name, error=exc.message)
-                tg.start_soon(self._reaper)
-                tg.start_soon(self._flush_usage)
-                if not self.backend.kernel_enforced:
-                    tg.start_soon(self._memory_sampler)
-                task_status.started()
-                await anyio.sleep_forever()
+                try:
+                    await self._tidy_store()
+                    for record in self.registry.all():
+                        try:
+                            self._install(record)
+                        except Exception as exc:
+                            log.error("function_not_loaded", function=record.config.name,
+                                      error=getattr(exc, "message", None) or repr(exc))
+                    tg.start_soon(self._reaper)
+                    tg.start_soon(self._flush_usage)
+                    if not self.backend.kernel_enforced:
+                        tg.start_soon(self._memory_sampler)
+                    task_status.started()
+                    await anyio.sleep_forever()
+                finally:
+                    # Shutting down: the group's tasks are being cancelled. A worker killed now
+                    # must not start a replacement (spawned, then killed, as the group unwinds);
+                    # shutdown()'s stop_all stops whatever is left.
+                    self._tg = None
         finally:
             with anyio.CancelScope(shield=True):
                 await self.shutdown()
@@ -99,9 +132,65 @@ class Supervisor:
         self.usage.close()
         self.registry.close()
 
+    async def _tidy_store(self) -> None:
+        """Start-up: builds readable by their own function only (an older fnhost made them
+        world-readable), and what no function references removed. A failure is logged: the
+        functions still load."""
+        records = self.registry.all()
+        groups = [self._build_group(r) for r in records]
+
+        def seal_all() -> None:
+            for record, gid in zip(records, groups, strict=True):
+                self.registry.seal_build(record, gid)
+
+        try:
+            await anyio.to_thread.run_sync(seal_all)
+            await self.collector.collect()
+        except Exception:  # a damaged store must not keep the functions from loading
+            log.exception("code_store_tidy_failed")
+
+    def _build_group(self, record: FunctionRecord) -> int | None:
+        """The group a function's build output belongs to: its workers' (None: no privilege drop)."""
+        try:
+            identity = sandbox.identity_for(record.slot, self.settings.worker_user, self.settings.worker_uid_base)
+        except ValueError:
+            return None  # worker_spec says what is wrong when the function is installed
+        return None if identity is None else identity.gid
+
+    async def _recorded(self, record: FunctionRecord) -> FunctionRecord:
+        """After ``registry.put``: open the build to its function, then run the new version."""
+        await anyio.to_thread.run_sync(self.registry.seal_build, record, self._build_group(record))
+        self._install(record)
+        return record
+
+    def _check_storage(self, name: str, ref: CodeRef) -> None:
+        """Raises CodeStorageExceeded when a new zip would take the stored code past the quota."""
+        if not ref.stored:
+            return
+        limit = self.settings.code_storage_max_bytes
+        used = self.registry.stored_code_bytes(besides=name, sha256=ref.sha256)
+        if used + ref.size > limit:
+            raise CodeStorageExceeded(
+                f"the functions' stored code takes {used} bytes and this zip {ref.size}, past this daemon's "
+                f"code_storage_max_bytes of {limit}: delete functions you no longer need, or raise the limit"
+            )
+
+    def _in_use(self) -> set[str]:
+        """Names of the code and build entries of workers running an invocation right now."""
+        names: set[str] = set()
+        for worker in self.busy:
+            names.add(Path(worker.spec.cwd).name)
+            names.add(Path(worker.spec.env.get("FNHOST_BUILD_DIR", "/")).name)
+        return names
+
     def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run a pool's background work (a respawn, a stop) in the supervisor's task group.
+
+        Dropped once the group is shutting down. What it raises is one function's fault: logged,
+        and the daemon, its other tasks and every other function go on.
+        """
         if self._tg is not None:
-            self._tg.start_soon(fn)
+            self._tg.start_soon(_background, fn, name=getattr(fn, "__qualname__", None))
 
     async def _flush_usage(self) -> None:
         while True:
@@ -115,9 +204,12 @@ class Supervisor:
         while True:
             await anyio.sleep(REAP_INTERVAL_S)
             now = time.monotonic()
-            for pool in self.pools.values():
+            for pool in list(self.pools.values()):
                 if pool.idle:
-                    pool.reap_idle(now)
+                    try:
+                        pool.reap_idle(now)
+                    except Exception:  # one pool's fault; the reaper goes on for the others
+                        log.exception("reap_failed", function=pool.config.function)
 
     async def _memory_sampler(self) -> None:
         """psutil backend only: kill any busy worker tree over its limit."""
@@ -126,7 +218,15 @@ class Supervisor:
             await anyio.sleep(interval)
             for worker in list(self.busy):
                 memory = worker.memory
-                if memory is not None and await anyio.to_thread.run_sync(memory.tree_rss) > memory.limit_bytes:
+                if memory is None:
+                    continue
+                try:
+                    rss = await anyio.to_thread.run_sync(memory.tree_rss)
+                except Exception:  # e.g. the tree vanished mid-walk; its next sample decides
+                    log.debug("memory_sample_failed", function=worker.spec.function, pid=worker.pid,
+                              exc_info=True)
+                    continue
+                if rss > memory.limit_bytes:
                     log.warning("memory_limit_exceeded", function=worker.spec.function, pid=worker.pid)
                     worker.kill_for_memory()
 
@@ -146,41 +246,54 @@ class Supervisor:
             pool.apply_settings(self._pool_config(self.registry.get(name).config))
 
     async def create_function(self, config: FunctionConfig, code: CodeSource) -> FunctionRecord:
-        async with self._lock(config.name):
-            self.deployer.check(config)
-            if self.registry.exists(config.name):
-                raise ResourceConflict(f"Function already exist: {config.name}")
-            if len(self.pools) >= self.settings.max_functions:
-                raise LimitExceeded(
-                    f"this daemon holds {len(self.pools)} functions, its max_functions; delete some "
-                    "or raise max_functions in the daemon config"
-                )
-            ref = await self.deployer.resolve_code(code)
-            build_dir = await self.deployer.build(config, ref)
-            record = self.registry.put(config, ref, build_dir, create=True)
-            self._install(record)
-            log.info("function_created", function=config.name, runtime=config.runtime)
-            return record
+        try:
+            async with self._lock(config.name), self.collector.deploying():
+                self.deployer.check(config)
+                if self.registry.exists(config.name):
+                    raise ResourceConflict(f"Function already exist: {config.name}")
+                if len(self.pools) >= self.settings.max_functions:
+                    raise LimitExceeded(
+                        f"this daemon holds {len(self.pools)} functions, its max_functions; delete some "
+                        "or raise max_functions in the daemon config"
+                    )
+                ref = await self.deployer.resolve_code(code)
+                self._check_storage(config.name, ref)
+                slot = self.registry.reserve_slot()  # the build runs as the function's uid
+                try:
+                    build_dir = await self.deployer.build(config, ref, slot=slot)
+                    record = self.registry.put(config, ref, build_dir, create=True, slot=slot)
+                finally:
+                    self.registry.release_slot(slot)
+                record = await self._recorded(record)
+                log.info("function_created", function=config.name, runtime=config.runtime)
+                return record
+        finally:
+            self.collector.request()  # a failed deploy may have stored code nothing uses
 
     async def update_code(self, name: str, code: CodeSource) -> FunctionRecord:
-        async with self._lock(name):
-            current = self.registry.get(name)
-            ref = await self.deployer.resolve_code(code)
-            build_dir = await self.deployer.build(current.config, ref)
-            record = self.registry.put(current.config, ref, build_dir, create=False)
-            self._install(record)
-            log.info("function_code_updated", function=name, code_sha256=ref.sha256)
-            return record
+        try:
+            async with self._lock(name), self.collector.deploying():
+                current = self.registry.get(name)
+                ref = await self.deployer.resolve_code(code)
+                self._check_storage(name, ref)
+                build_dir = await self.deployer.build(current.config, ref)
+                record = await self._recorded(self.registry.put(current.config, ref, build_dir, create=False))
+                log.info("function_code_updated", function=name, code_sha256=ref.sha256)
+                return record
+        finally:
+            self.collector.request()  # the previous code and build, once no invocation uses them
 
     async def update_config(self, name: str, **changes: object) -> FunctionRecord:
-        async with self._lock(name):
-            current = self.registry.get(name)
-            config = self.deployer.check(current.config.replace(**changes))
-            build_dir = await self.deployer.build(config, current.code)
-            record = self.registry.put(config, current.code, build_dir, create=False)
-            self._install(record)
-            log.info("function_configuration_updated", function=name, changed=sorted(changes))
-            return record
+        try:
+            async with self._lock(name), self.collector.deploying():
+                current = self.registry.get(name)
+                config = self.deployer.check(current.config.replace(**changes))
+                build_dir = await self.deployer.build(config, current.code)
+                record = await self._recorded(self.registry.put(config, current.code, build_dir, create=False))
+                log.info("function_configuration_updated", function=name, changed=sorted(changes))
+                return record
+        finally:
+            self.collector.request()  # a new handler means a new build; the old one goes
 
     def get_function(self, name: str) -> FunctionRecord:
         return self.registry.get(name)
@@ -195,6 +308,7 @@ class Supervisor:
             if pool is not None:
                 await pool.close()
             log.info("function_deleted", function=name)
+        self.collector.request()
 
     def _pool_config(self, config: FunctionConfig) -> PoolConfig:
         settings = self.settings
@@ -221,6 +335,13 @@ class Supervisor:
             self._spawn_background(pool.ensure_warm)
         else:
             pool.reconfigure(config, spec)
+
+    def isolation_of(self, record: FunctionRecord) -> str:
+        """What the function's workers get on this host, for ``fnhost get``."""
+        identity = self.deployer.identity(record)
+        who = f"uid {identity.uid}, gid {identity.gid}" if identity else "the daemon's own user"
+        view = self.deployer.view_for(record, self.runtimes.get(record.config.runtime)) if identity else None
+        return f"{who}; memory limits: {self.backend.name}; {isolation.describe(view)}"
 
     def snapshot(self, *, with_histograms: bool = False) -> list[PoolSnapshot]:
         """Every pool's counts, by function name: for stats, metrics, status and readiness."""
@@ -252,3 +373,10 @@ class Supervisor:
                 f"(this daemon has no published versions or aliases; use {LATEST})"
             )
         return await pool.invoke(invocation)
+
+
+async def _background(fn: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await fn()
+    except Exception:  # cancellation is not an Exception: shutdown still ends the task
+        log.exception("background_task_failed", task=getattr(fn, "__qualname__", repr(fn)))

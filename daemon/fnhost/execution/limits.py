@@ -1,49 +1,72 @@
-"""Memory limits for workers' process trees, and the peak memory each invocation reports.
+"""What each worker may use — memory, processes, CPU — and the kill that ends its whole tree.
 
-Two backends, chosen once at start-up by what the host allows (and logged):
+Chosen once at start-up by what the host allows, and logged (``memory_backend``, ``containment``):
 
-* ``cgroup-v1`` / ``cgroup-v2``: each worker gets its own memory cgroup with the function's limit;
-  the kernel holds the whole tree to it and OOM-kills inside it. Peak usage comes from the
-  cgroup's own high-water mark.
-* ``psutil``: where no cgroup is writable. A sampler (``Sampler``) sums the RSS of each busy
-  worker's tree every few tens of milliseconds and kills a tree that is over its limit; the peak
-  is the larger of the kernel's VmHWM for the worker and the largest sampled tree.
+* Where the daemon can write a control group (cgroups.py), each worker gets its own, entered
+  before the worker runs one instruction of function code (spawn.py holds the child at a gate
+  until the daemon has written its pid into every ``cgroup.procs``). The group caps the
+  worker's memory (the kernel OOM-kills inside it), its processes and threads
+  (``worker_pids_max``: Lambda's 1,024) and its CPU (one vCPU per ``cpu_mb_per_vcpu`` of memory,
+  Lambda's 1,769 MB; a full vCPU at least until INIT_OK, so a cold start is not throttled), and
+  it is killed whole when the worker ends: ``setsid`` and double forks do not leave it.
+* Without a memory controller, the psutil backend (sampling.py) samples every worker — idle
+  ones too — from a thread, every ``memory_sample_interval_s``: everything in its group, or
+  without a group its process tree plus the processes of its function's own uid outside every
+  worker's session (children that called ``setsid``); and kills what is over its limit.
+* Without any group, the kill is the worker's process group, and when the last worker of a
+  function's own uid ends, every process of that uid (``kill(-1)`` as that uid).
+
+Max Memory Used is the largest of the group's (or the sampled tree's) high-water mark and the
+kernel's VmHWM for the worker: a cgroup charges shared pages (the interpreter's libraries) to
+whoever touched them first, so its figure alone said 3 MB for a Python worker with 11 MB resident.
 
 Reads on the invoke path go through descriptors kept open and ``pread`` at offset 0, which makes
-the kernel regenerate the file: a few microseconds, no open/close per call.
+the kernel regenerate the file: a microsecond for a group's counter, no open/close per call.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import psutil
 import structlog
+
+from . import cgroups, sampling
+from .sampling import kill_uid
 
 log = structlog.get_logger("fnhost.limits")
 
 MiB = 1024 * 1024
+CPU_PERIOD_US = 100_000  # the kernel's default CFS period
+CPU_MIN_QUOTA_US = 1_000  # the kernel refuses less
+HWM_REFRESH_S = 0.25  # on the invoke path, VmHWM is read at least this often (see peak_bytes)
+
+_group_names = itertools.count(1)
 
 
-class WorkerMemory(Protocol):
-    """One worker's memory accounting."""
+class Identity(Protocol):
+    """What limits needs of sandbox.Identity (which imports this module's types: no import back)."""
 
-    limit_bytes: int
-
-    def peak_bytes(self) -> int: ...
-    def oom_killed(self) -> bool: ...
-    def tree_rss(self) -> int: ...
-    def close(self) -> None: ...
+    uid: int
+    own: bool  # the function's own uid: every process of it is the function's
 
 
-class MemoryBackend(Protocol):
-    name: str
-    kernel_enforced: bool  # False: a Sampler must enforce the limit
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    pids_max: int = 1024  # processes and threads per worker (Lambda: 1,024)
+    cpu_mb_per_vcpu: int = 1769  # one vCPU per this much memory (Lambda); 0: no CPU limit
+    sample_interval_s: float = 0.05  # psutil backend
 
-    def attach(self, pid: int, limit_bytes: int) -> WorkerMemory: ...
-    def close(self) -> None: ...
+
+def cpu_quota_us(memory_mb: int, mb_per_vcpu: int, period_us: int = CPU_PERIOD_US) -> int:
+    """CFS quota per period for ``memory_mb``: 128 MB gets 7,235 µs of each 100 ms."""
+    return max(CPU_MIN_QUOTA_US, period_us * memory_mb // mb_per_vcpu)
 
 
 def _pread_int(fd: int) -> int:
@@ -62,251 +85,318 @@ def _status_hwm(fd: int) -> int:
     return int(data[i + 6 : data.index(b"kB", i)]) * 1024
 
 
-def _tree_rss(pid: int) -> int:
-    try:
-        proc = psutil.Process(pid)
-        total = proc.memory_info().rss
-        for child in proc.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-    except psutil.Error:
-        return 0
+class WorkerLimits:
+    """One worker's group (where the host has one), its memory accounting, and its kill."""
 
-
-# --- psutil -----------------------------------------------------------------------------------
-
-
-class _SampledMemory:
-    def __init__(self, pid: int, limit_bytes: int) -> None:
-        self.pid = pid
+    def __init__(self, backend: MemoryBackend, limit_bytes: int, identity: Identity | None,
+                 group: cgroups.Group | None) -> None:
+        self.backend = backend
         self.limit_bytes = limit_bytes
-        self.sampled_peak = 0
-        self.killed_for_memory = False
+        self.identity = identity
+        self.group = group
+        self.pid = 0
+        self.over_limit = False  # the psutil sampler killed it for memory
+        self.last_rss = 0
+        self._sampled_peak = 0
+        self._hwm = 0
+        self._measured_seen = 0  # the group's (or sampler's) peak when VmHWM was last read
+        self._hwm_due = 0.0
+        self._status = self._peak = -1
+        self._on_over_limit: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def join(self) -> Callable[[int], None] | None:
+        """What spawn calls with the child's pid before letting it run: None without a group."""
+        return self.group.join if self.group is not None else None
+
+    @property
+    def path(self) -> Path | None:
+        """A directory of the group (each lists every process of the worker); None without one."""
+        return self.group.dirs[0][1] if self.group is not None and self.group.dirs else None
+
+    def started(self, pid: int, on_over_limit: Callable[[], None] | None = None) -> None:
+        """The worker runs as ``pid``; ``on_over_limit`` runs on this (running) loop if the sampler kills it."""
+        self.pid = pid
+        if on_over_limit is not None:
+            self._on_over_limit = on_over_limit
+            self._loop = asyncio.get_running_loop()
         try:
             self._status = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             self._status = -1
+        memory = self.group.dir_for("memory") if self.group is not None else None
+        if memory is not None:
+            h, path = memory
+            try:
+                self._peak = os.open(path / ("memory.max_usage_in_bytes" if h.version == 1 else _v2_peak(path)),
+                                     os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._peak = -1  # the peak falls back to VmHWM
+        self.backend._watch(self)
+
+    def init_done(self) -> None:
+        """INIT_OK: from the start-up allowance (a full vCPU at least) to the function's CPU share."""
+        try:
+            self.backend._set_cpu(self, initial=False)
+        except OSError as exc:  # the group is still capped at its start-up allowance
+            log.warning("cpu_limit_failed", pid=self.pid, error=str(exc))
+
+    # --- memory -------------------------------------------------------------------------------
 
     def peak_bytes(self) -> int:
-        hwm = _status_hwm(self._status) if self._status >= 0 else 0
-        return max(hwm, self.sampled_peak)
+        """The worker's high-water mark: the largest of its group's, the sampler's and VmHWM.
 
-    def oom_killed(self) -> bool:
-        return self.killed_for_memory
-
-    def tree_rss(self) -> int:
-        rss = _tree_rss(self.pid)
-        if rss > self.sampled_peak:
-            self.sampled_peak = rss
-        return rss
-
-    def close(self) -> None:
+        /proc/PID/status costs ~8 µs to generate against ~1 µs for the group's counter, so on the
+        invoke path VmHWM is read again only when the other figures grew (the worker grew) or
+        HWM_REFRESH_S after the last reading (it mapped pages the group does not charge it for).
+        """
+        measured = self._sampled_peak
+        if self._peak >= 0:
+            try:
+                measured = max(measured, _pread_int(self._peak))
+            except (OSError, ValueError):
+                pass
         if self._status >= 0:
-            os.close(self._status)
-            self._status = -1
-
-
-class PsutilBackend:
-    name = "psutil"
-    kernel_enforced = False
-
-    def attach(self, pid: int, limit_bytes: int) -> _SampledMemory:
-        return _SampledMemory(pid, limit_bytes)
-
-    def close(self) -> None:
-        pass
-
-
-# --- cgroups ----------------------------------------------------------------------------------
-
-
-class _CgroupMemory:
-    def __init__(self, path: Path, limit_bytes: int, peak_file: str, oom_file: str, oom_key: bytes) -> None:
-        self.path = path
-        self.limit_bytes = limit_bytes
-        self._peak = os.open(path / peak_file, os.O_RDONLY | os.O_CLOEXEC)
-        self._oom_file = path / oom_file
-        self._oom_key = oom_key
-
-    def peak_bytes(self) -> int:
-        try:
-            return _pread_int(self._peak)
-        except (OSError, ValueError):
-            return 0
+            now = time.monotonic()
+            if measured > self._measured_seen or now >= self._hwm_due:
+                self._hwm = max(self._hwm, _status_hwm(self._status))
+                self._measured_seen = measured
+                self._hwm_due = now + HWM_REFRESH_S
+        return max(measured, self._hwm)
 
     def oom_killed(self) -> bool:
+        if self.over_limit:
+            return True
+        memory = self.group.dir_for("memory") if self.group is not None else None
+        if memory is None:
+            return False
+        h, path = memory
         try:
-            text = self._oom_file.read_bytes()
+            text = (path / ("memory.oom_control" if h.version == 1 else "memory.events")).read_bytes()
         except OSError:
             return False
         for line in text.splitlines():
             key, _, value = line.partition(b" ")
-            if key == self._oom_key:
+            if key == b"oom_kill":
                 return int(value) > 0
         return False
 
     def tree_rss(self) -> int:
-        return self.peak_bytes()
+        """The memory that counts against the limit: the group's peak, or the latest sample."""
+        return self.peak_bytes() if self._peak >= 0 else self.last_rss
+
+    def members(self, children: dict[int, list[int]] | None = None) -> set[int]:
+        """Every process of the worker: its group, or its tree plus its uid's strays."""
+        if self.group is not None:
+            return self.group.pids()
+        if children is None:
+            children = sampling.children_map()
+        pids = sampling.tree(self.pid, children) if self.pid else set()
+        if self.identity is not None and self.identity.own:
+            pids |= self.backend._strays(self.identity.uid)
+        return pids
+
+    def sample(self, children: dict[int, list[int]] | None = None) -> None:
+        """psutil backend, from the sampler thread: measure, and kill the worker if it is over."""
+        members = self.members(children)
+        rss = sampling.rss(members)
+        self.last_rss = rss
+        self._sampled_peak = max(self._sampled_peak, rss)
+        if rss <= self.limit_bytes or self.over_limit or self._closed:
+            return
+        self.over_limit = True
+        log.warning("memory_limit_exceeded", pid=self.pid, rss=rss, limit=self.limit_bytes)
+        if self.group is not None:
+            self.group.kill()
+        else:
+            sampling.kill_pids(members)
+        if self._loop is not None and self._on_over_limit is not None:
+            self._loop.call_soon_threadsafe(self._on_over_limit)
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """SIGKILL every process of the worker's group (a no-op without one)."""
+        if self.group is not None:
+            self.group.kill()
 
     def close(self) -> None:
-        os.close(self._peak)
-        # The group empties once its processes are reaped; rmdir then frees it.
+        """The worker is dead: kill whatever it left in its group, and release the group."""
+        if self._closed:
+            return
+        self._closed = True
+        self.backend._unwatch(self)
+        for fd in (self._status, self._peak):
+            if fd >= 0:
+                os.close(fd)
+        self._status = self._peak = -1
+        if self.group is not None:
+            self.group.kill()
+            self.backend._bury(self.group)
+
+
+WorkerMemory = WorkerLimits  # the name worker.py knows it by
+
+
+def _v2_peak(path: Path) -> str:
+    return "memory.peak" if (path / "memory.peak").exists() else "memory.current"
+
+
+class MemoryBackend:
+    """The host's limits for workers: each new worker's group, and how its memory is measured."""
+
+    def __init__(self, hierarchies: list[cgroups.Hierarchy], settings: LimitSettings) -> None:
+        self.hierarchies = hierarchies
+        self.settings = settings
+        memory = next((h for h in hierarchies if "memory" in h.controllers), None)
+        self.kernel_enforced = memory is not None  # False: the sampler enforces the limit
+        self.name = f"cgroup-v{memory.version}" if memory is not None else "psutil"
+        self.root = memory.root if memory is not None else None
+        self.has_pids = any("pids" in h.controllers for h in hierarchies)
+        self.has_cpu = settings.cpu_mb_per_vcpu > 0 and any("cpu" in h.controllers for h in hierarchies)
+        if any(h.kill_file for h in hierarchies):
+            self.kill_method = "cgroup.kill"
+        elif hierarchies:
+            self.kill_method = "cgroup.procs"
+        else:
+            self.kill_method = "process group, then the function's uid"
+        self._sampler = None if self.kernel_enforced else sampling.Sampler(settings.sample_interval_s)
+        self._graveyard: list[cgroups.Group] = []  # killed groups whose processes were still leaving
+        self._by_uid: dict[int, set[WorkerLimits]] = {}  # live workers of each function's own uid
+        self._uid_processes = sampling.UidProcesses(lambda: set(self._by_uid))
+
+    def prepare(self, limit_bytes: int, identity: Identity | None) -> WorkerLimits:
+        """A new worker's group with its limits set, before the worker exists. Raises OSError."""
+        self._sweep()
         try:
-            os.rmdir(self.path)
+            group = cgroups.Group(self.hierarchies, f"w{next(_group_names)}") if self.hierarchies else None
         except OSError as exc:
-            log.debug("cgroup_rmdir_failed", path=str(self.path), error=exc.strerror)
+            raise OSError(exc.errno, f"cannot create its control group {exc.filename}: {exc.strerror}") from exc
+        worker = WorkerLimits(self, limit_bytes, identity, group)
+        if group is not None:
+            try:
+                memory = group.dir_for("memory")
+                if memory is not None:
+                    h, path = memory
+                    if h.version == 1:
+                        (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
+                        _try_write(path / "memory.memsw.limit_in_bytes", str(limit_bytes))  # no escape by swapping
+                    else:
+                        (path / "memory.max").write_text(str(limit_bytes))
+                        _try_write(path / "memory.swap.max", "0")
+                pids = group.dir_for("pids")
+                if pids is not None:
+                    (pids[1] / "pids.max").write_text(str(self.settings.pids_max))
+                self._set_cpu(worker, initial=True)
+            except OSError as exc:
+                group.remove()
+                raise OSError(exc.errno, f"cannot set its limits in {exc.filename}: {exc.strerror}") from exc
+        if identity is not None and identity.own:
+            self._by_uid.setdefault(identity.uid, set()).add(worker)
+        return worker
 
-
-class CgroupV1Backend:
-    name = "cgroup-v1"
-    kernel_enforced = True
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def attach(self, pid: int, limit_bytes: int) -> _CgroupMemory:
-        path = self.root / f"w{pid}"
-        path.mkdir(exist_ok=True)
-        (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
-        if (path / "memory.memsw.limit_in_bytes").exists():
-            try:  # also cap swap, so a worker cannot escape the limit by swapping
-                (path / "memory.memsw.limit_in_bytes").write_text(str(limit_bytes))
-            except OSError:
-                pass
-        (path / "cgroup.procs").write_text(str(pid))
-        return _CgroupMemory(path, limit_bytes, "memory.max_usage_in_bytes", "memory.oom_control", b"oom_kill")
-
-    def close(self) -> None:
-        _remove_tree(self.root)
-
-
-class CgroupV2Backend:
-    name = "cgroup-v2"
-    kernel_enforced = True
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def attach(self, pid: int, limit_bytes: int) -> _CgroupMemory:
-        path = self.root / f"w{pid}"
-        path.mkdir(exist_ok=True)
-        (path / "memory.max").write_text(str(limit_bytes))
-        if (path / "memory.swap.max").exists():
-            (path / "memory.swap.max").write_text("0")
-        (path / "cgroup.procs").write_text(str(pid))
-        peak = "memory.peak" if (path / "memory.peak").exists() else "memory.current"
-        return _CgroupMemory(path, limit_bytes, peak, "memory.events", b"oom_kill")
-
-    def close(self) -> None:
-        _remove_tree(self.root)
-
-
-def _remove_tree(root: Path) -> None:
-    for child in sorted(root.glob("w*"), reverse=True):
+    def attach(self, pid: int, limit_bytes: int) -> WorkerLimits:
+        """A group for a process already started and held at a gate of its own until this returns
+        (how a deploy-time build gets in). Raises OSError."""
+        limits = self.prepare(limit_bytes, None)
         try:
-            child.rmdir()
+            if limits.join is not None:
+                limits.join(pid)
+            limits.started(pid)
+        except OSError:
+            limits.close()
+            raise
+        return limits
+
+    def _set_cpu(self, worker: WorkerLimits, *, initial: bool) -> None:
+        cpu = worker.group.dir_for("cpu") if self.has_cpu and worker.group is not None else None
+        if cpu is None:
+            return
+        h, path = cpu
+        quota = cpu_quota_us(worker.limit_bytes // MiB, self.settings.cpu_mb_per_vcpu)
+        if initial:
+            quota = max(quota, CPU_PERIOD_US)
+        if h.version == 1:
+            if initial:
+                (path / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+            (path / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (path / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
+
+    def _watch(self, worker: WorkerLimits) -> None:
+        if self._sampler is not None:
+            self._sampler.add(worker)
+
+    def _unwatch(self, worker: WorkerLimits) -> None:
+        if self._sampler is not None:
+            self._sampler.discard(worker)
+        identity = worker.identity
+        if identity is None or not identity.own:
+            return
+        live = self._by_uid.get(identity.uid)
+        if live is not None:
+            live.discard(worker)
+            if not live:
+                del self._by_uid[identity.uid]
+                if worker.group is None:
+                    # No group to kill: what the function left behind (setsid'd children, daemons)
+                    # dies with its last worker, before the uid can serve a new one.
+                    kill_uid(identity.uid)
+
+    def _strays(self, uid: int) -> set[int]:
+        """Processes of ``uid`` outside every live worker's session (they called setsid)."""
+        sessions = {w.pid for w in list(self._by_uid.get(uid, ()))}  # list(): one step under the GIL
+        return self._uid_processes.outside(uid, sessions)
+
+    def _bury(self, group: cgroups.Group) -> None:
+        if not group.remove():
+            self._graveyard.append(group)  # its killed processes are still leaving
+
+    def _sweep(self) -> None:
+        self._graveyard = [g for g in self._graveyard if not g.remove()]
+
+    def close(self) -> None:
+        """Shutdown: stop sampling; kill whatever any group still holds and remove them all."""
+        if self._sampler is not None:
+            self._sampler.close()
+        for uid in list(self._by_uid):
+            if not self.hierarchies:
+                kill_uid(uid)
+        self._by_uid.clear()
+        for h in self.hierarchies:
+            cgroups.remove_tree(h.root)
+
+
+def _try_write(path: Path, value: str) -> None:
+    if path.exists():
+        try:
+            path.write_text(value)
         except OSError:
             pass
-    try:
-        root.rmdir()
-    except OSError:
-        pass
 
 
-def _remove_stale(parent: Path) -> None:
-    """Groups left by daemons that were killed (SIGKILL skips their clean-up)."""
-    for stale in parent.glob("fnhost-*"):
-        pid = stale.name.removeprefix("fnhost-")
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
-            _remove_tree(stale)
+def choose_backend(preference: str = "auto", settings: LimitSettings | None = None) -> MemoryBackend:
+    """The host's worker limits; ``preference`` (auto, cgroup or psutil) picks the memory backend.
 
-
-def _own_cgroup(controller: str | None) -> str | None:
-    """This process's cgroup path for a v1 controller, or the v2 path when controller is None."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controller is None and controllers == "":
-            return path
-        if controller is not None and controller in controllers.split(","):
-            return path
-    return None
-
-
-def _mounts() -> list[tuple[str, str, str]]:
-    out = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        parts = line.split()
-        out.append((parts[1], parts[2], parts[3]))
-    return out
-
-
-def _try_v1() -> CgroupV1Backend | None:
-    for mountpoint, fstype, options in _mounts():
-        if fstype == "cgroup" and "memory" in options.split(","):
-            own = _own_cgroup("memory") or "/"
-            parent = Path(mountpoint) / own.lstrip("/")
-            _remove_stale(parent)
-            root = parent / f"fnhost-{os.getpid()}"
-            try:
-                root.mkdir(exist_ok=True)
-                # Children inherit hierarchical accounting; needed for limits to hold on trees.
-                probe = root / "probe"
-                probe.mkdir(exist_ok=True)
-                (probe / "memory.limit_in_bytes").write_text(str(64 * MiB))
-                probe.rmdir()
-            except OSError as exc:
-                log.info("cgroup_v1_unavailable", path=str(root), error=exc.strerror)
-                try:
-                    root.rmdir()
-                except OSError:
-                    pass
-                return None
-            return CgroupV1Backend(root)
-    return None
-
-
-def _try_v2() -> CgroupV2Backend | None:
-    for mountpoint, fstype, _ in _mounts():
-        if fstype != "cgroup2":
-            continue
-        own = _own_cgroup(None)
-        if own is None:
-            return None
-        base = Path(mountpoint) / own.lstrip("/")
-        try:
-            if "memory" not in (base / "cgroup.controllers").read_text().split():
-                return None
-            # cgroup v2 forbids processes in a group that distributes controllers to children,
-            # so the daemon moves itself into a leaf first (systemd's Delegate=yes allows this).
-            leaf = base / "daemon"
-            leaf.mkdir(exist_ok=True)
-            (leaf / "cgroup.procs").write_text(str(os.getpid()))
-            (base / "cgroup.subtree_control").write_text("+memory")
-            root = base / "workers"
-            root.mkdir(exist_ok=True)
-            (root / "cgroup.subtree_control").write_text("+memory")
-        except OSError as exc:
-            log.info("cgroup_v2_unavailable", path=str(base), error=exc.strerror)
-            return None
-        return CgroupV2Backend(root)
-    return None
-
-
-def choose_backend(preference: str = "auto") -> MemoryBackend:
-    """The best memory backend this host allows; ``preference`` is auto, cgroup or psutil."""
-    backend: MemoryBackend | None = None
-    if preference in ("auto", "cgroup"):
-        backend = _try_v2() or _try_v1()
-        if backend is None and preference == "cgroup":
-            raise RuntimeError("memory_backend = cgroup, but no writable memory cgroup was found")
-    if backend is None:
-        backend = PsutilBackend()
-    log.info("memory_backend", backend=backend.name, root=str(getattr(backend, "root", "")))
+    Raises RuntimeError when ``cgroup`` is asked for and no memory controller is writable.
+    """
+    settings = settings or LimitSettings()
+    cgroups.remove_stale()
+    wanted = cgroups.CONTROLLERS if preference != "psutil" else cgroups.CONTROLLERS - {"memory"}
+    if settings.cpu_mb_per_vcpu <= 0:
+        wanted -= {"cpu"}
+    hierarchies = cgroups.discover(wanted)
+    backend = MemoryBackend(hierarchies, settings)
+    if preference == "cgroup" and not backend.kernel_enforced:
+        backend.close()
+        raise RuntimeError("memory_backend = cgroup, but no writable memory cgroup was found")
+    log.info("memory_backend", backend=backend.name, root=str(backend.root or ""))
+    log.info("containment", groups=[str(h.root) for h in hierarchies], kill=backend.kill_method,
+             pids_max=settings.pids_max if backend.has_pids else None,
+             cpu_mb_per_vcpu=settings.cpu_mb_per_vcpu if backend.has_cpu else None)
+    if not hierarchies:
+        log.warning("no_cgroups", note="workers' descendants are found by process tree and uid, "
+                                       "and have no process or CPU limit beyond RLIMIT_NPROC")
     return backend

@@ -21,15 +21,8 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
-from ..errors import (
-    FunctionError,
-    NotImplementedYet,
-    RequestTooLarge,
-    ResourceNotFound,
-    ResponseTooLarge,
-    ShuttingDown,
-    TooManyRequests,
-)
+from ..errors import (FunctionError, InitError, NotImplementedYet, RequestTooLarge, ResourceNotFound, ResponseTooLarge,
+                      ShuttingDown, TooManyRequests, WorkerProtocolError)
 from ..observability.logs import ReportLog
 from ..observability.report import Report, RequestIds
 from .accounting import Accounts, PoolSnapshot
@@ -43,6 +36,7 @@ log = structlog.get_logger("fnhost.pool")
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
+EXIT_RETRIES = 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,12 +66,18 @@ class _InitBackoff:
     def record(self, error: FunctionError) -> None:
         self.failures += 1
         self.error = error
-        delay = min(BACKOFF_FIRST_S * 2 ** (self.failures - 1), BACKOFF_MAX_S)
-        self.until = time.monotonic() + delay
+        # A handler that cannot load (InitError) or a runtime that breaks the protocol fails the
+        # same way every time: back off at once. A process that died while starting (killed from
+        # outside, a crash) is tried again at once, EXIT_RETRIES times in a row, first.
+        deterministic = isinstance(error, (InitError, WorkerProtocolError))
+        backing_off = self.failures - (0 if deterministic else EXIT_RETRIES)
+        if backing_off > 0:
+            self.until = time.monotonic() + min(BACKOFF_FIRST_S * 2 ** (backing_off - 1), BACKOFF_MAX_S)
 
     def active(self) -> FunctionError | None:
+        """A fresh copy of the error to raise while backing off, else None."""
         if self.error is not None and time.monotonic() < self.until:
-            return self.error
+            return self.error.again()
         return None
 
 
@@ -105,6 +105,7 @@ class Pool:
         self.waiters: deque[asyncio.Future[Worker | None]] = deque()
         self.backoff = _InitBackoff()
         self.closed = False
+        self._strikes = _InitBackoff()  # protocol violations in a row: they slow min_warm respawns
         self._stopping = False  # stop_all: busy workers are being killed by the daemon's shutdown
         self._new_worker = worker_factory
 
@@ -310,6 +311,8 @@ class Pool:
             self.busy_registry.add(worker)
         elif old is State.BUSY:
             self.busy_registry.discard(worker)
+        elif old is State.IDLE and new is State.STOPPING and worker in self.idle:
+            self.idle.remove(worker)  # it broke the protocol while idle: never hand it out
 
     def _on_dead(self, worker: Worker) -> None:
         self.workers.discard(worker)
@@ -320,16 +323,30 @@ class Pool:
             except ValueError:
                 pass
             self._wake_one()
-            if not self.closed:
+            if worker.killed_for is WorkerProtocolError:
+                # Workers that break the protocol once warm (a thread writing to the control pipe
+                # after init, say) would otherwise be respawned in a hot loop: min_warm waits
+                # 1 s, doubling to 60 s; a violation long after the last one starts over.
+                strikes = self._strikes
+                if time.monotonic() - strikes.until > BACKOFF_MAX_S:
+                    strikes.failures = 0
+                strikes.record(WorkerProtocolError(worker.spec.function))
+            if not self.closed and self.live < self.config.min_warm:
                 self.spawn_background(self.ensure_warm)
 
     async def ensure_warm(self) -> None:
-        """Start workers until min_warm are live (provisioned concurrency)."""
+        """Start workers until min_warm are live (provisioned concurrency); never while closing,
+        nor before the back-off of workers killed for protocol violations has passed."""
+        delay = self._strikes.until - time.monotonic()
+        if delay > 0:
+            await anyio.sleep(delay)
         while not self.closed and self.live < self.config.min_warm and self.backoff.active() is None:
             try:
                 worker = await self._start_worker(for_request=False)
             except FunctionError:
                 return
+            if self.closed:
+                return  # _start_worker saw it and stops the worker
             if worker.state is State.IDLE and worker.generation == self.generation:
                 worker.claim()
                 self._hand_over(worker)
@@ -374,7 +391,7 @@ class Pool:
         idle, self.idle = self.idle, []
         async with anyio.create_task_group() as tg:
             for worker in idle:
-                tg.start_soon(worker.stop)
+                tg.start_soon(_stop, worker)
 
     def _fail_waiters(self) -> None:
         while (waiter := self._next_waiter()) is not None:
@@ -388,7 +405,7 @@ class Pool:
         self.idle = []
         async with anyio.create_task_group() as tg:
             for worker in list(self.workers):
-                tg.start_soon(worker.stop)
+                tg.start_soon(_stop, worker)
 
     def snapshot(self, *, with_histograms: bool = False) -> PoolSnapshot:
         """The pool's counts now; histograms and pids only for a metrics scrape."""
@@ -402,3 +419,11 @@ class Pool:
         return PoolSnapshot(config.function, self.states.by_name(), counters, self.queued, warming,
                             accounts.durations.snapshot(), accounts.inits.snapshot(),
                             tuple(w.pid for w in self.workers if w.pid))
+
+
+async def _stop(worker: Worker) -> None:
+    """Stop one worker for close/stop_all: a failure is logged, and the others still stop."""
+    try:
+        await worker.stop()
+    except Exception:
+        log.exception("worker_stop_failed", function=worker.spec.function, pid=worker.pid)

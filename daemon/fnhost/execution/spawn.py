@@ -9,18 +9,43 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
 
-from . import protocol, sandbox
+from . import isolation, protocol, sandbox
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
 
 PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
+
+# A worker that must join control groups starts as this shell, waiting at a gate (one line on
+# its stdin) while the daemon writes its pid into every cgroup.procs of its group; only then
+# does it exec the worker, so every process the worker ever starts is born inside the group.
+# The shell runs as the function's uid already (Popen's user=), never as root. Nothing of the
+# function runs before the gate opens — not even a library its environment preloads: the shell
+# gets the worker's environment under other names (LD_PRELOAD as FNHOST_ENV_LD_PRELOAD) and
+# puts the real names back only for the exec after the gate. eval sees names only (checked
+# against _SHELL_NAME), never values. Exit status 125: the daemon never opened the gate.
+#
+# In its own namespaces (isolation.py) the gate shell runs as root instead, because bubblewrap
+# must: it only waits, and the environment is restored by a second shell that runs after
+# setpriv has dropped to the function's uid — no root process ever sees LD_PRELOAD and friends.
+_SH = "/bin/sh"
+_WAIT = 'read -r x || exit 125\n'
+_RESTORE = (
+    'unset PWD\n'  # the shell's own; the worker has exactly the environment it was given
+    'for k in $FNHOST_GATE_KEYS; do eval "export $k=\\"\\$FNHOST_ENV_$k\\""; unset "FNHOST_ENV_$k"; done\n'
+    'unset FNHOST_GATE_KEYS\n'
+    'exec "$@" </dev/null\n'
+)
+_GATE = _WAIT + _RESTORE
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _scratch_ids = itertools.count(1)
 
@@ -38,6 +63,7 @@ class WorkerSpec:
     init_timeout_s: float
     kill_grace_s: float
     identity: Identity | None = None  # a root daemon's workers run as this uid/gid
+    view: isolation.View | None = None  # its own mount and pid namespaces (needs an identity)
     scratch_root: Path | None = None  # where each worker gets its private TMPDIR/HOME
     log_max_bytes: int = LOG_MAX_BYTES  # output logged per invocation; the rest is discarded
 
@@ -61,8 +87,39 @@ def _set_pipe_size(fd: int) -> None:
         pass  # an unprivileged daemon over /proc/sys/fs/pipe-max-size keeps the default
 
 
-def spawn(spec: WorkerSpec) -> Spawned:
-    """Start the worker as ``spec`` says; raises OSError with nothing left open or behind."""
+def _shifted(env: dict[str, str]) -> dict[str, str]:
+    """``env`` under other names, for the shell of _RESTORE to put back."""
+    keys = [k for k in env if _SHELL_NAME.match(k)]
+    shifted = {k: v for k, v in env.items() if not _SHELL_NAME.match(k)}  # odd names: no loader reads them
+    shifted.update({f"FNHOST_ENV_{k}": env[k] for k in keys})
+    shifted["FNHOST_GATE_KEYS"] = " ".join(keys)
+    return shifted
+
+
+def _gated(argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """``argv`` and ``env`` behind the gate shell (see _GATE)."""
+    return [_SH, "-c", _GATE, "fnhost-worker", *argv], _shifted(env)
+
+
+def _isolated(argv: list[str], env: dict[str, str], spec: WorkerSpec, scratch: Path | None,
+              gated: bool) -> tuple[list[str], dict[str, str]]:
+    """``argv`` in its own namespaces (isolation.py), started as root, the uid dropped inside."""
+    assert spec.view is not None and spec.identity is not None
+    view = spec.view if scratch is None else replace(spec.view, writable=(*spec.view.writable, str(scratch)))
+    inner = [_SH, "-c", _RESTORE, "fnhost-worker", *argv]
+    outer = isolation.wrap(inner, view, spec.identity.uid, spec.identity.gid)
+    if gated:
+        outer = [_SH, "-c", _WAIT + 'exec "$@" </dev/null\n', "fnhost-gate", *outer]
+    return outer, _shifted(env)
+
+
+def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawned:
+    """Start the worker as ``spec`` says; raises OSError with nothing left open or behind.
+
+    ``join``: called with the child's pid while the child waits at its gate, before it runs any
+    of the worker (limits.WorkerLimits.join puts it in its control groups); if it raises, the
+    child is killed and the OSError propagates.
+    """
     child_in, to_worker = os.pipe()
     from_worker, child_out = os.pipe()
     out_r, out_w = os.pipe()
@@ -71,6 +128,7 @@ def spawn(spec: WorkerSpec) -> Spawned:
     theirs = [child_in, child_out, out_w, err_w]
     scratch: Path | None = None
     identity = spec.identity
+    gate = -1
     try:
         for fd in (to_worker, from_worker):
             _set_pipe_size(fd)
@@ -81,23 +139,47 @@ def spawn(spec: WorkerSpec) -> Spawned:
             # inode (mode 0600, owned by its creator) must let the worker's uid do that.
             for fd in (child_in, child_out):
                 os.fchown(fd, identity.uid, identity.gid)
-        if spec.scratch_root is not None:
+        if spec.view is not None:
+            env["TMPDIR"] = env["HOME"] = "/tmp"  # its own, of ephemeral_storage_mb: nothing else to write
+        elif spec.scratch_root is not None:
             scratch = sandbox.prepare_scratch(spec.scratch_root, f"w{next(_scratch_ids)}", identity)
             env["TMPDIR"] = env["HOME"] = str(scratch)
+        argv = sandbox.limited_argv(spec.argv, identity is not None and identity.own)
+        stdin: int = subprocess.DEVNULL
+        if join is not None:
+            stdin, gate = os.pipe()
+            theirs.append(stdin)
+        as_root = spec.view is not None  # bubblewrap needs root; setpriv drops to the uid inside
+        if as_root:
+            argv, env = _isolated(argv, env, spec, scratch, gated=join is not None)
+        elif join is not None:
+            argv, env = _gated(argv, env)
+        drop = identity if identity is not None and not as_root else None
         proc = subprocess.Popen(
-            sandbox.limited_argv(spec.argv, identity is not None),
+            argv,
             cwd=spec.cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=out_w,
             stderr=err_w,
             pass_fds=(child_in, child_out),
             start_new_session=True,  # its own process group: kills reach every descendant
-            user=identity.uid if identity else None,
-            group=identity.gid if identity else None,
-            extra_groups=[] if identity else None,
+            user=drop.uid if drop else None,
+            group=drop.gid if drop else None,
+            extra_groups=[] if drop else None,
             umask=0o077,
         )
+        if join is not None:
+            try:
+                join(proc.pid)
+            except BaseException:
+                proc.kill()  # still at its gate: nothing of it ran
+                proc.wait()
+                raise
+            try:
+                os.write(gate, b"go\n")
+            except BrokenPipeError:
+                pass  # it died at its gate already: its exit says why
     except BaseException:
         for fd in ours:
             os.close(fd)
@@ -107,6 +189,8 @@ def spawn(spec: WorkerSpec) -> Spawned:
     finally:
         for fd in theirs:
             os.close(fd)
+        if gate >= 0:
+            os.close(gate)
     for fd in (to_worker, from_worker):
         os.set_blocking(fd, False)
     return Spawned(proc, to_worker, from_worker, out_r, err_r, scratch)

@@ -3,7 +3,9 @@
 I/O is callback-driven on the event loop (``add_reader`` on the control pipe, the log pipes and a
 pidfd), so an idle worker costs no task and an invocation costs one future. Only the task that
 holds the worker (the pool while IDLE, the invoking request while BUSY) changes its state; the
-callbacks only record what happened and wake that task.
+callbacks only record what happened and wake that task — except for a worker that breaks the
+protocol (``protocol.Inbox`` says what it may send when): the control callback kills it and moves
+it to STOPPING at once, so the pool can never hand it out again, and nothing it sent is kept.
 """
 
 from __future__ import annotations
@@ -16,19 +18,13 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
 import structlog
 
-from ..errors import (
-    FunctionError,
-    InitError,
-    OutOfMemory,
-    RuntimeExit,
-    SandboxTimeout,
-    WorkerProtocolError,
-)
+from ..errors import FunctionError, InitError, OutOfMemory, RuntimeExit, SandboxTimeout, WorkerProtocolError
 from . import protocol
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
@@ -38,6 +34,8 @@ from .states import IllegalTransition, State
 log = structlog.get_logger("fnhost.worker")
 
 STDERR_TAIL = 2048
+
+_RESULT = protocol.Kind.RESULT
 
 
 class _DeadlinePassed(Exception):
@@ -85,8 +83,7 @@ class Worker:
         self._on_dead = on_dead
         self._observe = observe
         self._loop = asyncio.get_running_loop()
-        self._decoder = protocol.Decoder()
-        self._frames: list[protocol.Frame] = []
+        self._inbox = protocol.Inbox()  # the one frame expected now, and the checks it must pass
         self._waiter: asyncio.Future[None] | None = None
         self._exited = asyncio.Event()
         self._to_worker = self._from_worker = self._pidfd = -1
@@ -107,12 +104,27 @@ class Worker:
     # --- start --------------------------------------------------------------------------------
 
     async def start(self, backend: MemoryBackend) -> None:
-        """Spawn, then HELLO and INIT within the init timeout. Raises InitError or RuntimeExit."""
+        """Spawn, then HELLO and INIT within the init timeout.
+
+        Raises InitError, RuntimeExit, WorkerProtocolError (HELLO or INIT's reply was not what
+        the protocol says: the worker was killed).
+        """
         spec = self.spec
         started = time.perf_counter()
+        limits = None
         try:
-            spawned = spawn(spec)
+            if backend is not None:
+                # Its control group exists, limits set, before it does: it is born into it.
+                limits = backend.prepare(spec.memory_limit_bytes, spec.identity)
+            # Off the event loop: fork/exec blocks its caller until the child has exec'd, measured
+            # at 35-80 ms when both cores are busy. Shielded: a process spawned for a caller that
+            # went away meanwhile is still ours to stop.
+            with anyio.CancelScope(shield=True):
+                spawned = await anyio.to_thread.run_sync(
+                    partial(spawn, spec, join=limits.join if limits is not None else None))
         except OSError as exc:
+            if limits is not None:
+                limits.close()
             # No process: nothing will ever exit, so the worker's death is reported here.
             self._exited.set()
             self._set(State.DEAD)
@@ -126,13 +138,10 @@ class Worker:
         out_r, err_r = spawned.stdout, spawned.stderr
         self.pid = self._proc.pid
         self._logs = LogCapture(spec.function, out_r, err_r, self._loop, spec.log_max_bytes)
-        if backend is not None:
-            try:
-                self.memory = backend.attach(self.pid, spec.memory_limit_bytes)
-            except OSError as exc:
-                log.error("memory_limit_failed", pid=self.pid, error=str(exc))
-                await self._kill_and_reap()
-                raise RuntimeExit(f"could not apply the memory limit: {exc}") from exc
+        if limits is not None:
+            self.memory = limits
+            limits.started(self.pid, self.kill_for_memory)
+        self._inbox.expect = protocol.EXPECT_HELLO
         self._loop.add_reader(self._from_worker, self._on_control)
         self._pidfd = os.pidfd_open(self.pid)
         self._loop.add_reader(self._pidfd, self._on_exit)
@@ -140,15 +149,19 @@ class Worker:
         try:
             with anyio.fail_after(spec.init_timeout_s):
                 hello = await self._next_frame()
-                if hello.kind != protocol.Kind.HELLO:
-                    raise WorkerProtocolError(f"expected HELLO, got {hello.kind.name}")
-                info = protocol.decode_json(hello.body)
-                if info.get("protocol") != protocol.PROTOCOL_VERSION:
-                    raise WorkerProtocolError(
-                        f"worker speaks protocol {info.get('protocol')}, the daemon {protocol.PROTOCOL_VERSION}"
-                    )
+                protocol.parse_hello(hello.body)
+                self._inbox.expect = protocol.EXPECT_INIT_REPLY
                 await self._write([spec.init_frame])
                 reply = await self._next_frame()
+                if reply.kind is protocol.Kind.INIT_OK:
+                    protocol.parse_init_ok(reply.body)
+                    error = None
+                else:
+                    error = protocol.parse_init_error(reply.body)
+        except protocol.ProtocolError as exc:  # a body that the callback could not judge alone
+            self._violation(str(exc))
+            await self._kill_and_reap()
+            raise self._exit_error() from exc
         except TimeoutError:
             await self._kill_and_reap()
             raise InitError(
@@ -158,22 +171,18 @@ class Worker:
         except FunctionError:
             await self._kill_and_reap()
             raise
-        if reply.kind == protocol.Kind.INIT_ERROR:
-            err = protocol.decode_json(reply.body)
+        if error is not None:
             if self.state is State.STARTING:  # it may already have exited, as shims do after INIT_ERROR
                 self._set(State.FAILED)
             await self._kill_and_reap()
-            raise InitError(
-                str(err.get("errorType") or "Runtime.InitError"),
-                str(err.get("errorMessage") or ""),
-                [str(s) for s in err.get("stackTrace") or []],
-            )
-        if reply.kind != protocol.Kind.INIT_OK:
+            raise InitError(*error)
+        if self._exited.is_set() or self.killed_for is not None:
+            # INIT_OK, then it died, or sent more than INIT_OK, before we got to read it.
             await self._kill_and_reap()
-            raise WorkerProtocolError(f"expected INIT_OK, got {reply.kind.name}")
-        if self._exited.is_set():  # INIT_OK, then died before we got to read it
             raise self._exit_error()
         self.init_duration_ms = (time.perf_counter() - started) * 1000
+        if self.memory is not None:
+            self.memory.init_done()  # from the start-up allowance to the function's CPU share
         self._logs.flush_init()
         self._set(State.IDLE)
 
@@ -187,12 +196,21 @@ class Worker:
         self._set(State.IDLE)
 
     async def invoke(self, request_id: str, payload: bytes, timeout_s: float) -> Reply:
-        """Run one invocation on a BUSY worker. Raises SandboxTimeout, OutOfMemory, RuntimeExit."""
+        """Run one invocation on a BUSY worker.
+
+        Raises SandboxTimeout, OutOfMemory, RuntimeExit, WorkerProtocolError.
+        """
         logs = self._logs
-        assert logs is not None and self.state is State.BUSY
+        assert logs is not None
+        logs.begin(request_id)
+        if self.state is not State.BUSY:
+            # It broke the protocol after it was handed to this caller (in the pool's checkpoint
+            # before an invoke): the killed worker answers for it.
+            await self._exited.wait()
+            raise self._exit_error()
         rid = request_id.encode()
         deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
-        logs.begin(request_id)
+        self._inbox.expect_reply(rid)  # before the write: the reply may race the rest of the payload
         started = time.perf_counter()
         self.invocations += 1
         timed_out = False
@@ -222,6 +240,7 @@ class Worker:
         except BaseException:
             # The caller went away mid-invocation (client cancelled, stream closed): the worker
             # would later send this invocation's reply to the next caller. It cannot be reused.
+            self._inbox.expect = protocol.EXPECT_NOTHING
             if self.state is State.BUSY:
                 self._set(State.STOPPING)
                 self._signal_group(signal.SIGKILL)
@@ -229,22 +248,17 @@ class Worker:
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
         if timed_out:
+            self._inbox.expect = protocol.EXPECT_NOTHING  # a late reply is refused: it is being stopped
             self.killed_for = SandboxTimeout
             await self.stop(signal.SIGTERM)
             raise SandboxTimeout(f"Task timed out after {timeout_s:.2f} seconds")
-        if frame.kind not in (protocol.Kind.RESULT, protocol.Kind.ERROR):
-            await self.stop(signal.SIGKILL)
-            raise WorkerProtocolError(f"expected RESULT or ERROR, got {frame.kind.name}")
-        got_id, body = protocol.split_reply(frame.body)
-        if got_id != rid:
-            await self.stop(signal.SIGKILL)
-            raise WorkerProtocolError(f"reply for request {got_id!r} while {request_id} was in flight")
-        peak = self.memory.peak_bytes() if self.memory else 0
+        # The inbox checked kind, size and request id: the reply is this invocation's own. A frame
+        # after it (even in the same read) stopped the worker, but this answer stands.
         return Reply(
-            ok=frame.kind == protocol.Kind.RESULT,
-            body=body,
+            ok=frame.kind is _RESULT,
+            body=bytes(frame.body[1 + len(rid) :]),
             duration_ms=duration_ms,
-            peak_bytes=peak,
+            peak_bytes=self.peak_bytes(),  # it may be dead already: peak_bytes() knows
             log=logs.end(),
         )
 
@@ -280,7 +294,8 @@ class Worker:
             raise self._exit_error() from exc
 
     async def _next_frame(self) -> protocol.Frame:
-        while not self._frames:
+        """The expected frame; a worker that broke the protocol raises once it is dead."""
+        while (frame := self._inbox.take()) is None:
             if self._exited.is_set():
                 raise self._exit_error()
             self._waiter = self._loop.create_future()
@@ -288,7 +303,7 @@ class Worker:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._frames.pop(0)
+        return frame
 
     def _on_deadline(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -299,34 +314,46 @@ class Worker:
             self._waiter.set_result(None)
 
     def _on_control(self) -> None:
-        if self._from_worker < 0:
+        fd = self._from_worker
+        if fd < 0:
             return  # queued before _finish() closed it
         try:
-            data = os.read(self._from_worker, PIPE_SIZE)
+            data = os.read(fd, PIPE_SIZE)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if not data:
             # The worker closed its end (it is exiting); the pidfd callback finishes the story.
-            self._loop.remove_reader(self._from_worker)
+            self._loop.remove_reader(fd)
             return
         try:
-            frames = self._decoder.feed(data)
+            self._inbox.feed(data)
         except protocol.ProtocolError as exc:
-            log.error("worker_protocol_error", function=self.spec.function, pid=self.pid, error=str(exc))
-            self._loop.remove_reader(self._from_worker)
-            self.killed_for = WorkerProtocolError
-            self._protocol_error = str(exc)
-            self._signal_group(signal.SIGKILL)
-            return
-        if frames:
-            # No drain of the log pipes here: everything the worker printed before its reply was
-            # written to them before the reply, so their readiness is in the same epoll batch as
-            # this one (or an earlier one), and their callbacks run before the task this wakes.
-            # The invocation's log is exact without two empty reads per invocation.
-            self._frames.extend(frames)
+            self._violation(str(exc))
+        # No drain of the log pipes here: everything the worker printed before its reply was
+        # written to them before the reply, so their readiness is in the same epoll batch as
+        # this one (or an earlier one), and their callbacks run before the task this wakes.
+        # The invocation's log is exact without two empty reads per invocation.
+        if self._inbox.frame is not None:
             self._wake()
+
+    def _violation(self, reason: str) -> None:
+        """The worker broke the protocol: stop reading, kill its group, STOPPING (never handed out
+        again). A task awaiting a frame raises WorkerProtocolError once the exit is seen."""
+        self._inbox.expect = protocol.EXPECT_NOTHING
+        if self._from_worker >= 0:
+            # Nothing more is read: a flood fills the pipe and blocks its writer until the kill.
+            self._loop.remove_reader(self._from_worker)
+        if self.state in (State.STOPPING, State.DEAD, State.FAILED):
+            return  # already on its way out; what it writes now does not matter
+        log.error("worker_protocol_error", function=self.spec.function, pid=self.pid,
+                  state=self.state.value, error=reason)
+        if self.killed_for is None:
+            self.killed_for = WorkerProtocolError
+            self._protocol_error = f"while {self.state.value}: {reason}"
+        self._signal_group(signal.SIGKILL)
+        self._set(State.STOPPING)
 
     def _on_exit(self) -> None:
         if self._pidfd < 0:
@@ -352,8 +379,12 @@ class Worker:
     def _exit_error(self) -> FunctionError:
         self._check_memory_kill()
         if self.killed_for is WorkerProtocolError:
-            return WorkerProtocolError(f"the worker broke the worker protocol and was killed: {self._protocol_error}")
+            return WorkerProtocolError(
+                f"the worker broke the worker protocol and was killed {self._protocol_error} "
+                "(only the runtime's shim may write to its control pipe, one frame when asked)")
         code = self.returncode if self.returncode is not None else -signal.SIGKILL
+        if self.spec.view is not None and code > 128:
+            code = 128 - code  # bubblewrap reports its worker's death by signal N as 128 + N
         tail = self._logs.stderr_tail(STDERR_TAIL) if self._logs else ""
         message = f"Runtime exited with error: {describe_exit(code)}"
         if tail:
@@ -411,7 +442,9 @@ class Worker:
         if self.memory is not None:
             self.memory.close()
         if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            # In a thread: a function can leave a million files in its TMPDIR, and removing
+            # them here would stall every other function's invocations for seconds.
+            self._loop.run_in_executor(None, shutil.rmtree, self._scratch, True)
         self._set(State.DEAD)
         self._on_dead(self)
 

@@ -45,7 +45,7 @@ class Environment(_message.Message):
     def __init__(self, variables: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateFunctionRequest(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "code", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s")
+    __slots__ = ("function_name", "runtime", "handler", "code", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +56,7 @@ class CreateFunctionRequest(_message.Message):
     MIN_WARM_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -66,7 +67,8 @@ class CreateFunctionRequest(_message.Message):
     min_warm: int
     max_concurrency: int
     idle_ttl_s: int
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ...) -> None: ...
+    ephemeral_storage_mb: int
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ...) -> None: ...
 
 class UpdateFunctionCodeRequest(_message.Message):
     __slots__ = ("function_name", "code")
@@ -77,7 +79,7 @@ class UpdateFunctionCodeRequest(_message.Message):
     def __init__(self, function_name: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ...) -> None: ...
 
 class UpdateFunctionConfigurationRequest(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s")
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +89,7 @@ class UpdateFunctionConfigurationRequest(_message.Message):
     MIN_WARM_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -96,10 +99,11 @@ class UpdateFunctionConfigurationRequest(_message.Message):
     min_warm: int
     max_concurrency: int
     idle_ttl_s: int
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ...) -> None: ...
+    ephemeral_storage_mb: int
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ...) -> None: ...
 
 class FunctionConfiguration(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "code_sha256", "code_size", "code_location", "revision_id", "last_modified", "version")
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "code_sha256", "code_size", "code_location", "revision_id", "last_modified", "version", "ephemeral_storage_mb", "isolation")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +126,8 @@ class FunctionConfiguration(_message.Message):
     REVISION_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -137,7 +143,9 @@ class FunctionConfiguration(_message.Message):
     revision_id: str
     last_modified: str
     version: str
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., code_location: _Optional[str] = ..., revision_id: _Optional[str] = ..., last_modified: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    ephemeral_storage_mb: int
+    isolation: str
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., code_location: _Optional[str] = ..., revision_id: _Optional[str] = ..., last_modified: _Optional[str] = ..., version: _Optional[str] = ..., ephemeral_storage_mb: _Optional[int] = ..., isolation: _Optional[str] = ...) -> None: ...
 
 class GetFunctionRequest(_message.Message):
     __slots__ = ("function_name",)

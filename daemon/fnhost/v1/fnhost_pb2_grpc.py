@@ -5,7 +5,7 @@ import warnings
 
 from fnhost.v1 import fnhost_pb2 as fnhost_dot_v1_dot_fnhost__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
