@@ -515,3 +515,18 @@ async def test_answering_from_the_back_off_does_not_grow_the_stored_error() -> N
             assert error_of(await pool.invoke(Invocation("f", b"{}")))["errorType"] == "Runtime.ImportModuleError"
         assert pool.backoff.error is stored and depth(stored) == before
         assert host.starts == 1
+
+
+async def test_a_queued_caller_woken_to_retry_keeps_its_original_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slot that frees up wakes the oldest waiter to try again; if the retry queues once more,
+    the wait still ends queue_timeout_s after the call began, not after the wake-up."""
+    async with running(limit=1, queue_timeout_s=0.6) as (pool, host):
+        busy, _ = await pool.acquire()
+        started = anyio.current_time()
+        queued = asyncio.create_task(pool.acquire())
+        await anyio.sleep(0.4)
+        pool._wake_one()  # as a dying worker or a failed start does; the limit is still reached
+        with pytest.raises(TooManyRequests):
+            await queued
+        assert anyio.current_time() - started < 0.9  # not 0.4 + 0.6
+        pool.release(busy)

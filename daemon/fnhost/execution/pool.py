@@ -171,6 +171,7 @@ class Pool:
         ``deadline`` (anyio's clock) shortens the queue wait to the caller's own. Raises
         InitError/RuntimeExit (a cold start failed), TooManyRequests, ResourceNotFound.
         """
+        wait_until: float | None = None  # set at the first wait: waking to retry does not extend it
         while True:
             if self.closed:
                 raise ResourceNotFound(f"Function not found: {self.config.function}")
@@ -183,7 +184,11 @@ class Pool:
                 raise error
             if self.live < self.config.limit:
                 return await self._not_cancelled(await self._start_worker(for_request=True)), True
-            worker = await self._wait_for_worker(deadline)
+            if wait_until is None:
+                wait_until = anyio.current_time() + self.config.queue_timeout_s
+                if deadline is not None and deadline < wait_until:
+                    wait_until = deadline
+            worker = await self._wait_for_worker(wait_until)
             if worker is not None:
                 return await self._not_cancelled(worker), False
 
@@ -267,14 +272,12 @@ class Pool:
     def _gone(self) -> Worker:
         raise ResourceNotFound(f"Function not found: {self.config.function}")
 
-    async def _wait_for_worker(self, deadline: float | None) -> Worker | None:
-        """Queue for a worker; None means a slot freed up and the caller should try again."""
+    async def _wait_for_worker(self, wait_until: float) -> Worker | None:
+        """Queue for a worker until ``wait_until`` (anyio's clock); None means a slot freed up and
+        the caller should try again."""
         config = self.config
         waiter: asyncio.Future[Worker | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(waiter)
-        wait_until = anyio.current_time() + config.queue_timeout_s
-        if deadline is not None and deadline < wait_until:
-            wait_until = deadline
         self.queued += 1
         try:
             with anyio.move_on_after(wait_until - anyio.current_time()):
