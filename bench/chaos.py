@@ -38,13 +38,26 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import watch
 from .functions import ROOT, child_env
-from .watch import HEALTH_INTERVAL_S, HealthProbe, ResourceSampler, WorkerWatch, log_findings, log_markdown, ms
-from .watch import collect, release, start_clients, stop_clients, summary_ms, wait_for_start
+from .watch import (
+    HEALTH_INTERVAL_S,
+    HealthProbe,
+    ResourceSampler,
+    WorkerWatch,
+    collect,
+    log_findings,
+    log_markdown,
+    ms,
+    release,
+    start_clients,
+    stop_clients,
+    summary_ms,
+    wait_for_start,
+)
 
 FUNCTIONS = ROOT / "tests" / "hostile" / "functions"
 RESULTS = ROOT / "bench" / "results"
@@ -170,7 +183,7 @@ def run(settings: Settings, out_dir: Path | None = None, log: Callable[[str], No
     monitor = LoadMonitor()
     monitor.mark("start")
     mode = "chaos" if not settings.spare_younger_than_s else "chaos-spare-young"
-    r: dict[str, Any] = {"schema": "fnhost-chaos/1", "mode": mode, "started_at": _now(),
+    r: dict[str, Any] = {"schema": "fnhost-chaos/1", "mode": mode, "started_at": watch.now(),
                          "settings": asdict(settings), "machine": machine_info(), "source": source_info(str(ROOT))}
     work = Path(tempfile.mkdtemp(prefix="fnhc-", dir="/tmp"))  # short: unix socket paths ≤ 108 bytes
     os.chmod(work, 0o711)  # workers of their own uids must reach the state directory and the code
@@ -228,10 +241,10 @@ def run(settings: Settings, out_dir: Path | None = None, log: Callable[[str], No
         finally:  # the daemon is stopped whatever went wrong above
             daemon.stop(timeout=30.0)
             shutil.rmtree(work, ignore_errors=True)
-    r["finished_at"] = _now()
+    r["finished_at"] = watch.now()
     r["outside_load"] = monitor.summary()
     if out_dir is not None:
-        r["files"] = [str(p) for p in write(r, out_dir)]
+        r["files"] = [str(p) for p in watch.write_report(r, out_dir, markdown)]
     return r
 
 
@@ -318,27 +331,6 @@ def _timeline(seconds: float, records: list[list[Any]], kills: list[float], heal
     return rows
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# --- the report ----------------------------------------------------------------------------------
-
-
-def write(r: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    from .report import stem
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / f"{stem(r)}.json", out_dir / f"{stem(r)}.md"
-    json_path.write_text(json.dumps(r, indent=1) + "\n")
-    md_path.write_text(markdown(r))
-    return json_path, md_path
-
-
-def _cell(v: Any) -> str:
-    return "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.1f}" if isinstance(v, float) else str(v)
-
-
 def _spared(s: dict[str, Any]) -> str:
     age = s.get("spare_younger_than_s")
     return f" at least {age:g} s old (younger ones, likely still starting, are spared)" if age else ""
@@ -357,8 +349,8 @@ def markdown(r: dict[str, Any]) -> str:
            f"{ol.get('steal_share', 0) * 100:.0f} %, loadavg {ol.get('loadavg_end')}.", "",
            "**Invariants: " + ("all held.**" if r["ok"] else "VIOLATED:**"), ""]
     out += [f"- {v}" for v in r["violations"]] + ([""] if r["violations"] else [])
-    out += [f"Health checks (every {HEALTH_INTERVAL_S * 1000:.0f} ms): {h['n']:,}, p50 {_cell(h['p50_ms'])} ms, "
-            f"p99 {_cell(h['p99_ms'])} ms, worst {_cell(h['max_ms'])} ms; {h['over_bound']} over "
+    out += [f"Health checks (every {HEALTH_INTERVAL_S * 1000:.0f} ms): {h['n']:,}, p50 {watch.cell(h['p50_ms'])} ms, "
+            f"p99 {watch.cell(h['p99_ms'])} ms, worst {watch.cell(h['max_ms'])} ms; {h['over_bound']} over "
             f"{h['bound_ms']:.0f} ms; {h['not_serving']} not SERVING.",
             f"Kills: {r['kills']['sent']:,} ({r['kills']['per_s']}/s); workers seen: {r['kills']['workers_seen']}. "
             f"After the daemon stopped (exit {r['daemon_exit']}): {len(r['leftovers'])} workers had to be "
@@ -366,8 +358,8 @@ def markdown(r: dict[str, Any]) -> str:
             "| function | answer | count | per s | p50 ms | p99 ms | max ms |", "|---|---|---|---|---|---|---|"]
     for role, labels in r["outcomes"].items():
         for label, x in labels.items():
-            out.append(f"| {role} | {label} | {x['n']:,} | {_cell(x['per_s'])} | {_cell(x['p50_ms'])} | "
-                       f"{_cell(x['p99_ms'])} | {_cell(x['max_ms'])} |")
+            out.append(f"| {role} | {label} | {x['n']:,} | {watch.cell(x['per_s'])} | {watch.cell(x['p50_ms'])} | "
+                       f"{watch.cell(x['p99_ms'])} | {watch.cell(x['max_ms'])} |")
     res = r["daemon_resources"]
     if res:
         out += ["", "Daemon, first → last sample (max): " + "; ".join(
@@ -382,7 +374,7 @@ def markdown(r: dict[str, Any]) -> str:
         errs = sum(v for k, v in a.items() if k.startswith("echo: ")) - ok - throttled
         other = ", ".join(f"{k} {v}" for k, v in sorted(a.items()) if not k.startswith("echo: "))
         out.append(f"| {row['s']} | {ok} | {errs} | {throttled} | {other or '–'} | {row['kills']} | "
-                   f"{_cell(row['health_p50_ms'])} | {_cell(row['health_max_ms'])} |")
+                   f"{watch.cell(row['health_p50_ms'])} | {watch.cell(row['health_max_ms'])} |")
     out += log_markdown(r["daemon_log"])
     if r["problems"]:
         out += ["", "## First unexpected answers", ""] + [f"- `{p[:300]}`" for p in r["problems"][:20]]

@@ -30,14 +30,23 @@ import sys
 import tempfile
 import time
 from array import array
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import watch
 from .functions import ROOT, child_env, json_payload
 from .stats import percentile
-from .watch import ResourceSampler, collect, log_findings, log_markdown, release, slope_per_minute, start_clients
-from .watch import stop_clients, wait_for_start
+from .watch import (
+    ResourceSampler,
+    collect,
+    log_findings,
+    log_markdown,
+    release,
+    slope_per_minute,
+    start_clients,
+    stop_clients,
+    wait_for_start,
+)
 
 FUNCTION_CODE = ROOT / "tests" / "hostile" / "functions"
 RESULTS = ROOT / "bench" / "results"
@@ -130,7 +139,7 @@ def run(minutes: float = 10.0, *, probe_s: float = 20.0, in_flight: int = 32, lo
     from .targets import fnhost_aim
 
     monitor = LoadMonitor()
-    r: dict[str, Any] = {"schema": "fnhost-soak/1", "mode": "soak", "started_at": _now(),
+    r: dict[str, Any] = {"schema": "fnhost-soak/1", "mode": "soak", "started_at": watch.now(),
                          "settings": {"minutes": minutes, "probe_s": probe_s, "in_flight": in_flight, "load": load,
                                       "client_procs": client_procs, "bucket_s": bucket_s},
                          "machine": machine_info(), "source": source_info(str(ROOT))}
@@ -194,9 +203,9 @@ def run(minutes: float = 10.0, *, probe_s: float = 20.0, in_flight: int = 32, lo
         finally:  # the daemon is stopped whatever went wrong above
             daemon.stop(timeout=30.0)
             shutil.rmtree(work, ignore_errors=True)
-    r["finished_at"] = _now()
+    r["finished_at"] = watch.now()
     if out_dir is not None:
-        r["files"] = [str(p) for p in write(r, out_dir)]
+        r["files"] = [str(p) for p in watch.write_report(r, out_dir, markdown)]
     return r
 
 
@@ -247,25 +256,8 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 4)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-# --- the report ----------------------------------------------------------------------------------
-
-
-def write(r: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    from .report import stem
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out_dir / f"{stem(r)}.json", out_dir / f"{stem(r)}.md"
-    json_path.write_text(json.dumps(r, indent=1) + "\n")
-    md_path.write_text(markdown(r))
-    return json_path, md_path
-
-
 def _c(v: Any) -> str:
-    return "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.2f}" if isinstance(v, float) else str(v)
+    return watch.cell(v, 2)
 
 
 def _share(r: dict[str, Any]) -> str:

@@ -20,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -312,3 +314,26 @@ def log_markdown(findings: dict[str, Any]) -> list[str]:
         first = json.dumps(findings["first"][name][0])[:400].replace("|", "\\|")
         out.append(f"| {name} | {n:,} | `{first}` |")
     return out
+
+
+# --- the reports both suites write ---------------------------------------------------------------
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_report(r: dict[str, Any], out_dir: Path, markdown: Callable[[dict[str, Any]], str]) -> tuple[Path, Path]:
+    """``r`` as JSON and as Markdown in ``out_dir``, named as the bench names its reports."""
+    from .report import stem
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{stem(r)}.json", out_dir / f"{stem(r)}.md"
+    json_path.write_text(json.dumps(r, indent=1) + "\n")
+    md_path.write_text(markdown(r))
+    return json_path, md_path
+
+
+def cell(v: Any, digits: int = 1) -> str:
+    """A table cell: – for nothing, thousands separators, ``digits`` decimals for floats."""
+    return "–" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:,.{digits}f}" if isinstance(v, float) else str(v)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
+import io
 import itertools
 import json
 import os
@@ -10,12 +13,15 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import anyio
 import psutil
 import pytest
 from fnhost.client import Client, InvokeResult
+from fnhost.execution.pool import Pool
 from fnhost.testing import harness
 from fnhost.testing.fixtures import fixture_case as _fixture_case
 from fnhost.testing.fixtures import readable_copy
@@ -43,6 +49,24 @@ def _public_fixtures() -> Path:
 
 
 FIXTURES = _public_fixtures()
+
+
+def public_code(files: dict[str, str]) -> Path:
+    """A code directory any worker user can read, holding ``files`` (name -> text); the caller removes it."""
+    path = short_tempdir(0o755)
+    for name, text in files.items():
+        (path / name).write_text(text)
+        (path / name).chmod(0o644)
+    return path
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    """A zip of ``files`` (name -> text), as a deploy uploads one."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buf.getvalue()
 
 _names = itertools.count()
 
@@ -138,3 +162,35 @@ def function_stats(client: Client, name: str):  # type: ignore[no-untyped-def]
         if f.function_name == name:
             return f
     raise KeyError(name)
+
+
+Background = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+@contextlib.asynccontextmanager
+async def pool_in_task_group(make: Callable[[Background], Pool],
+                             finish: Callable[[Pool], Awaitable[None]]) -> AsyncIterator[Pool]:
+    """A pool built by ``make`` whose background work (stops, ensure_warm) runs in a task group
+    the test owns; ``finish`` runs (shielded as it chooses) before the group is cancelled. An
+    error of the test is raised as itself, not inside an ExceptionGroup."""
+    failed: BaseException | None = None
+    async with anyio.create_task_group() as tg:
+        # Through a queue rather than straight to tg.start_soon: on_dead can come from a loop
+        # callback (a worker's exit), where anyio cannot tell which event loop runs unless
+        # anyio.run set it up, as it does in the daemon and pytest-asyncio does not.
+        background: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+
+        async def run_background() -> None:
+            while True:
+                tg.start_soon(await background.get())
+
+        tg.start_soon(run_background)
+        pool = make(background.put_nowait)
+        try:
+            yield pool
+        except BaseException as exc:
+            failed = exc
+        await finish(pool)
+        tg.cancel_scope.cancel()
+    if failed is not None:
+        raise failed

@@ -8,14 +8,13 @@ a worker sends can leave an invocation hanging.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -34,6 +33,8 @@ from fnhost.execution.states import State
 from fnhost.execution.worker import Worker
 from fnhost.observability.logs import ReportLog
 from fnhost.observability.report import RequestIds
+
+from tests.conftest import Background, pool_in_task_group
 
 FAKES = Path(__file__).resolve().parent / "fake_runtimes"
 PACKAGE_ROOT = Path(fnhost.__file__).resolve().parents[1]  # what PYTHONPATH needs for `import fnhost`
@@ -108,30 +109,17 @@ async def real_pool(spec: WorkerSpec, **overrides: object) -> AsyncIterator[Pool
                                      idle_ttl_s=600.0, limit=1, queue_timeout_s=0.5,
                                      billing_granularity_ms=1)
     values.update(overrides)
-    failed: BaseException | None = None
-    async with anyio.create_task_group() as tg:
-        # A worker's death reaches the pool from its pidfd callback, where anyio cannot tell
-        # which loop runs unless anyio.run set it up (the daemon's does; pytest-asyncio's not):
-        # hand the work to a task through a queue.
-        background: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
 
-        async def run_background() -> None:
-            while True:
-                tg.start_soon(await background.get())
+    def make(spawn_background: Background) -> Pool:
+        return Pool(PoolConfig(**values), spec, backend=None, spawn_background=spawn_background,  # type: ignore[arg-type]
+                    busy_registry=set(), request_ids=RequestIds(), report_log=ReportLog(structlog.get_logger()))
 
-        tg.start_soon(run_background)
-        pool = Pool(PoolConfig(**values), spec, backend=None, spawn_background=background.put_nowait,  # type: ignore[arg-type]
-                    busy_registry=set(), request_ids=RequestIds(),
-                    report_log=ReportLog(structlog.get_logger()))
-        try:
-            yield pool
-        except BaseException as exc:  # raised below, as itself rather than in an ExceptionGroup
-            failed = exc
+    async def finish(pool: Pool) -> None:
         with anyio.move_on_after(1, shield=True):  # bounded: see the spawn failure tests below
             await pool.stop_all()
-        tg.cancel_scope.cancel()
-    if failed is not None:
-        raise failed
+
+    async with pool_in_task_group(make, finish) as pool:
+        yield pool
 
 
 async def test_a_worker_deaf_to_sigterm_is_killed_with_its_group_after_the_grace() -> None:

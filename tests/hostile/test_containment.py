@@ -33,7 +33,7 @@ from fnhost.execution.spawn import WorkerSpec, spawn
 from fnhost.execution.uids import UidClaims
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import Daemon, short_tempdir, unique
+from tests.conftest import Daemon, public_code, short_tempdir, unique
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a function runs as its own uid only under a root daemon")
 
@@ -120,9 +120,7 @@ def hog_later(event, context):
 
 @pytest.fixture(scope="module")
 def code() -> Iterator[Path]:
-    path = short_tempdir(0o755)
-    (path / "app.py").write_text(APP)
-    (path / "app.py").chmod(0o644)
+    path = public_code({"app.py": APP})
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -26,19 +26,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fnhost import errors
-from tests.conftest import FIXTURES, Daemon, payload, unique
+from tests.conftest import Daemon, FIXTURES, payload, unique, zipped
 
 ECHO = "def echo(event, context):\n    return event\n"
 GO_ECHO = (FIXTURES / "go" / "echo" / "main.go").read_text()
 GO_BUILD_S = 100  # a first Go build on a cold cache compiles the standard library
-
-
-def zipped(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return buf.getvalue()
 
 
 def sha(data: bytes) -> str:

@@ -18,7 +18,7 @@ import pytest
 
 from fnhost.client import Client
 from fnhost.execution import isolation
-from tests.conftest import Daemon, short_tempdir, unique
+from tests.conftest import Daemon, public_code, short_tempdir, unique
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or isolation.probe(True) is not None,
@@ -66,11 +66,9 @@ def daemon() -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def code() -> Iterator[Path]:
-    root = short_tempdir(0o755)
-    (root / "app.py").write_text(APP)
-    (root / "app.py").chmod(0o644)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
+    path = public_code({"app.py": APP})
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def invoke(client: Client, name: str, **event: object) -> dict:

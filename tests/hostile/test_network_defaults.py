@@ -10,7 +10,6 @@ of it. Only loopback addresses are contacted; wildcard binds appear only to be r
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -20,7 +19,6 @@ import stat
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import grpc
@@ -31,19 +29,11 @@ from fnhost.api import grpc_wire as wire
 from fnhost.client import Client
 from fnhost.v1 import fnhost_pb2 as pb
 from fnhost.v1 import fnhost_pb2_grpc as pb_grpc
-from tests.conftest import Daemon, function_stats, payload, short_tempdir, wait_gone
+from tests.conftest import Daemon, function_stats, payload, short_tempdir, wait_gone, zipped
 from tests.test_security import _wait, pki  # noqa: F401  (pki is a fixture)
 from tests.test_service import free_port
 
 ECHO = "def echo(event, context):\n    return event\n"
-
-
-def zipped(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return buf.getvalue()
 
 
 def events(d: Daemon, name: str) -> list[dict]:

@@ -22,7 +22,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fnhost.client import InvokeResult
-from tests.conftest import Daemon, short_tempdir, unique
+from tests.conftest import Daemon, public_code, unique
 
 BUDGET = 1024 * 1024  # the default function_log_max_bytes
 TIMEOUT_S = 1
@@ -67,9 +67,7 @@ def handler(event, context):
 
 @pytest.fixture(scope="module")
 def code() -> Iterator[Path]:
-    path = short_tempdir(0o755)
-    (path / "app.py").write_text(APP)
-    (path / "app.py").chmod(0o644)
+    path = public_code({"app.py": APP})
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

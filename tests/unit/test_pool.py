@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -29,6 +29,8 @@ from fnhost.execution.states import State
 from fnhost.execution.worker import Reply, Worker
 from fnhost.observability.logs import ReportLog
 from fnhost.observability.report import RequestIds
+
+from tests.conftest import Background, pool_in_task_group
 
 _pids = itertools.count(10_000)
 
@@ -130,30 +132,18 @@ class FakeWorker(Worker):
 async def running(host: Host | None = None, **config: object) -> AsyncIterator[tuple[Pool, Host]]:
     """A pool of fakes whose background work (stops, ensure_warm) runs in a task group we own."""
     host = host or Host()
-    failed: BaseException | None = None
-    async with anyio.create_task_group() as tg:
-        # Through a queue rather than straight to tg.start_soon: on_dead can come from a loop
-        # callback (a worker's exit), where anyio cannot tell which event loop runs unless
-        # anyio.run set it up, as it does in the daemon and pytest-asyncio does not.
-        background: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
 
-        async def run_background() -> None:
-            while True:
-                tg.start_soon(await background.get())
+    def make(spawn_background: Background) -> Pool:
+        return Pool(_config(**config), _spec(), backend=None, spawn_background=spawn_background,  # type: ignore[arg-type]
+                    busy_registry=set(), request_ids=RequestIds(), report_log=ReportLog(structlog.get_logger()),
+                    worker_factory=host.worker)
 
-        tg.start_soon(run_background)
-        pool = Pool(_config(**config), _spec(), backend=None, spawn_background=background.put_nowait,  # type: ignore[arg-type]
-                    busy_registry=set(), request_ids=RequestIds(),
-                    report_log=ReportLog(structlog.get_logger()), worker_factory=host.worker)
-        try:
-            yield pool, host
-        except BaseException as exc:  # raised below, as itself rather than in an ExceptionGroup
-            failed = exc
+    async def finish(pool: Pool) -> None:
         with anyio.CancelScope(shield=True):
             await settle()  # background work started by the test's last steps runs out
-        tg.cancel_scope.cancel()
-    if failed is not None:
-        raise failed
+
+    async with pool_in_task_group(make, finish) as pool:
+        yield pool, host
 
 
 async def settle() -> None:
