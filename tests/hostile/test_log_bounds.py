@@ -143,7 +143,7 @@ def test_budget_then_one_marker_then_nothing(sink: Sink, pipes: Pipes) -> None:
     kept = pipes.capture.end()
     events = events_of(sink)
     *lines, marker = events
-    assert sum(len(json.dumps(e)) + 1 for e in lines) <= 10_000
+    assert sum(len(json.dumps(e)) + 1 for e in events) <= 10_000  # the marker inside the budget too
     assert all(e["line"] == LINE[:-1].decode() and e["request_id"] == "r1" for e in lines)
     assert marker["line"] == logcapture.truncation_marker(10_000, True).decode()
     assert "this invocation's output took more than 10000 bytes" in marker["line"]
@@ -223,7 +223,8 @@ def test_console_mode_is_bounded_too(monkeypatch: pytest.MonkeyPatch, pipes: Pip
     pipes.read_all()
     pipes.capture.end()
     lines = out.getvalue().splitlines()
-    assert len(lines) == 10_000 // (len(LINE) - 1 + logs.CONSOLE_ENVELOPE) + 1  # what fits, and the marker
+    # What fits beside the room kept for the marker, and the marker.
+    assert len(lines) == (10_000 - logcapture.MARKER_RESERVE) // (len(LINE) - 1 + logs.CONSOLE_ENVELOPE) + 1
     assert "output truncated" in lines[-1]
 
 

@@ -197,7 +197,9 @@ def to_trash(roots: Iterable[Path], keep: set[str], in_use: set[str]) -> tuple[d
             names = os.listdir(root)
         except FileNotFoundError:
             continue
-        for name in names:
+        # A marker before its tree: a tree is never seen without its marker gone first (and a
+        # tree left without a marker is only re-verified before reuse).
+        for name in sorted(names, key=lambda n: not n.endswith(MARKER_SUFFIX)):
             entry = _entry_name(name)
             if name.startswith(".") or entry in keep:
                 continue

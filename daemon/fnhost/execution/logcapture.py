@@ -28,6 +28,7 @@ LINE_MAX = 16 * 1024  # a longer line is logged in pieces
 READ_MAX = 64 * 1024  # one read per readable callback
 DRAIN_MAX = 1024 * 1024  # at exit, per pipe: what a pipe can hold, not what a descendant keeps writing
 LOG_MAX_BYTES = 1024 * 1024  # the default budget ([daemon] function_log_max_bytes)
+MARKER_RESERVE = 1024  # room kept in a budget for its truncation marker's event
 
 
 def truncation_marker(max_bytes: int, in_invocation: bool) -> bytes:
@@ -138,7 +139,8 @@ class LogCapture:
         if self._discarding:
             return
         stream = self._fds.get(fd, "stderr")
-        kept, used = function_lines(self.function, self.request_id, stream, lines, self._left)
+        # The marker's own event comes out of the budget too: what is logged stays within it.
+        kept, used = function_lines(self.function, self.request_id, stream, lines, self._left - MARKER_RESERVE)
         self._left -= used
         if kept < len(lines):
             marker = truncation_marker(self.max_bytes, self.request_id is not None)
