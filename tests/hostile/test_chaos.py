@@ -52,9 +52,11 @@ def test_the_chaos_happened(run: dict) -> None:
     echo = run["outcomes"]["echo"]
     assert echo.get("success", {}).get("n", 0) > 0, echo  # served while its workers lived
     assert echo.get("Runtime.ExitError", {}).get("n", 0) > 0, echo  # and answered for the killed ones
-    assert run["outcomes"]["printer"]["Sandbox.Timeout"]["n"] >= 3
-    assert run["outcomes"]["leaker"]["Runtime.OutOfMemory"]["n"] >= 3
-    assert run["outcomes"]["sleeper"]["Sandbox.Timeout"]["n"] >= 3
+    # Each of these takes a second or more per call plus a cold start, on a machine the load keeps
+    # busy: in 8 s, two of each is what is certain.
+    assert run["outcomes"]["printer"]["Sandbox.Timeout"]["n"] >= 2
+    assert run["outcomes"]["leaker"]["Runtime.OutOfMemory"]["n"] >= 2
+    assert run["outcomes"]["sleeper"]["Sandbox.Timeout"]["n"] >= 2
 
 
 def test_health_checks_answer_throughout(run: dict) -> None:

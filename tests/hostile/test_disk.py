@@ -116,7 +116,8 @@ def test_start_up_sweeps_what_a_killed_daemon_left(fresh_daemon: Daemon) -> None
         with fresh_daemon.client() as c:
             assert payload(c.invoke("kept", b'"still here"')) == "still here"
         [swept] = events(fresh_daemon, "leftovers_removed")
-        assert str(old) in swept["paths"] and str(code / ".incoming-x") in swept["paths"]
+        # Not str(old): any fnhost starting on this host meanwhile (another test run) may sweep it.
+        assert str(code / ".incoming-x") in swept["paths"]
     finally:
         builder.kill()
         builder.wait()

@@ -282,10 +282,12 @@ def test_writer_drops_and_counts_when_stderr_is_full() -> None:
     lines = data.splitlines(keepends=True)
     notices = [json.loads(line) for line in lines if b"function_log_dropped" in line]
     assert [line for line in lines if b"function_log_dropped" not in line] == accepted
-    assert len(notices) == 1
-    assert notices[0]["dropped_lines"] == dropped
-    assert notices[0]["event"] == "function_log_dropped" and notices[0]["level"] == "warning"
-    assert lines[-1] == json.dumps(notices[0]).encode() + b"\n"
+    # One notice per batch the writer took while lines were being dropped: usually one, two when
+    # the thread took its first batch after the first drops. Together they count every drop.
+    assert 1 <= len(notices) <= 2, notices
+    assert sum(n["dropped_lines"] for n in notices) == dropped
+    assert all(n["event"] == "function_log_dropped" and n["level"] == "warning" for n in notices)
+    assert lines[-1] == json.dumps(notices[-1]).encode() + b"\n"
 
 
 def test_writer_keeps_whole_lines_beside_structlog() -> None:
