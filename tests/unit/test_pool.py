@@ -403,6 +403,23 @@ async def test_a_callers_own_deadline_shortens_the_queue_wait() -> None:
         await holder
 
 
+async def test_a_call_that_may_not_queue_is_throttled_at_once_at_the_limit() -> None:
+    """A function calling a function: waiting could be waiting on itself (A calls A at limit 1)."""
+    host = Host(invoke_gate=asyncio.Event())
+    async with running(host, limit=1, queue_timeout_s=10.0) as (pool, _):
+        holder = invoke_soon(pool)
+        await settle()
+        started = time.monotonic()
+        with pytest.raises(TooManyRequests, match="does not wait"):
+            await pool.invoke(Invocation("f", b"{}", may_queue=False))
+        assert time.monotonic() - started < 0.5
+        assert pool.snapshot().queued == 0 and pool.snapshot().counters.throttles == 1
+        host.invoke_gate.set()
+        assert (await holder).ok
+        await settle()
+        assert (await pool.invoke(Invocation("f", b"{}", may_queue=False))).ok  # a free worker: served
+
+
 # --- (e) counts follow the transitions -----------------------------------------------------------
 
 

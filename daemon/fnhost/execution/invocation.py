@@ -31,9 +31,13 @@ class Invocation:
     function: str
     payload: bytes
     invocation_type: InvocationType = InvocationType.REQUEST_RESPONSE
-    qualifier: str = ""  # "" or "$LATEST" until versions and aliases exist
+    qualifier: str = ""  # a version ("$LATEST", "1", …) or an alias; "" is $LATEST
     tail: bool = False  # LogType=Tail: return the last 4 KB of the log
     deadline: float | None = None  # the caller's, on anyio's clock: a queued call waits no longer
+    client_context: bytes = b""  # Lambda's ClientContext: a JSON object, handed to the handler
+    # False for a call made by a function: as on Lambda, it is throttled at once when the function
+    # it calls is at its concurrency limit, so a chain of functions cannot wait on itself forever.
+    may_queue: bool = True
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~2 µs more per invocation

@@ -134,7 +134,7 @@ class Pool:
         accounts.counters.invocations += 1
         started = time.perf_counter()
         try:
-            worker, cold = await self.acquire(invocation.deadline)
+            worker, cold = await self.acquire(invocation.deadline, may_queue=invocation.may_queue)
         except FunctionError as exc:  # the cold start failed: Lambda reports it as Unhandled
             report = Report.failed(request_id, config.memory_mb, started, config.billing_granularity_ms)
             return accounts.failed(report, exc, b"", invocation.tail)
@@ -165,11 +165,12 @@ class Pool:
 
     # --- the hot path -------------------------------------------------------------------------
 
-    async def acquire(self, deadline: float | None = None) -> tuple[Worker, bool]:
+    async def acquire(self, deadline: float | None = None, *, may_queue: bool = True) -> tuple[Worker, bool]:
         """A BUSY worker for one invocation and whether it was a cold start.
 
-        ``deadline`` (anyio's clock) shortens the queue wait to the caller's own. Raises
-        InitError/RuntimeExit (a cold start failed), TooManyRequests, ResourceNotFound.
+        ``deadline`` (anyio's clock) shortens the queue wait to the caller's own; without
+        ``may_queue`` there is no wait. Raises InitError/RuntimeExit (a cold start failed),
+        TooManyRequests, ResourceNotFound.
         """
         wait_until: float | None = None  # set at the first wait: waking to retry does not extend it
         while True:
@@ -184,6 +185,12 @@ class Pool:
                 raise error
             if self.live < self.config.limit:
                 return await self._not_cancelled(await self._start_worker(for_request=True)), True
+            if not may_queue:
+                self.accounts.counters.throttles += 1
+                raise TooManyRequests(
+                    f"Rate Exceeded: {self.config.function} is at its concurrency limit of {self.config.limit}; "
+                    "a call from a function does not wait for a worker (it could be waiting on itself)"
+                )
             if wait_until is None:
                 wait_until = anyio.current_time() + self.config.queue_timeout_s
                 if deadline is not None and deadline < wait_until:
