@@ -68,10 +68,22 @@ class ResourceConflict(ApiError):
     code = "ResourceConflictException"
 
 
+class PreconditionFailed(ApiError):
+    """A request's RevisionId (or CodeSha256) no longer matches the function, version or alias."""
+
+    code = "PreconditionFailedException"
+
+
 class InvalidParameter(ApiError):
     """A field has a value fnhost cannot accept; the message says which and why."""
 
     code = "InvalidParameterValueException"
+
+
+class InvalidRequestContent(InvalidParameter):
+    """An Invoke whose content cannot be used as sent (a client context that is not a JSON object)."""
+
+    code = "InvalidRequestContentException"
 
 
 class RequestTooLarge(ApiError):
@@ -120,6 +132,42 @@ class Unauthenticated(ApiError):
     """The daemon requires a bearer token (or client certificate) and the call had none valid."""
 
     code = "UnauthenticatedException"
+
+
+class InvalidSignature(Unauthenticated):
+    """A SigV4 signature does not match the request, is malformed, or was made too long ago."""
+
+    code = "InvalidSignatureException"
+
+
+class UnrecognizedClient(Unauthenticated):
+    """A SigV4-signed request names an access key id the daemon does not know."""
+
+    code = "UnrecognizedClientException"
+
+
+class MissingAuthenticationToken(Unauthenticated):
+    """The daemon requires SigV4-signed requests and this one was not signed."""
+
+    code = "MissingAuthenticationTokenException"
+
+
+class AccessDenied(ApiError):
+    """The caller is known but may not do this (a function's key may only invoke)."""
+
+    code = "AccessDeniedException"
+
+
+class UnknownOperation(ApiError):
+    """An HTTP request whose path names no operation of Lambda's API."""
+
+    code = "UnknownOperationException"
+
+
+class MethodNotAllowed(UnknownOperation):
+    """An HTTP request whose path names an operation, with a method that operation does not take."""
+
+    code = "MethodNotAllowedException"
 
 
 class ShuttingDown(ApiError):

@@ -1,7 +1,11 @@
 package fnhost
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"strconv"
 )
@@ -41,6 +45,8 @@ type initInfo struct {
 	MemoryMB        int    `json:"memory_mb"`
 	LogGroupName    string `json:"log_group_name"`
 	LogStreamName   string `json:"log_stream_name"`
+	// The unqualified ARN, when the daemon sends one.
+	InvokedFunctionArn string `json:"invoked_function_arn"`
 }
 
 func (in *initInfo) fillSettings() {
@@ -58,10 +64,13 @@ func (in *initInfo) fillSettings() {
 	}
 }
 
-// functionArn is what InvokedFunctionArn reports. fnhost has no accounts and the daemon sends no
-// ARN, so it is synthesised in ARN syntax (region from AWS_REGION, else "local"; account all
-// zeros) so that code splitting an ARN on ":" still finds the function name in field 6.
-func functionArn() string {
+// functionArn is what InvokedFunctionArn reports when INVOKE names no ARN: INIT's, else one
+// synthesised in ARN syntax (region from AWS_REGION, else "local"; account all zeros) so that
+// code splitting an ARN on ":" still finds the function name in field 6.
+func functionArn(fromInit string) string {
+	if fromInit != "" {
+		return fromInit
+	}
 	region := os.Getenv("AWS_REGION")
 	if region == "" {
 		region = "local"
@@ -75,15 +84,17 @@ type CognitoIdentity struct {
 	CognitoIdentityPoolID string
 }
 
-// ClientApplication describes a mobile caller; fnhost never has one.
+// ClientApplication describes the (mobile) app that called, from Lambda's client context.
 type ClientApplication struct {
 	InstallationID string `json:"installation_id"`
 	AppTitle       string `json:"app_title"`
+	AppVersionName string `json:"app_version_name"` // not in aws-lambda-go's; Lambda's other runtimes have it
 	AppVersionCode string `json:"app_version_code"`
 	AppPackageName string `json:"app_package_name"`
 }
 
-// ClientContext is what a mobile caller passes along; fnhost never has one.
+// ClientContext is what the caller passed along (Invoke's ClientContext); the zero value when it
+// passed none.
 type ClientContext struct {
 	Client ClientApplication
 	Env    map[string]string `json:"env"`
@@ -110,4 +121,66 @@ func NewContext(parent context.Context, lc *LambdaContext) context.Context {
 func FromContext(ctx context.Context) (*LambdaContext, bool) {
 	lc, ok := ctx.Value(contextKey{}).(*LambdaContext)
 	return lc, ok
+}
+
+// parseInvokeContext reads INVOKE's context JSON (protocol version 2) into lc. Values that are not
+// strings where this shape holds strings (custom, env, client's fields) arrive as their JSON text,
+// where aws-lambda-go would fail the invocation.
+func parseInvokeContext(raw []byte, lc *LambdaContext) error {
+	var wire struct {
+		ClientContext *struct {
+			Client *map[string]json.RawMessage `json:"client"`
+			Custom map[string]json.RawMessage  `json:"custom"`
+			Env    map[string]json.RawMessage  `json:"env"`
+		} `json:"client_context"`
+		InvokedFunctionArn *string `json:"invoked_function_arn"`
+	}
+	if trimmed := bytes.TrimSpace(raw); len(trimmed) == 0 || trimmed[0] != '{' {
+		return errors.New("Unable to parse the invocation's context: it is not a JSON object")
+	}
+	if err := json.Unmarshal(raw, &wire); err != nil {
+		return fmt.Errorf("Unable to parse the invocation's context: %w", err)
+	}
+	if wire.InvokedFunctionArn != nil && *wire.InvokedFunctionArn != "" {
+		lc.InvokedFunctionArn = *wire.InvokedFunctionArn
+	}
+	if cc := wire.ClientContext; cc != nil {
+		lc.ClientContext.Custom = stringMap(cc.Custom)
+		lc.ClientContext.Env = stringMap(cc.Env)
+		if cc.Client != nil {
+			client := *cc.Client
+			lc.ClientContext.Client = ClientApplication{
+				InstallationID: jsonText(client["installation_id"]),
+				AppTitle:       jsonText(client["app_title"]),
+				AppVersionName: jsonText(client["app_version_name"]),
+				AppVersionCode: jsonText(client["app_version_code"]),
+				AppPackageName: jsonText(client["app_package_name"]),
+			}
+		}
+	}
+	return nil
+}
+
+func stringMap(values map[string]json.RawMessage) map[string]string {
+	if values == nil {
+		return nil
+	}
+	out := make(map[string]string, len(values))
+	for k, v := range values {
+		out[k] = jsonText(v)
+	}
+	return out
+}
+
+// jsonText is a JSON string's value, "" for null or nothing, and any other value's JSON text.
+func jsonText(v json.RawMessage) string {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || string(v) == "null" {
+		return ""
+	}
+	var s string
+	if v[0] == '"' && json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	return string(v)
 }

@@ -109,7 +109,7 @@ func StartHandler(h Handler) {
 		os.Exit(1)
 	}
 	c.send(kindInitOK, nil, nil)
-	(&server{c: c, h: h, arn: functionArn()}).loop()
+	(&server{c: c, h: h, arn: functionArn(info.InvokedFunctionArn)}).loop()
 }
 
 func executableName(handler string) string {
@@ -138,13 +138,20 @@ func (s *server) loop() {
 // Go's os.Stdout and os.Stderr are unbuffered, so everything the handler printed through them
 // has reached the daemon's pipes before the answer does.
 func (s *server) handle(body []byte) {
-	id, deadlineMs, payload, err := splitInvoke(body)
+	id, deadlineMs, rawContext, payload, err := splitInvoke(body)
 	if err != nil {
 		protocolFailure(err)
 	}
+	lc := &LambdaContext{AwsRequestID: string(id), InvokedFunctionArn: s.arn}
+	if len(rawContext) > 0 {
+		if err := parseInvokeContext(rawContext, lc); err != nil {
+			s.c.send(kindError, id, InvokeError{Type: "Runtime.InvalidContext", Message: err.Error()}.encode())
+			return
+		}
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), time.UnixMilli(deadlineMs))
 	defer cancel()
-	ctx = NewContext(ctx, &LambdaContext{AwsRequestID: string(id), InvokedFunctionArn: s.arn})
+	ctx = NewContext(ctx, lc)
 
 	returned := false
 	defer func() {

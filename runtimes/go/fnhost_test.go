@@ -225,8 +225,15 @@ func openPipeServer(t *testing.T, fn any) *testServer {
 
 func (s *testServer) sendInvoke(t *testing.T, id string, deadline time.Time, payload string) {
 	t.Helper()
+	s.sendInvokeContext(t, id, deadline, "", payload)
+}
+
+func (s *testServer) sendInvokeContext(t *testing.T, id string, deadline time.Time, ctxJSON, payload string) {
+	t.Helper()
 	body := append([]byte{byte(len(id))}, id...)
 	body = binary.BigEndian.AppendUint64(body, uint64(deadline.UnixMilli()))
+	body = binary.BigEndian.AppendUint32(body, uint32(len(ctxJSON)))
+	body = append(body, ctxJSON...)
 	body = append(body, payload...)
 	frame := binary.BigEndian.AppendUint32(nil, uint32(len(body)+1))
 	frame = append(append(frame, kindInvoke), body...)
@@ -259,4 +266,25 @@ func (s *testServer) roundTrip(t *testing.T, id string, deadline time.Time, payl
 	kind, gotID, body := s.readReply(t)
 	<-done
 	return kind, gotID, body
+}
+
+func TestInvokeContextReachesTheLambdaContext(t *testing.T) {
+	s := pipeServer(t, func(ctx context.Context) (any, error) {
+		lc, _ := FromContext(ctx)
+		return []any{lc.InvokedFunctionArn, lc.ClientContext}, nil
+	})
+	deadline := time.Now().Add(time.Minute)
+	s.sendInvokeContext(t, "r1", deadline,
+		`{"client_context":{"client":{"installation_id":"i","app_title":7},"custom":{"n":5,"s":"x"},"env":null},"invoked_function_arn":"arn:x:1"}`, `{}`)
+	s.handle(s.c.next(kindInvoke))
+	kind, _, body := s.readReply(t)
+	want := `["arn:x:1",{"Client":{"installation_id":"i","app_title":"7","app_version_name":"","app_version_code":"","app_package_name":""},"env":null,"custom":{"n":"5","s":"x"}}]`
+	if kind != kindResult || body != want {
+		t.Fatalf("got %d %s, want %s", kind, body, want)
+	}
+	s.sendInvokeContext(t, "r2", deadline, `{"client_context":[1]}`, `{}`)
+	s.handle(s.c.next(kindInvoke))
+	if kind, _, body := s.readReply(t); kind != kindError || !strings.Contains(body, "Runtime.InvalidContext") {
+		t.Fatalf("got %d %s, want a Runtime.InvalidContext error", kind, body)
+	}
 }

@@ -12,9 +12,9 @@ import (
 	"syscall"
 )
 
-// Frame kinds of protos/worker-protocol.md, version 1.
+// Frame kinds of protos/worker-protocol.md, version 2.
 const (
-	protocolVersion = 1
+	protocolVersion = 2
 
 	kindHello     = 1
 	kindInit      = 2
@@ -132,15 +132,21 @@ func (c *channel) write(p []byte) {
 	}
 }
 
-// splitInvoke parses an INVOKE body: id_len u8, id, deadline_ms u64, payload.
-func splitInvoke(body []byte) (id []byte, deadlineMs int64, payload []byte, err error) {
-	if len(body) < 1 || len(body) < 1+int(body[0])+8 {
-		return nil, 0, nil, fmt.Errorf("INVOKE body of %d bytes is too short", len(body))
+// splitInvoke parses an INVOKE body: id_len u8, id, deadline_ms u64, context_len u32, context,
+// payload.
+func splitInvoke(body []byte) (id []byte, deadlineMs int64, context []byte, payload []byte, err error) {
+	if len(body) < 1 || len(body) < 1+int(body[0])+12 {
+		return nil, 0, nil, nil, fmt.Errorf("INVOKE body of %d bytes is too short", len(body))
 	}
 	n := int(body[0])
 	id = body[1 : 1+n]
 	deadlineMs = int64(binary.BigEndian.Uint64(body[1+n:]))
-	return id, deadlineMs, body[1+n+8:], nil
+	size := uint64(binary.BigEndian.Uint32(body[1+n+8:]))
+	start := uint64(1 + n + 12)
+	if uint64(len(body)) < start+size {
+		return nil, 0, nil, nil, fmt.Errorf("INVOKE context of %d bytes runs past the end of the body", size)
+	}
+	return id, deadlineMs, body[start : start+size], body[start+size:], nil
 }
 
 // protocolFailure ends a worker whose channel can no longer be trusted; the daemon sees the exit

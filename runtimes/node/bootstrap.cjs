@@ -32,7 +32,7 @@ function send(buf) {
 }
 
 send(channel.encode(Kind.HELLO, Buffer.from(JSON.stringify({
-  protocol: 1,
+  protocol: 2,
   runtime: 'node',
   runtime_version: process.versions.node,
   pid: process.pid,
@@ -68,7 +68,9 @@ function functionInfo(init) {
   return {
     functionName,
     functionVersion: String(init.function_version ?? env.AWS_LAMBDA_FUNCTION_VERSION ?? '$LATEST'),
-    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
+    invokedFunctionArn: typeof init.invoked_function_arn === 'string' && init.invoked_function_arn
+      ? init.invoked_function_arn
+      : `arn:aws:lambda:${env.AWS_REGION || 'local'}:000000000000:function:${functionName}`,
     // A string, as in Lambda, where it comes from the environment.
     memoryLimitInMB: String(init.memory_mb ?? env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE ?? ''),
     logGroupName: String(init.log_group_name ?? env.AWS_LAMBDA_LOG_GROUP_NAME ?? ''),
@@ -108,11 +110,13 @@ function onInvoke(body) {
   if (state !== 'ready') die(`INVOKE received while ${state}`, 1);
   if (runner.busy) die('INVOKE received while another invocation is in flight', 1);
   const idLen = body[0];
-  if (body.length < 9 + idLen) die('INVOKE body shorter than its header', 1);
+  if (body.length < 13 + idLen) die('INVOKE body shorter than its header', 1);
   // Copied: the id outlives the read chunk, which may be a large shared buffer.
   const requestId = Buffer.from(body.subarray(1, 1 + idLen));
   const deadlineMs = body.readUInt32BE(1 + idLen) * 0x100000000 + body.readUInt32BE(5 + idLen);
-  runner.invoke(requestId, deadlineMs, body.subarray(9 + idLen));
+  const contextEnd = 13 + idLen + body.readUInt32BE(9 + idLen);
+  if (body.length < contextEnd) die('INVOKE context runs past the end of the frame', 1);
+  runner.invoke(requestId, deadlineMs, body.subarray(13 + idLen, contextEnd), body.subarray(contextEnd));
 }
 
 const decoder = new channel.Decoder((kind, body) => {

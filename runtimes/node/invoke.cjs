@@ -45,6 +45,30 @@ function parseEvent(payload) {
   return JSON.parse(payload.toString('utf8'));
 }
 
+// INVOKE's context (protocol version 2): { clientContext, invokedFunctionArn }, or null when the
+// invocation has none. Throws an Error saying what is wrong with it.
+function parseContext(raw) {
+  if (raw.length === 0) return null;
+  const context = JSON.parse(raw.toString('utf8'));
+  if (context === null || typeof context !== 'object' || Array.isArray(context)) {
+    throw new Error('it is not a JSON object');
+  }
+  const clientContext = context.client_context;
+  const arn = context.invoked_function_arn;
+  if (clientContext !== undefined && clientContext !== null &&
+      (typeof clientContext !== 'object' || Array.isArray(clientContext))) {
+    throw new Error('client_context is not a JSON object');
+  }
+  const client = clientContext ? clientContext.client : undefined;
+  if (client !== undefined && client !== null && (typeof client !== 'object' || Array.isArray(client))) {
+    throw new Error('client_context.client is not a JSON object');
+  }
+  if (arn !== undefined && arn !== null && typeof arn !== 'string') {
+    throw new Error('invoked_function_arn is not a string');
+  }
+  return { clientContext: clientContext ?? undefined, invokedFunctionArn: arn || undefined };
+}
+
 function isThenable(value) {
   return value !== null && (typeof value === 'object' || typeof value === 'function') &&
     typeof value.then === 'function';
@@ -60,6 +84,7 @@ class Invocation {
     this.runner = runner;
     this.requestId = requestId;
     this.deadlineMs = deadlineMs;
+    this.invoked = null; // parseContext's result: this invocation's client context and ARN
     this.done = false;
     this.waitsForEmptyLoop = true;
     this.parked = undefined; // a callback's result waiting for the event loop to empty
@@ -139,15 +164,17 @@ class Invocation {
     const { info } = this.runner;
     const inv = this;
     const done = (err, result) => inv.complete(err, result, true);
+    const invoked = this.invoked;
     const context = {
       awsRequestId: this.requestId.toString('latin1'),
-      invokedFunctionArn: info.invokedFunctionArn,
+      invokedFunctionArn: (invoked && invoked.invokedFunctionArn) || info.invokedFunctionArn,
       functionName: info.functionName,
       functionVersion: info.functionVersion,
       memoryLimitInMB: info.memoryLimitInMB,
       logGroupName: info.logGroupName,
       logStreamName: info.logStreamName,
-      clientContext: undefined,
+      // Lambda's Node runtime hands over the parsed object as it came, or undefined.
+      clientContext: invoked ? invoked.clientContext : undefined,
       identity: undefined,
       getRemainingTimeInMillis: () => Math.max(0, inv.deadlineMs - Date.now()),
       done,
@@ -183,10 +210,16 @@ class Runner {
     return this.current !== null && !this.current.done;
   }
 
-  invoke(requestId, deadlineMs, payload) {
+  invoke(requestId, deadlineMs, rawContext, payload) {
     const inv = new Invocation(this, requestId, deadlineMs);
     this.current = inv;
     this.holdLoop(false);
+    try {
+      inv.invoked = parseContext(rawContext);
+    } catch (err) {
+      inv.failWith(simpleError('Runtime.InvalidContext', `Unable to parse the invocation's context: ${err.message}`));
+      return;
+    }
     let event;
     try {
       event = parseEvent(payload);

@@ -48,7 +48,7 @@ while ($true) {
     if ($frame.Kind -ne $FrameInvoke) { Stop-Worker "expected INVOKE (kind $FrameInvoke), got kind $($frame.Kind)" }
     $invoke = Read-InvokeFrame $frame
     try {
-        $reply = Invoke-Function $invoke.RequestId $invoke.DeadlineMs $invoke.Payload
+        $reply = Invoke-Function $invoke.RequestId $invoke.DeadlineMs $invoke.Payload $invoke.Context
     } catch {
         $reply = New-ErrorReply (New-ErrorInfo 'Runtime.Unknown' "The PowerShell runtime failed during the invocation: $($_.Exception.GetBaseException().Message)" (Get-ScriptStackLines $_))
     }

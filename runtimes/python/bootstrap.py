@@ -12,10 +12,10 @@ import threading
 import time
 import traceback
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HELLO, INIT, INIT_OK, INIT_ERROR, INVOKE, RESULT, ERROR = range(1, 8)
 HEADER = struct.Struct(">IB")
-DEADLINE = struct.Struct(">Q")
+DEADLINE_CONTEXT = struct.Struct(">QI")  # INVOKE: deadline_ms, then the context's length
 
 
 class Channel:
@@ -73,21 +73,66 @@ def watch_for_daemon_exit(fd_in):
                 daemon_gone()
 
 
+class Client:
+    """The mobile app that called, under awslambdaric's names (``context.client_context.client``)."""
+
+    __slots__ = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
+
+
+class ClientContext:
+    """Lambda's ClientContext as awslambdaric shapes it: ``.client``, ``.custom``, ``.env``."""
+
+    __slots__ = ("custom", "env", "client")
+
+
+def from_dict(cls, values):
+    obj = cls()
+    for name in cls.__slots__:
+        setattr(obj, name, values.get(name))
+    return obj
+
+
+class InvalidContext(Exception):
+    """INVOKE's context is not the JSON object the protocol describes."""
+
+
+def parse_context(raw):
+    """(client context, invoked ARN or None) from INVOKE's context JSON; raises InvalidContext."""
+    try:
+        context = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidContext(f"it is not JSON: {exc}") from None
+    if not isinstance(context, dict):
+        raise InvalidContext("it is not a JSON object")
+    values = context.get("client_context")
+    arn = context.get("invoked_function_arn")
+    if values is not None and not isinstance(values, dict):
+        raise InvalidContext("client_context is not a JSON object")
+    if arn is not None and not isinstance(arn, str):
+        raise InvalidContext("invoked_function_arn is not a string")
+    client_context = None
+    if values is not None:
+        client_context = from_dict(ClientContext, values)
+        client = values.get("client")
+        if client is not None and not isinstance(client, dict):
+            raise InvalidContext("client_context.client is not a JSON object")
+        client_context.client = from_dict(Client, client) if client is not None else None
+    return client_context, arn
+
+
 class LambdaContext:
     """The context object Lambda's Python runtime passes as the handler's second argument."""
 
-    def __init__(self, init, request_id, deadline_ms):
+    def __init__(self, init, request_id, deadline_ms, client_context=None, invoked_function_arn=None):
         self.aws_request_id = request_id
         self.function_name = init["function_name"]
         self.function_version = init["function_version"]
         self.memory_limit_in_mb = init["memory_mb"]
         self.log_group_name = init["log_group_name"]
         self.log_stream_name = init["log_stream_name"]
-        self.invoked_function_arn = init.get("invoked_function_arn") or (
-            "arn:aws:lambda:local:000000000000:function:" + init["function_name"]
-        )
+        self.invoked_function_arn = invoked_function_arn or init["invoked_function_arn"]
         self.identity = None
-        self.client_context = None
+        self.client_context = client_context
         self._deadline_ms = deadline_ms
 
     def get_remaining_time_in_millis(self):
@@ -166,23 +211,40 @@ def flush_std():
 
 def serve(channel, init, func):
     loads, dumps = json.loads, json.dumps
+    arn_only = (None, None)  # the last context that held only an ARN: (its bytes, the ARN)
     while True:
         kind, body = channel.read()
         if kind != INVOKE:
             raise RuntimeError(f"expected INVOKE, got frame kind {kind}")
         n = body[0]
         request_id = body[1 : 1 + n]
-        (deadline_ms,) = DEADLINE.unpack_from(body, 1 + n)
+        deadline_ms, context_len = DEADLINE_CONTEXT.unpack_from(body, 1 + n)
         id_head = bytes((n,)) + request_id
+        start = 13 + n + context_len
+        client_context = arn = None
+        if context_len:
+            raw = body[13 + n : start]
+            if raw == arn_only[0]:  # Lambda's API names the same ARN on every call: parsed once
+                arn = arn_only[1]
+            else:
+                try:
+                    client_context, arn = parse_context(raw)
+                except InvalidContext as exc:
+                    flush_std()
+                    channel.write(ERROR, id_head, error_json(
+                        "Runtime.InvalidContext", f"Unable to parse the invocation's context: {exc}"))
+                    continue
+                if client_context is None:  # a client context is the handler's to change: never shared
+                    arn_only = (raw, arn)
         try:
-            event = loads(body[9 + n :])
+            event = loads(body[start:])
         except ValueError as exc:
             flush_std()
             channel.write(
                 ERROR, id_head, error_json("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}")
             )
             continue
-        context = LambdaContext(init, request_id.decode(), deadline_ms)
+        context = LambdaContext(init, request_id.decode(), deadline_ms, client_context, arn)
         try:
             result = func(event, context)
         except Exception as exc:
@@ -228,6 +290,9 @@ def main():
         raise RuntimeError(f"expected INIT, got frame kind {kind}")
     init = json.loads(body)
     os.environ.update(init.get("environment") or {})
+    if not init.get("invoked_function_arn"):  # the unqualified ARN, when the daemon sends none
+        region = os.environ.get("AWS_REGION") or "local"
+        init["invoked_function_arn"] = f"arn:aws:lambda:{region}:000000000000:function:{init['function_name']}"
     try:
         func = load_handler(init["handler"], init["code_dir"])
     except InitFailure as failure:

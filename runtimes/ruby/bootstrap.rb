@@ -12,7 +12,7 @@ channel = FnHost::Channel.new(in_fd, out_fd)
 # HELLO first, before even the json library loads: the daemon's clock is running.
 channel.write_frame(
   FnHost::Channel::HELLO,
-  %({"protocol":1,"runtime":"ruby","runtime_version":"#{RUBY_VERSION}","pid":#{Process.pid}})
+  %({"protocol":2,"runtime":"ruby","runtime_version":"#{RUBY_VERSION}","pid":#{Process.pid}})
 )
 
 # The daemon gone (end of file on <in>) means exit now, even in the middle of a handler. A

@@ -8,6 +8,10 @@ the missing toolchain fails the run instead of hiding behind a skip.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +21,26 @@ from tests.conftest import FIXTURES
 
 REGISTRY = RuntimeRegistry()
 RUNTIMES = [r.name for r in REGISTRY if (FIXTURES / r.name / "handlers.toml").exists()]
+
+
+def awscore_code_with_jar() -> Path:
+    """tests/fixtures/java-awscore copied beside the fixtures with aws-lambda-java-core (from Maven
+    Central, the version its handlers.toml names) in its lib/; the same directory every call."""
+    spec = tomllib.loads((FIXTURES / "java-awscore" / "handlers.toml").read_text())
+    group, artifact, version = spec["jar"].split(":")
+    mvn = shutil.which("mvn")
+    assert mvn, "Maven (mvn) is needed to fetch aws-lambda-java-core for this test"
+    subprocess.run([mvn, "-q", "-B", "dependency:get", f"-Dartifact={spec['jar']}"], check=True, timeout=600,
+                   capture_output=True)
+    jar = (Path.home() / ".m2" / "repository" / group.replace(".", "/") / artifact / version
+           / f"{artifact}-{version}.jar")
+    code = FIXTURES.parent / "java-awscore-with-jar"
+    shutil.copytree(FIXTURES / "java-awscore", code, dirs_exist_ok=True)
+    (code / "lib").mkdir(exist_ok=True)
+    shutil.copy(jar, code / "lib")
+    for p in [code, *code.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return code
 
 
 def required_runtimes() -> set[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tomllib
 from pathlib import Path
 
@@ -13,7 +11,8 @@ import pytest
 from fnhost import errors
 from fnhost.client import Client
 from fnhost.control.runtimes import RuntimeRegistry
-from tests.conftest import FIXTURES, deploy_case, function_stats, payload, unique
+from tests.conformance.conftest import awscore_code_with_jar
+from tests.conftest import deploy_case, function_stats, payload, unique
 
 try:
     RuntimeRegistry().get("java").select()
@@ -81,23 +80,9 @@ def test_errors(client: Client, case: str, event: object, error_type: str) -> No
 
 
 @pytest.fixture(scope="module")
-def awscore_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def awscore_code() -> Path:
     """The aws-lambda-java-core fixtures with the real jar from Maven Central in lib/."""
-    spec = tomllib.loads((FIXTURES / "java-awscore" / "handlers.toml").read_text())
-    group, artifact, version = spec["jar"].split(":")
-    mvn = shutil.which("mvn")
-    assert mvn, "Maven (mvn) is needed to fetch aws-lambda-java-core for this test"
-    subprocess.run([mvn, "-q", "-B", "dependency:get", f"-Dartifact={spec['jar']}"], check=True, timeout=600,
-                   capture_output=True)
-    jar = (Path.home() / ".m2" / "repository" / group.replace(".", "/") / artifact / version
-           / f"{artifact}-{version}.jar")
-    code = FIXTURES.parent / "java-awscore-with-jar"
-    shutil.copytree(FIXTURES / "java-awscore", code, dirs_exist_ok=True)
-    (code / "lib").mkdir(exist_ok=True)
-    shutil.copy(jar, code / "lib")
-    for p in [code, *code.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    return code
+    return awscore_code_with_jar()
 
 
 def _aws(client: Client, code: Path, case: str, **options: object) -> str:

@@ -12,7 +12,8 @@ from fnhost.execution import protocol
 
 
 class Channel:
-    def __init__(self) -> None:
+    def __init__(self, version: int = protocol.PROTOCOL_VERSION) -> None:
+        self.version = version  # the worker protocol this fake says it speaks in HELLO
         fds = os.environ.pop(protocol.CONTROL_FDS_ENV)  # "in,out", as the real shims get them
         self.fd_in, self.fd_out = (int(fd) for fd in fds.split(","))
         self._decoder = protocol.Decoder()
@@ -34,15 +35,15 @@ class Channel:
     def handshake(self) -> None:
         """HELLO, then INIT answered with INIT_OK: a healthy start."""
         self.write(protocol.encode_json(protocol.Kind.HELLO, {
-            "protocol": protocol.PROTOCOL_VERSION, "runtime": "fake", "runtime_version": "0",
+            "protocol": self.version, "runtime": "fake", "runtime_version": "0",
             "pid": os.getpid(),
         }))
         frame = self.read()
         assert frame.kind is protocol.Kind.INIT, frame.kind
         self.write(protocol.encode(protocol.Kind.INIT_OK))
 
-    def next_invoke(self) -> tuple[bytes, int, bytes]:
-        """The next INVOKE as (request id, deadline in epoch ms, payload)."""
+    def next_invoke(self) -> protocol.Invoke:
+        """The next INVOKE: (request id, deadline in epoch ms, context JSON, payload)."""
         frame = self.read()
         assert frame.kind is protocol.Kind.INVOKE, frame.kind
-        return protocol.split_invoke(frame.body)
+        return protocol.split_invoke(frame.body, self.version)

@@ -119,7 +119,7 @@ def main() -> None:
         frame = channel.read()
         if frame.kind is not K.INVOKE:
             sys.exit(f"expected INVOKE, got {frame.kind.name}")
-        rid, _deadline, payload = protocol.split_invoke(frame.body)
+        rid, _deadline, _context, payload = protocol.split_invoke(frame.body)
         request = json.loads(payload)
         act(channel, request, rid, random.Random(request["seed"]))
 

@@ -15,7 +15,7 @@ from fnhost.execution import protocol
 mode = sys.argv[1]
 channel = Channel()
 channel.handshake()
-request_id, _deadline, _payload = channel.next_invoke()
+request_id, _deadline, _context, _payload = channel.next_invoke()
 if mode == "huge":
     frame = protocol.encode_reply(protocol.Kind.RESULT, request_id, bytes(protocol.MAX_FRAME + 1))
 else:

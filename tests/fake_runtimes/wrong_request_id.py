@@ -7,5 +7,5 @@ from fnhost.execution import protocol
 channel = Channel()
 channel.handshake()
 while True:
-    request_id, _deadline, payload = channel.next_invoke()
+    request_id, _deadline, _context, payload = channel.next_invoke()
     channel.write(protocol.encode_reply(protocol.Kind.RESULT, b"not-" + request_id, payload))

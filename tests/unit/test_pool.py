@@ -90,7 +90,7 @@ class FakeWorker(Worker):
         self.init_duration_ms = 42.0
         self._set(State.IDLE)
 
-    async def invoke(self, request_id: str, payload: bytes, timeout_s: float) -> Reply:
+    async def invoke(self, request_id: str, payload: bytes, timeout_s: float, context: bytes = b"") -> Reply:
         assert self.state is State.BUSY, self.state
         host = self.host
         host.invoked.append((self, request_id))

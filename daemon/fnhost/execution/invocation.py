@@ -8,12 +8,20 @@ queue, event source pollers, the Runtime API) parse their request into an ``Invo
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
+from typing import Any
 
+from ..errors import InvalidRequestContent
 from ..observability.report import Report
 
 LATEST = "$LATEST"  # the unpublished version, the only one there is until versions exist
 SYNC_PAYLOAD_MAX = 6 * 1024 * 1024  # Lambda's 6 MB for synchronous requests and responses, in bytes
+# Lambda takes up to 3,583 bytes of base64 in X-Amz-Client-Context. The HTTP front end applies
+# that to the header; here the same number bounds the decoded JSON whatever front end it came by.
+CLIENT_CONTEXT_MAX = 3583
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "000000000000"
 
 
 class InvocationType(enum.Enum):
@@ -35,6 +43,9 @@ class Invocation:
     tail: bool = False  # LogType=Tail: return the last 4 KB of the log
     deadline: float | None = None  # the caller's, on anyio's clock: a queued call waits no longer
     client_context: bytes = b""  # Lambda's ClientContext: a JSON object, handed to the handler
+    # The ARN the caller named the function by, qualifier included (``function_arn``), as the
+    # handler's context shows it; "" leaves the shim to derive the unqualified one.
+    invoked_function_arn: str = ""
     # False for a call made by a function: as on Lambda, it is throttled at once when the function
     # it calls is at its concurrency limit, so a chain of functions cannot wait on itself forever.
     may_queue: bool = True
@@ -60,3 +71,30 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.function_error
+
+
+def function_arn(function: str, qualifier: str = "", *, region: str = DEFAULT_REGION,
+                 account_id: str = DEFAULT_ACCOUNT_ID) -> str:
+    """Lambda's ARN for ``function``, qualified (``…:function:name:alias``) when ``qualifier`` is set."""
+    arn = f"arn:aws:lambda:{region}:{account_id}:function:{function}"
+    return f"{arn}:{qualifier}" if qualifier else arn
+
+
+def client_context_object(raw: bytes) -> dict[str, Any] | None:
+    """``Invocation.client_context`` as the JSON object it must be; None when there is none.
+
+    The one check every front end shares (the pool makes it), so a client of any of them cannot
+    hand a worker anything else. Raises InvalidRequestContent, Lambda's error for it.
+    """
+    if not raw:
+        return None
+    if len(raw) > CLIENT_CONTEXT_MAX:
+        raise InvalidRequestContent(f"Client context must be at most {CLIENT_CONTEXT_MAX} bytes "
+                                    f"(it is {len(raw)} bytes)")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[…" nested past the stack
+        value = None
+    if not isinstance(value, dict):
+        raise InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.")
+    return value

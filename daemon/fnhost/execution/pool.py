@@ -25,8 +25,9 @@ from ..errors import (FunctionError, InitError, NotImplementedYet, RequestTooLar
                       ShuttingDown, TooManyRequests, WorkerProtocolError)
 from ..observability.logs import ReportLog
 from ..observability.report import Report, RequestIds
+from . import protocol
 from .accounting import Accounts, PoolSnapshot
-from .invocation import SYNC_PAYLOAD_MAX, Invocation, InvocationType, Outcome
+from .invocation import SYNC_PAYLOAD_MAX, Invocation, InvocationType, Outcome, client_context_object
 from .limits import MemoryBackend
 from .spawn import WorkerSpec
 from .states import State, StateCounts
@@ -114,9 +115,10 @@ class Pool:
     async def invoke(self, invocation: Invocation) -> Outcome:
         """Run ``invocation`` on a worker and account for it, success or failure alike.
 
-        Raises RequestTooLarge, NotImplementedYet (Event), TooManyRequests (no worker within the
-        queue wait), ResourceNotFound (the function was deleted meanwhile), ShuttingDown (the
-        daemon's shutdown killed the worker). Everything the function did wrong is an Outcome.
+        Raises RequestTooLarge, InvalidRequestContent (a client context that is not a JSON object),
+        NotImplementedYet (Event), TooManyRequests (no worker within the queue wait),
+        ResourceNotFound (the function was deleted meanwhile), ShuttingDown (the daemon's shutdown
+        killed the worker). Everything the function did wrong is an Outcome.
         """
         payload = invocation.payload
         if len(payload) > SYNC_PAYLOAD_MAX:
@@ -128,6 +130,10 @@ class Pool:
             if invocation.invocation_type is InvocationType.EVENT:
                 raise NotImplementedYet("InvocationType Event (asynchronous invocation) is not implemented yet")
             return Outcome(204, b"", "", self.request_ids.next(), None)  # DryRun: it would have run
+        context = b""  # most invocations: no JSON to build or parse
+        if invocation.client_context or invocation.invoked_function_arn:
+            context = protocol.encode_context(client_context_object(invocation.client_context),
+                                              invocation.invoked_function_arn)
         config = self.config
         accounts = self.accounts
         request_id = self.request_ids.next()
@@ -142,7 +148,7 @@ class Pool:
             accounts.counters.cold_starts += 1
         init_ms = worker.init_duration_ms if cold else None
         try:
-            reply = await worker.invoke(request_id, payload or b"{}", config.timeout_s)
+            reply = await worker.invoke(request_id, payload or b"{}", config.timeout_s, context)
         except FunctionError as exc:
             if self._stopping:
                 raise ShuttingDown(

@@ -9,11 +9,16 @@ nothing else, whatever the bytes.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import struct
 from typing import Any, NamedTuple
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+# Versions a worker may speak. Version 1 stays accepted because compiled runtimes (Go, Java, C#)
+# carry their shim inside the function's build: a function built before an upgrade keeps running,
+# without per-invocation context (its handler sees no client context), until it is redeployed.
+SUPPORTED_VERSIONS = (1, 2)
 MAX_FRAME = 16 * 1024 * 1024
 CONTROL_FDS_ENV = "FNHOST_CONTROL_FDS"
 
@@ -31,6 +36,7 @@ HELLO_FIELD_MAX = 256
 
 _HEADER = struct.Struct(">IB")
 _DEADLINE = struct.Struct(">Q")
+_DEADLINE_CONTEXT = struct.Struct(">QI")  # version 2: deadline, then the context's length
 
 
 class Kind(enum.IntEnum):
@@ -82,10 +88,40 @@ def encode_init(init: dict[str, Any]) -> bytes:
     return encode_json(Kind.INIT, init)
 
 
-def encode_invoke(request_id: bytes, deadline_ms: int, payload: bytes) -> list[bytes]:
-    """The INVOKE frame as a list of buffers, so the payload is written without being copied."""
+def encode_invoke(request_id: bytes, deadline_ms: int, payload: bytes, context: bytes = b"") -> list[bytes]:
+    """The version-2 INVOKE frame as a list of buffers, so the payload is written without being copied.
+
+    ``context``: the invocation's context JSON (``encode_context``), or empty for none — the
+    common case costs four zero bytes in the header and nothing else.
+    """
+    head = bytes((len(request_id),)) + request_id + _DEADLINE_CONTEXT.pack(deadline_ms, len(context)) + context
+    return [_HEADER.pack(1 + len(head) + len(payload), Kind.INVOKE) + head, payload]
+
+
+def encode_invoke_v1(request_id: bytes, deadline_ms: int, payload: bytes, context: bytes = b"") -> list[bytes]:
+    """The version-1 INVOKE frame, for a worker whose HELLO says 1: it has no place for ``context``."""
     head = bytes((len(request_id),)) + request_id + _DEADLINE.pack(deadline_ms)
     return [_HEADER.pack(1 + len(head) + len(payload), Kind.INVOKE) + head, payload]
+
+
+INVOKE_ENCODERS = {1: encode_invoke_v1, 2: encode_invoke}  # by the version a worker's HELLO gave
+
+
+def encode_context(client_context: dict[str, Any] | None, invoked_function_arn: str) -> bytes:
+    """The JSON object a version-2 INVOKE carries: only the keys that have a value."""
+    if client_context is None:
+        return _arn_context(invoked_function_arn) if invoked_function_arn else b""
+    context: dict[str, Any] = {"client_context": client_context}
+    if invoked_function_arn:
+        context["invoked_function_arn"] = invoked_function_arn
+    return json.dumps(context, separators=(",", ":")).encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _arn_context(invoked_function_arn: str) -> bytes:
+    # Lambda's HTTP front end names the ARN on every call, and a function has few (one per
+    # qualifier): encoded once each, not per invocation.
+    return json.dumps({"invoked_function_arn": invoked_function_arn}, separators=(",", ":")).encode()
 
 
 def encode_reply(kind: Kind, request_id: bytes, body: bytes) -> bytes:
@@ -103,11 +139,28 @@ def split_reply(body: bytes | memoryview) -> tuple[bytes, bytes]:
     return bytes(body[1 : 1 + n]), bytes(body[1 + n :])
 
 
-def split_invoke(body: bytes | memoryview) -> tuple[bytes, int, bytes]:
-    """Split an INVOKE body into (request id, deadline in epoch ms, payload)."""
-    n = body[0]
-    (deadline,) = _DEADLINE.unpack_from(body, 1 + n)
-    return bytes(body[1 : 1 + n]), deadline, bytes(body[1 + n + 8 :])
+class Invoke(NamedTuple):
+    """An INVOKE body taken apart (what a worker reads; used by tests and fake runtimes)."""
+
+    request_id: bytes
+    deadline_ms: int
+    context: bytes  # the context JSON, or b"" for none
+    payload: bytes
+
+
+def split_invoke(body: bytes | memoryview, version: int = PROTOCOL_VERSION) -> Invoke:
+    """Split an INVOKE body of protocol ``version``. Raises ProtocolError when it is too short."""
+    n = body[0] if body else 0
+    fixed = 1 + n + (12 if version >= 2 else 8)
+    if len(body) < fixed:
+        raise ProtocolError(f"INVOKE body of {len(body)} bytes is shorter than its header")
+    if version < 2:
+        (deadline,) = _DEADLINE.unpack_from(body, 1 + n)
+        return Invoke(bytes(body[1 : 1 + n]), deadline, b"", bytes(body[fixed:]))
+    deadline, size = _DEADLINE_CONTEXT.unpack_from(body, 1 + n)
+    if len(body) < fixed + size:
+        raise ProtocolError(f"INVOKE context of {size} bytes runs past the end of the body")
+    return Invoke(bytes(body[1 : 1 + n]), deadline, bytes(body[fixed : fixed + size]), bytes(body[fixed + size :]))
 
 
 def decode_json(body: bytes | memoryview) -> Any:
@@ -142,14 +195,16 @@ def clip(text: str, limit: int) -> str:
 
 
 def parse_hello(body: bytes | memoryview) -> dict[str, Any]:
-    """HELLO's JSON object, checked: ``protocol`` (this version), ``runtime``, ``runtime_version``
+    """HELLO's JSON object, checked: ``protocol`` (a supported version), ``runtime``, ``runtime_version``
     (strings) and ``pid`` (an integer). Raises ProtocolError."""
     info = _json_object(body, "HELLO")
     version = info.get("protocol")
     if type(version) is not int:
         raise ProtocolError(f"HELLO field 'protocol' must be an integer, not {type(version).__name__}")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(f"the worker speaks protocol {version}, the daemon {PROTOCOL_VERSION}")
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError(f"the worker's shim speaks worker protocol {version}; this daemon speaks "
+                            f"{' and '.join(map(str, SUPPORTED_VERSIONS))} (is the runtime's shim from "
+                            "another fnhost release?)")
     for key in ("runtime", "runtime_version"):
         if len(_string(info, key, "HELLO")) > HELLO_FIELD_MAX:
             raise ProtocolError(f"HELLO field {key!r} is longer than {HELLO_FIELD_MAX} characters")

@@ -84,6 +84,7 @@ class Worker:
         self._observe = observe
         self._loop = asyncio.get_running_loop()
         self._inbox = protocol.Inbox()  # the one frame expected now, and the checks it must pass
+        self._encode_invoke = protocol.encode_invoke  # the INVOKE of the version its HELLO gave
         self._waiter: asyncio.Future[None] | None = None
         self._exited = asyncio.Event()
         self._to_worker = self._from_worker = self._pidfd = -1
@@ -149,7 +150,10 @@ class Worker:
         try:
             with anyio.fail_after(spec.init_timeout_s):
                 hello = await self._next_frame()
-                protocol.parse_hello(hello.body)
+                version = protocol.parse_hello(hello.body)["protocol"]
+                self._encode_invoke = protocol.INVOKE_ENCODERS[version]
+                if version < protocol.PROTOCOL_VERSION:  # built before an upgrade: redeploy to rebuild
+                    log.warning("worker_protocol_outdated", function=spec.function, protocol=version)
                 self._inbox.expect = protocol.EXPECT_INIT_REPLY
                 await self._write([spec.init_frame])
                 reply = await self._next_frame()
@@ -195,8 +199,8 @@ class Worker:
         self.last_used = time.monotonic()
         self._set(State.IDLE)
 
-    async def invoke(self, request_id: str, payload: bytes, timeout_s: float) -> Reply:
-        """Run one invocation on a BUSY worker.
+    async def invoke(self, request_id: str, payload: bytes, timeout_s: float, context: bytes = b"") -> Reply:
+        """Run one invocation on a BUSY worker; ``context``: its context JSON (``protocol.encode_context``).
 
         Raises SandboxTimeout, OutOfMemory, RuntimeExit, WorkerProtocolError.
         """
@@ -216,7 +220,7 @@ class Worker:
         timed_out = False
         try:
             try:
-                rest = write_now(self._to_worker, protocol.encode_invoke(rid, deadline_ms, payload))
+                rest = write_now(self._to_worker, self._encode_invoke(rid, deadline_ms, payload, context))
             except OSError:  # EPIPE: the worker is gone; its exit says why
                 rest = [b""]
             if rest:

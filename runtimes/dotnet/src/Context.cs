@@ -4,6 +4,7 @@
 // ports by changing `using Amazon.Lambda.Core;` to `using Fnhost;`. Code that keeps Amazon's
 // interface gets a generated adapter instead (ContextProxy.cs).
 using System;
+using System.Collections.Generic;
 
 namespace Fnhost
 {
@@ -24,6 +25,29 @@ namespace Fnhost
         int MemoryLimitInMB { get; }
         TimeSpan RemainingTime { get; }
         ILambdaLogger Logger { get; }
+        /// <summary>What the caller passed as Invoke's ClientContext; null when it passed none.</summary>
+        IClientContext ClientContext { get; }
+    }
+
+    /// <summary>
+    /// Lambda's client context, as Amazon.Lambda.Core's IClientContext. A value that is not a
+    /// JSON string in Custom or Environment arrives as its JSON text.
+    /// </summary>
+    public interface IClientContext
+    {
+        IDictionary<string, string> Environment { get; }
+        IClientApplication Client { get; }
+        IDictionary<string, string> Custom { get; }
+    }
+
+    /// <summary>The app that called, as Amazon.Lambda.Core's IClientApplication.</summary>
+    public interface IClientApplication
+    {
+        string AppPackageName { get; }
+        string AppTitle { get; }
+        string AppVersionCode { get; }
+        string AppVersionName { get; }
+        string InstallationId { get; }
     }
 
     /// <summary>Lambda's static logger: writes to the function's log (the worker's stdout).</summary>
@@ -60,18 +84,23 @@ namespace Fnhost
     {
         private readonly Runtime.FunctionInfo function;
         private readonly long deadlineMs;
+        private readonly string invokedArn;
 
-        internal LambdaContext(Runtime.FunctionInfo function, string requestId, long deadlineMs)
+        internal LambdaContext(Runtime.FunctionInfo function, string requestId, long deadlineMs,
+                               IClientContext clientContext, string invokedArn)
         {
             this.function = function;
             AwsRequestId = requestId;
             this.deadlineMs = deadlineMs;
+            ClientContext = clientContext;
+            this.invokedArn = invokedArn;
         }
 
         public string AwsRequestId { get; private set; }
+        public IClientContext ClientContext { get; private set; }
         public string FunctionName { get { return function.Name; } }
         public string FunctionVersion { get { return function.Version; } }
-        public string InvokedFunctionArn { get { return function.Arn; } }
+        public string InvokedFunctionArn { get { return invokedArn ?? function.Arn; } }
         public string LogGroupName { get { return function.LogGroupName; } }
         public string LogStreamName { get { return function.LogStreamName; } }
         public int MemoryLimitInMB { get { return function.MemoryMb; } }

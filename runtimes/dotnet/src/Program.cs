@@ -32,7 +32,7 @@ namespace Fnhost.Runtime
             // The version comes from the build (BuildInfo.cs, generated): asking Mono at run
             // time takes reflection, milliseconds before HELLO can go out.
             string version = BuildInfo.RuntimeVersion ?? ".NET " + Environment.Version;
-            frame.AppendAscii("{\"protocol\":1,\"runtime\":\"dotnet\",\"runtime_version\":\"" + version
+            frame.AppendAscii("{\"protocol\":2,\"runtime\":\"dotnet\",\"runtime_version\":\"" + version
                 + "\",\"pid\":" + Native.ProcessId() + "}");
             channel.Write(frame);
 
@@ -81,19 +81,33 @@ namespace Fnhost.Runtime
                 }
                 byte[] body = f.Body;
                 int idLen = body.Length > 0 ? body[0] : 0;
-                int payload = 1 + idLen + 8;
-                if (body.Length < payload)
+                int header = 1 + idLen + 12;
+                if (body.Length < header)
                 {
                     Broken("INVOKE frame shorter than its header");
                     return;
                 }
                 long deadline = 0;
-                for (int i = 1 + idLen; i < payload; i++)
+                for (int i = 1 + idLen; i < 9 + idLen; i++)
                     deadline = deadline << 8 | body[i];
-                var context = new Fnhost.LambdaContext(function, Encoding.ASCII.GetString(body, 1, idLen), deadline);
+                long contextLength = 0;
+                for (int i = 9 + idLen; i < header; i++)
+                    contextLength = contextLength << 8 | body[i];
+                if (body.Length - header < contextLength)
+                {
+                    Broken("INVOKE context runs past the end of the frame");
+                    return;
+                }
+                int payload = header + (int)contextLength;
 
                 try
                 {
+                    IClientContext clientContext = null;
+                    string arn = null;
+                    if (contextLength > 0)
+                        InvokeContext.Parse(body, header, (int)contextLength, out clientContext, out arn);
+                    var context = new Fnhost.LambdaContext(function, Encoding.ASCII.GetString(body, 1, idLen), deadline,
+                                                           clientContext, arn);
                     object result = invoker.Invoke(body, payload, body.Length - payload, context);
                     var stream = result as Stream;
                     if (stream != null)
@@ -197,7 +211,9 @@ namespace Fnhost.Runtime
             };
             object memory = Get(init, "memory_mb");
             f.MemoryMb = memory is long ? (int)(long)memory : 0;
-            f.Arn = Text(init, "invoked_function_arn") ?? "arn:aws:lambda:local:000000000000:function:" + f.Name;
+            string region = Environment.GetEnvironmentVariable("AWS_REGION");
+            f.Arn = Text(init, "invoked_function_arn")
+                ?? "arn:aws:lambda:" + (string.IsNullOrEmpty(region) ? "local" : region) + ":000000000000:function:" + f.Name;
             return f;
         }
 

@@ -105,7 +105,7 @@ function Send-Frame([int]$Kind, [byte[]]$Head, [byte[]]$Body) {
 }
 
 function Send-Hello {
-    $json = '{"protocol":1,"runtime":"powershell","runtime_version":' +
+    $json = '{"protocol":2,"runtime":"powershell","runtime_version":' +
         (ConvertTo-JsonString $PSVersionTable.PSVersion.ToString()) + ',"pid":' + $PID + '}'
     Send-Frame $script:FrameHello $null ([System.Text.Encoding]::UTF8.GetBytes($json))
 }
@@ -191,22 +191,30 @@ function Read-Frame {
     }
 }
 
-# INVOKE body: id_len u8, request id, deadline u64 (epoch ms), payload. Head keeps id_len and the
-# id as received, which is exactly how RESULT and ERROR must begin.
+# INVOKE body: id_len u8, request id, deadline u64 (epoch ms), context_len u32, context (JSON, or
+# nothing), payload. Head keeps id_len and the id as received, which is exactly how RESULT and
+# ERROR must begin.
 function Read-InvokeFrame($Frame) {
     $buffer = $script:ReadBuffer
     $offset = $Frame.Offset
     $idLength = [int]$buffer[$offset]
-    if ($Frame.Length -lt 1 + $idLength + 8) {
-        Stop-Worker "INVOKE body of $($Frame.Length) bytes cannot hold a $idLength-byte request id and a deadline"
+    if ($Frame.Length -lt 1 + $idLength + 12) {
+        Stop-Worker "INVOKE body of $($Frame.Length) bytes cannot hold a $idLength-byte request id, a deadline and a context length"
     }
     $head = [byte[]]::new(1 + $idLength)
     [System.Array]::Copy($buffer, $offset, $head, 0, 1 + $idLength)
-    $payloadOffset = $offset + 1 + $idLength + 8
+    $contextOffset = $offset + 1 + $idLength + 12
+    # u32 big-endian, read as a signed Int32 and widened without its sign.
+    $contextLength = [long][System.Net.IPAddress]::NetworkToHostOrder([System.BitConverter]::ToInt32($buffer, $offset + 1 + $idLength + 8)) -band 4294967295
+    if ($contextLength -gt $offset + $Frame.Length - $contextOffset) {
+        Stop-Worker "INVOKE context of $contextLength bytes runs past the end of the frame"
+    }
+    $payloadOffset = $contextOffset + [int]$contextLength
     return @{
         Head = $head
         RequestId = [System.Text.Encoding]::ASCII.GetString($buffer, $offset + 1, $idLength)
         DeadlineMs = [System.Net.IPAddress]::NetworkToHostOrder([System.BitConverter]::ToInt64($buffer, $offset + 1 + $idLength))
+        Context = [System.Text.Encoding]::UTF8.GetString($buffer, $contextOffset, [int]$contextLength)
         Payload = [System.Text.Encoding]::UTF8.GetString($buffer, $payloadOffset, $offset + $Frame.Length - $payloadOffset)
     }
 }

@@ -141,6 +141,9 @@ function Set-FunctionEnvironment($Init, [string]$CodeDir) {
         LogStream = Get-InitValue $Init.log_stream_name 'AWS_LAMBDA_LOG_STREAM_NAME'
         Arn = "arn:aws:lambda:${region}:000000000000:function:$name"
     }
+    if (-not [string]::IsNullOrEmpty([string]$Init.invoked_function_arn)) {
+        $script:FunctionConfig.Arn = [string]$Init.invoked_function_arn  # the daemon's region and account
+    }
 }
 
 function Initialize-UserRunspace([string]$CodeDir) {
@@ -238,17 +241,19 @@ function Initialize-Function([string]$InitJson) {
 
 # $LambdaContext with the members of Lambda's PowerShell context (Amazon.Lambda.Core.ILambdaContext
 # plus GetRemainingTimeInMillis()), remaining time counted down to the INVOKE deadline.
-function New-LambdaContext([string]$RequestId, [long]$DeadlineMs) {
+function New-LambdaContext([string]$RequestId, [long]$DeadlineMs, $Invoked) {
+    $arn = $script:FunctionConfig.Arn
+    if (-not [string]::IsNullOrEmpty($Invoked.Arn)) { $arn = $Invoked.Arn }
     $context = [pscustomobject]@{
         AwsRequestId = $RequestId
         FunctionName = $script:FunctionConfig.Name
         FunctionVersion = $script:FunctionConfig.Version
-        InvokedFunctionArn = $script:FunctionConfig.Arn
+        InvokedFunctionArn = $arn
         MemoryLimitInMB = $script:FunctionConfig.MemoryMb
         LogGroupName = $script:FunctionConfig.LogGroup
         LogStreamName = $script:FunctionConfig.LogStream
         Identity = $null
-        ClientContext = $null
+        ClientContext = $Invoked.ClientContext
         Logger = $script:Logger
         DeadlineMs = $DeadlineMs
     }
@@ -285,8 +290,72 @@ function ConvertTo-ResultReply($Outputs) {
     return @{ Kind = $script:FrameResult; Body = $body }
 }
 
+# A JSON object's members as Dictionary[string, string] (ILambdaContext's IDictionary<string,
+# string>): strings as they are, other values as their JSON text. Throws when it is not an object.
+function ConvertTo-StringDictionary($Value, [string]$What) {
+    if ($null -eq $Value) { return $null }
+    if ($Value -isnot [System.Collections.IDictionary]) { throw "client_context.$What is not a JSON object" }
+    $result = [System.Collections.Generic.Dictionary[string, string]]::new()
+    foreach ($key in $Value.Keys) {
+        $item = $Value[$key]
+        if ($null -eq $item -or $item -is [string]) { $result[[string]$key] = $item }
+        else { $result[[string]$key] = ConvertTo-Json -InputObject $item -Depth 100 -Compress }
+    }
+    return $result
+}
+
+function ConvertTo-FieldText($Value) {
+    if ($null -eq $Value -or $Value -is [string]) { return $Value }
+    return ConvertTo-Json -InputObject $Value -Depth 100 -Compress
+}
+
+# INVOKE's context (protocol version 2) as @{ ClientContext; Arn }: ClientContext with the members
+# of Amazon.Lambda.Core's IClientContext (Client, Custom, Environment), or $null. Throws a message
+# saying what is wrong with it.
+function ConvertFrom-InvokeContext([string]$Json) {
+    $invoked = @{ ClientContext = $null; Arn = $null }
+    if ([string]::IsNullOrEmpty($Json)) { return $invoked }
+    try {
+        $context = ConvertFrom-Json -InputObject $Json -AsHashtable -NoEnumerate
+    } catch {
+        throw "it is not JSON: $($_.Exception.Message)"
+    }
+    if ($context -isnot [System.Collections.IDictionary]) { throw 'it is not a JSON object' }
+    $arn = $context['invoked_function_arn']
+    if ($null -ne $arn -and $arn -isnot [string]) { throw 'invoked_function_arn is not a string' }
+    $invoked.Arn = $arn
+    $values = $context['client_context']
+    if ($null -eq $values) { return $invoked }
+    if ($values -isnot [System.Collections.IDictionary]) { throw 'client_context is not a JSON object' }
+    $client = $values['client']
+    if ($null -ne $client -and $client -isnot [System.Collections.IDictionary]) {
+        throw 'client_context.client is not a JSON object'
+    }
+    $application = $null
+    if ($null -ne $client) {
+        $application = [pscustomobject]@{
+            AppPackageName = ConvertTo-FieldText $client['app_package_name']
+            AppTitle = ConvertTo-FieldText $client['app_title']
+            AppVersionCode = ConvertTo-FieldText $client['app_version_code']
+            AppVersionName = ConvertTo-FieldText $client['app_version_name']
+            InstallationId = ConvertTo-FieldText $client['installation_id']
+        }
+    }
+    $invoked.ClientContext = [pscustomobject]@{
+        Client = $application
+        Custom = ConvertTo-StringDictionary $values['custom'] 'custom'
+        Environment = ConvertTo-StringDictionary $values['env'] 'env'
+    }
+    return $invoked
+}
+
 # INVOKE: @{ Kind; Body } of the RESULT or ERROR frame to send.
-function Invoke-Function([string]$RequestId, [long]$DeadlineMs, [string]$Payload) {
+function Invoke-Function([string]$RequestId, [long]$DeadlineMs, [string]$Payload, [string]$Context) {
+    try {
+        $invoked = ConvertFrom-InvokeContext $Context
+    } catch {
+        return New-ErrorReply (New-ErrorInfo 'Runtime.InvalidContext' "Unable to parse the invocation's context: $($_.Exception.Message)")
+    }
     $lambdaInput = $null
     if (-not [string]::IsNullOrWhiteSpace($Payload)) {
         try {
@@ -296,7 +365,7 @@ function Invoke-Function([string]$RequestId, [long]$DeadlineMs, [string]$Payload
             return New-ErrorReply (New-ErrorInfo 'Runtime.UnmarshalError' "Unable to unmarshal the event as JSON: $($_.Exception.Message)")
         }
     }
-    $context = New-LambdaContext $RequestId $DeadlineMs
+    $context = New-LambdaContext $RequestId $DeadlineMs $invoked
     $proxy = $script:UserRunspace.SessionStateProxy
     $proxy.SetVariable('LambdaInput', $lambdaInput)
     $proxy.SetVariable('LambdaContext', $context)

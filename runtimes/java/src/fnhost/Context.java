@@ -19,8 +19,14 @@ public interface Context {
     /** The version that was invoked; fnhost runs {@code $LATEST}. */
     String getFunctionVersion();
 
-    /** A Lambda-shaped ARN for the function: arn:aws:lambda:REGION:000000000000:function:NAME. */
+    /**
+     * The ARN the caller named the function by, with the qualifier it used
+     * (arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]).
+     */
     String getInvokedFunctionArn();
+
+    /** What the caller passed as its ClientContext, or null when it passed none. */
+    ClientContext getClientContext();
 
     /** Milliseconds left before the invocation's deadline, never negative. */
     int getRemainingTimeInMillis();

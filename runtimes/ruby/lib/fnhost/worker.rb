@@ -67,22 +67,32 @@ module FnHost
         # id_len and the id, echoed verbatim at the front of RESULT/ERROR.
         id_head = body.byteslice(0, 1 + id_len)
         request_id = body.byteslice(1, id_len).force_encoding(Encoding::UTF_8)
-        deadline_ms = body.byteslice(1 + id_len, 8).unpack1('Q>')
-        payload = body.byteslice(9 + id_len, body.bytesize - 9 - id_len)
-        kind, reply = invoke(request_id, deadline_ms, payload)
+        deadline_ms, context_len = body.byteslice(1 + id_len, 12).unpack('Q>L>')
+        start = 13 + id_len + context_len
+        raw_context = body.byteslice(13 + id_len, context_len)
+        payload = body.byteslice(start, body.bytesize - start)
+        protocol_violation('INVOKE context runs past the end of the frame') if payload.nil?
+        kind, reply = invoke(request_id, deadline_ms, raw_context, payload)
         flush_std
         @channel.write_frame(kind, id_head, reply)
       end
     end
 
-    def invoke(request_id, deadline_ms, payload)
+    def invoke(request_id, deadline_ms, raw_context, payload)
+      client_context = arn = nil
+      begin
+        client_context, arn = FnHost.parse_context(raw_context) unless raw_context.empty?
+      rescue InvalidContext => e
+        return [Channel::ERROR,
+                Errors.to_json('Runtime.InvalidContext', "Unable to parse the invocation's context: #{e.message}")]
+      end
       begin
         event = parse_event(payload)
       rescue UnparsableEvent => e
         return [Channel::ERROR,
                 Errors.to_json('Runtime.UnmarshalError', "Unable to parse the event as JSON: #{e.message}")]
       end
-      context = LambdaContext.new(@info, request_id, deadline_ms)
+      context = LambdaContext.new(@info, request_id, deadline_ms, client_context, arn)
       begin
         result = @handler.call(event, context)
       rescue SystemExit, SignalException

@@ -136,6 +136,8 @@ final class AwsBridge {
                         return c.getMemoryLimitInMB();
                     case "getLogger":
                         return logger;
+                    case "getClientContext":
+                        return mirror(m.getReturnType(), c.getClientContext());
                     default:
                         break;
                 }
@@ -143,7 +145,51 @@ final class AwsBridge {
             if (m.isDefault()) {
                 return InvocationHandler.invokeDefault(proxy, m, args);
             }
-            // getIdentity, getClientContext and whatever a newer library adds: fnhost has none.
+            // getIdentity and whatever a newer library adds: fnhost has none.
+            return none(m.getReturnType());
+        }
+    }
+
+    /**
+     * AWS's {@code iface} (ClientContext, Client) answered by fnhost's own {@code value}, whose
+     * interfaces have the same getters; null stays null.
+     */
+    static Object mirror(Class<?> iface, Object value) {
+        if (value == null || !iface.isInterface()) {
+            return iface.isInstance(value) ? value : null;
+        }
+        return Proxy.newProxyInstance(iface.getClassLoader(), new Class<?>[] {iface}, new MirrorHandler(value));
+    }
+
+    private static final class MirrorHandler implements InvocationHandler {
+        private final Object value;
+
+        MirrorHandler(Object value) {
+            this.value = value;
+        }
+
+        @Override
+        public Object invoke(Object proxy, Method m, Object[] args) throws Throwable {
+            if (isObjectMethod(m)) {
+                return objectMethod(proxy, m, args, value.toString());
+            }
+            if (m.getParameterCount() == 0) {
+                // Through fnhost's public interface: the implementing classes are the shim's own.
+                for (Class<?> own : value.getClass().getInterfaces()) {
+                    Method getter;
+                    try {
+                        getter = own.getMethod(m.getName());
+                    } catch (NoSuchMethodException e) {
+                        continue;
+                    }
+                    Object v = getter.invoke(value);
+                    Class<?> r = m.getReturnType();
+                    return v != null && r.isInterface() && !r.isInstance(v) ? mirror(r, v) : v;
+                }
+            }
+            if (m.isDefault()) {
+                return InvocationHandler.invokeDefault(proxy, m, args);
+            }
             return none(m.getReturnType());
         }
     }

@@ -13,12 +13,16 @@ final class InvocationContext implements fnhost.Context {
         final String logStream;
         final String arn;
 
-        Function(String name, String version, int memoryMb, String logGroup, String logStream) {
+        Function(String name, String version, int memoryMb, String logGroup, String logStream, String arn) {
             this.name = name;
             this.version = version;
             this.memoryMb = memoryMb;
             this.logGroup = logGroup;
             this.logStream = logStream;
+            if (arn != null && !arn.isEmpty()) {
+                this.arn = arn; // INIT's: the daemon knows the region and account
+                return;
+            }
             String region = System.getenv("AWS_REGION");
             if (region == null || region.isEmpty()) {
                 region = System.getenv("AWS_DEFAULT_REGION");
@@ -59,11 +63,14 @@ final class InvocationContext implements fnhost.Context {
     final Function fn;
     final String requestId;
     final long deadlineMs;
+    /** INVOKE's context, or null when the invocation carried none. */
+    final InvokeContext invoked;
 
-    InvocationContext(Function fn, String requestId, long deadlineMs) {
+    InvocationContext(Function fn, String requestId, long deadlineMs, InvokeContext invoked) {
         this.fn = fn;
         this.requestId = requestId;
         this.deadlineMs = deadlineMs;
+        this.invoked = invoked;
     }
 
     @Override
@@ -93,7 +100,12 @@ final class InvocationContext implements fnhost.Context {
 
     @Override
     public String getInvokedFunctionArn() {
-        return fn.arn;
+        return invoked != null && invoked.arn != null ? invoked.arn : fn.arn;
+    }
+
+    @Override
+    public fnhost.ClientContext getClientContext() {
+        return invoked == null ? null : invoked.clientContext;
     }
 
     @Override

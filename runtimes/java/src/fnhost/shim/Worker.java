@@ -85,7 +85,8 @@ final class Worker implements Runnable {
             function = new InvocationContext.Function(name,
                     text(m, "function_version", "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"), memoryMb,
                     text(m, "log_group_name", "AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/" + name),
-                    text(m, "log_stream_name", "AWS_LAMBDA_LOG_STREAM_NAME", ""));
+                    text(m, "log_stream_name", "AWS_LAMBDA_LOG_STREAM_NAME", ""),
+                    m.get("invoked_function_arn") instanceof String ? (String) m.get("invoked_function_arn") : null);
             String build = System.getenv("FNHOST_BUILD_DIR");
             List<File> cp = HandlerLoader.classPath(new File(codeDir), build == null || build.isEmpty() ? null : new File(build));
             ClassLoader loader = HandlerLoader.loaderFor(cp);
@@ -120,16 +121,25 @@ final class Worker implements Runnable {
 
     private void invoke(byte[] body) throws IOException {
         int idLen = body[0] & 0xFF;
-        int off = 1 + idLen + 8;
         long deadline = 0;
-        for (int i = 1 + idLen; i < off; i++) {
+        for (int i = 1 + idLen; i < 9 + idLen; i++) {
             deadline = (deadline << 8) | (body[i] & 0xFF);
         }
+        long contextLen = 0;
+        for (int i = 9 + idLen; i < 13 + idLen; i++) {
+            contextLen = (contextLen << 8) | (body[i] & 0xFF);
+        }
+        if (13 + idLen + contextLen > body.length) {
+            System.err.println("fnhost java shim: INVOKE context runs past the end of the frame");
+            exit(1);
+        }
+        int off = 13 + idLen + (int) contextLen;
         String id = new String(body, 1, idLen, StandardCharsets.ISO_8859_1);
         int prefix = 6 + idLen;
-        InvocationContext ctx = new InvocationContext(function, id, deadline);
         Failure failure;
         try {
+            InvocationContext ctx = new InvocationContext(function, id, deadline,
+                    contextLen == 0 ? null : InvokeContext.parse(body, 13 + idLen, (int) contextLen));
             sink.reset(prefix);
             Object r = invoker.call(body, off, body.length - off, ctx, sink);
             failure = invoker.streamsOut ? null : serialise(invoker.returnsVoid ? null : r, prefix);
