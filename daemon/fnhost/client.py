@@ -91,7 +91,8 @@ class InvokeStream:
                     future.set_exception(failure)  # type: ignore[arg-type]
             self._pending.clear()
 
-    async def invoke(self, name: str, payload: bytes = b"", *, log_type: str = "None") -> InvokeResult:
+    async def invoke(self, name: str, payload: bytes = b"", *, log_type: str = "None",
+                     qualifier: str = "") -> InvokeResult:
         import asyncio
 
         if self._receiver.done():
@@ -100,7 +101,7 @@ class InvokeStream:
         future: asyncio.Future[InvokeResult] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
         self._queue.put_nowait(pb.StreamInvocation(
-            id=ident, request=wire.invoke_request(name, payload, "RequestResponse", log_type)))
+            id=ident, request=wire.invoke_request(name, payload, "RequestResponse", log_type, qualifier)))
         return await future
 
     async def wait_closed(self) -> errors.FnhostError | None:
@@ -179,7 +180,7 @@ class Connection:
 
 
 def _create_request(name: str, runtime: str, handler: str, code: str | bytes,
-                    environment: dict[str, str] | None, options: dict[str, int]) -> pb.CreateFunctionRequest:
+                    environment: dict[str, str] | None, options: dict[str, int | str]) -> pb.CreateFunctionRequest:
     return pb.CreateFunctionRequest(
         function_name=name, runtime=runtime, handler=handler, code=code_message(code),
         environment=pb.Environment(variables=environment or {}), **options)
@@ -191,6 +192,33 @@ def _update_config_request(name: str, environment: dict[str, str] | None,
     if environment is not None:  # set, even empty, means "replace all variables"
         request.environment.CopyFrom(pb.Environment(variables=environment))
     return request
+
+
+def _alias_request(cls: Any, name: str, alias: str, weights: dict[str, float] | None,
+                   **fields: Any) -> Any:
+    """A CreateAlias or UpdateAlias request; ``weights`` None leaves the routing out."""
+    request = cls(function_name=name, name=alias, **{k: v for k, v in fields.items() if v is not None})
+    if weights is not None:  # set, even empty ({} removes the routing on update)
+        request.routing_config.CopyFrom(pb.RoutingConfig(additional_version_weights=weights))
+    return request
+
+
+# Versions and aliases: each method's RPC and request, shared by Client and AsyncClient.
+def _publish(name: str, description: str, code_sha256: str, revision_id: str) -> tuple[str, Any]:
+    return "PublishVersion", pb.PublishVersionRequest(function_name=name, description=description,
+                                                      code_sha256=code_sha256, revision_id=revision_id)
+
+
+def _create_alias(name: str, alias: str, version: str, description: str,
+                  weights: dict[str, float] | None) -> tuple[str, Any]:
+    return "CreateAlias", _alias_request(pb.CreateAliasRequest, name, alias, weights, function_version=version,
+                                         description=description)
+
+
+def _update_alias(name: str, alias: str, version: str | None, description: str | None,
+                  weights: dict[str, float] | None, revision_id: str) -> tuple[str, Any]:
+    return "UpdateAlias", _alias_request(pb.UpdateAliasRequest, name, alias, weights, function_version=version,
+                                         description=description, revision_id=revision_id)
 
 
 class _Connected:
@@ -228,11 +256,13 @@ class Client(_Connected):
             raise wire.error_from_rpc(exc, self.address) from None
 
     def invoke(self, name: str, payload: bytes = b"", *, invocation_type: str = "RequestResponse",
-               log_type: str = "None") -> InvokeResult:
-        return wire.outcome(self._call("Invoke", wire.invoke_request(name, payload, invocation_type, log_type)))
+               log_type: str = "None", qualifier: str = "", client_context: bytes = b"") -> InvokeResult:
+        """``name`` may be ``name:qualifier``; ``client_context``: Lambda's ClientContext JSON object."""
+        return wire.outcome(self._call("Invoke", wire.invoke_request(name, payload, invocation_type, log_type,
+                                                                     qualifier, client_context)))
 
     def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
-                        environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:
+                        environment: dict[str, str] | None = None, **options: int | str) -> pb.FunctionConfiguration:
         return self._call("CreateFunction",
                               _create_request(name, runtime, handler, code, environment, options))
 
@@ -244,14 +274,48 @@ class Client(_Connected):
                                       **changes: Any) -> pb.FunctionConfiguration:
         return self._call("UpdateFunctionConfiguration", _update_config_request(name, environment, changes))
 
-    def get_function(self, name: str) -> pb.FunctionConfiguration:
-        return self._call("GetFunction", pb.GetFunctionRequest(function_name=name))
+    def get_function(self, name: str, qualifier: str = "") -> pb.FunctionConfiguration:
+        return self._call("GetFunction", pb.GetFunctionRequest(function_name=name, qualifier=qualifier))
 
     def list_functions(self) -> list[pb.FunctionConfiguration]:
         return list(self._call("ListFunctions", pb.ListFunctionsRequest()).functions)
 
-    def delete_function(self, name: str) -> None:
-        self._call("DeleteFunction", pb.DeleteFunctionRequest(function_name=name))
+    def delete_function(self, name: str, qualifier: str = "") -> None:
+        """With ``qualifier`` (a version number), only that version."""
+        self._call("DeleteFunction", pb.DeleteFunctionRequest(function_name=name, qualifier=qualifier))
+
+    def publish_version(self, name: str, *, description: str = "", code_sha256: str = "",
+                        revision_id: str = "") -> pb.FunctionConfiguration:
+        return self._call(*_publish(name, description, code_sha256, revision_id))
+
+    def list_versions(self, name: str) -> list[pb.FunctionConfiguration]:
+        """$LATEST first, then each published version."""
+        return list(self._call("ListVersionsByFunction",
+                               pb.ListVersionsByFunctionRequest(function_name=name)).versions)
+
+    def create_alias(self, name: str, alias: str, version: str, *, description: str = "",
+                     weights: dict[str, float] | None = None) -> pb.AliasConfiguration:
+        """``weights``: Lambda's AdditionalVersionWeights, e.g. ``{"2": 0.1}``."""
+        return self._call(*_create_alias(name, alias, version, description, weights))
+
+    def get_alias(self, name: str, alias: str) -> pb.AliasConfiguration:
+        return self._call("GetAlias", pb.GetAliasRequest(function_name=name, name=alias))
+
+    def update_alias(self, name: str, alias: str, *, version: str | None = None, description: str | None = None,
+                     weights: dict[str, float] | None = None, revision_id: str = "") -> pb.AliasConfiguration:
+        """Changes what is given; ``weights={}`` removes the routing."""
+        return self._call(*_update_alias(name, alias, version, description, weights, revision_id))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._call("DeleteAlias", pb.DeleteAliasRequest(function_name=name, name=alias))
+
+    def list_aliases(self, name: str, version: str = "") -> list[pb.AliasConfiguration]:
+        return list(self._call("ListAliases", pb.ListAliasesRequest(function_name=name,
+                                                                    function_version=version)).aliases)
+
+    def set_min_warm(self, name: str, qualifier: str, min_warm: int) -> None:
+        """Workers kept warm for a version or alias (``""``: the function's own min_warm)."""
+        self._call("SetMinWarm", pb.SetMinWarmRequest(function_name=name, qualifier=qualifier, min_warm=min_warm))
 
     def stats(self) -> pb.Stats:
         return self._call("GetStats", pb.GetStatsRequest())
@@ -300,11 +364,13 @@ class AsyncClient(_Connected):
             raise wire.error_from_rpc(exc, self.address) from None
 
     async def invoke(self, name: str, payload: bytes = b"", *, invocation_type: str = "RequestResponse",
-                     log_type: str = "None") -> InvokeResult:
-        return wire.outcome(await self._call("Invoke", wire.invoke_request(name, payload, invocation_type, log_type)))
+                     log_type: str = "None", qualifier: str = "", client_context: bytes = b"") -> InvokeResult:
+        return wire.outcome(await self._call("Invoke", wire.invoke_request(
+            name, payload, invocation_type, log_type, qualifier, client_context)))
 
     async def create_function(self, name: str, *, runtime: str, handler: str, code: str | bytes,
-                              environment: dict[str, str] | None = None, **options: int) -> pb.FunctionConfiguration:
+                              environment: dict[str, str] | None = None,
+                              **options: int | str) -> pb.FunctionConfiguration:
         return await self._call("CreateFunction",
                               _create_request(name, runtime, handler, code, environment, options))
 
@@ -316,14 +382,47 @@ class AsyncClient(_Connected):
                                             **changes: Any) -> pb.FunctionConfiguration:
         return await self._call("UpdateFunctionConfiguration", _update_config_request(name, environment, changes))
 
-    async def get_function(self, name: str) -> pb.FunctionConfiguration:
-        return await self._call("GetFunction", pb.GetFunctionRequest(function_name=name))
+    async def get_function(self, name: str, qualifier: str = "") -> pb.FunctionConfiguration:
+        return await self._call("GetFunction", pb.GetFunctionRequest(function_name=name, qualifier=qualifier))
 
     async def list_functions(self) -> list[pb.FunctionConfiguration]:
         return list((await self._call("ListFunctions", pb.ListFunctionsRequest())).functions)
 
-    async def delete_function(self, name: str) -> None:
-        await self._call("DeleteFunction", pb.DeleteFunctionRequest(function_name=name))
+    async def delete_function(self, name: str, qualifier: str = "") -> None:
+        await self._call("DeleteFunction", pb.DeleteFunctionRequest(function_name=name, qualifier=qualifier))
+
+    async def publish_version(self, name: str, *, description: str = "", code_sha256: str = "",
+                        revision_id: str = "") -> pb.FunctionConfiguration:
+        return await self._call(*_publish(name, description, code_sha256, revision_id))
+
+    async def list_versions(self, name: str) -> list[pb.FunctionConfiguration]:
+        """$LATEST first, then each published version."""
+        return list((await self._call("ListVersionsByFunction",
+                                      pb.ListVersionsByFunctionRequest(function_name=name))).versions)
+
+    async def create_alias(self, name: str, alias: str, version: str, *, description: str = "",
+                     weights: dict[str, float] | None = None) -> pb.AliasConfiguration:
+        """``weights``: Lambda's AdditionalVersionWeights, e.g. ``{"2": 0.1}``."""
+        return await self._call(*_create_alias(name, alias, version, description, weights))
+
+    async def get_alias(self, name: str, alias: str) -> pb.AliasConfiguration:
+        return await self._call("GetAlias", pb.GetAliasRequest(function_name=name, name=alias))
+
+    async def update_alias(self, name: str, alias: str, *, version: str | None = None, description: str | None = None,
+                     weights: dict[str, float] | None = None, revision_id: str = "") -> pb.AliasConfiguration:
+        """Changes what is given; ``weights={}`` removes the routing."""
+        return await self._call(*_update_alias(name, alias, version, description, weights, revision_id))
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        await self._call("DeleteAlias", pb.DeleteAliasRequest(function_name=name, name=alias))
+
+    async def list_aliases(self, name: str, version: str = "") -> list[pb.AliasConfiguration]:
+        return list((await self._call("ListAliases", pb.ListAliasesRequest(
+            function_name=name, function_version=version))).aliases)
+
+    async def set_min_warm(self, name: str, qualifier: str, min_warm: int) -> None:
+        """Workers kept warm for a version or alias (``""``: the function's own min_warm)."""
+        await self._call("SetMinWarm", pb.SetMinWarmRequest(function_name=name, qualifier=qualifier, min_warm=min_warm))
 
     async def stats(self) -> pb.Stats:
         return await self._call("GetStats", pb.GetStatsRequest())

@@ -18,8 +18,8 @@ from ..control.config import FunctionConfig, Settings
 from ..control.deploy import CodeSource
 from ..control.registry import FunctionRecord
 from ..control.supervisor import Supervisor
+from ..control.versions import AliasRecord
 from ..errors import ApiError, ConfigError, InvalidParameter, Unauthenticated
-from ..execution.invocation import LATEST
 from ..observability import billing
 from ..v1 import fnhost_pb2 as pb
 from ..v1 import fnhost_pb2_grpc as pb_grpc
@@ -71,8 +71,16 @@ def _config_message(record: FunctionRecord, isolation: str) -> pb.FunctionConfig
         code_location=str(record.code.location),
         revision_id=record.revision_id,
         last_modified=record.last_modified,
-        version=LATEST,
+        version=record.version,
+        description=record.description,
     )
+
+
+def _alias_message(alias: AliasRecord) -> pb.AliasConfiguration:
+    return pb.AliasConfiguration(
+        function_name=alias.function, name=alias.name, function_version=alias.version,
+        description=alias.description, revision_id=alias.revision_id, min_warm=alias.min_warm,
+        routing_config=pb.RoutingConfig(additional_version_weights=alias.weights))
 
 
 def _code(code: pb.Code, settings: Settings) -> CodeSource:
@@ -114,6 +122,7 @@ class Servicer(pb_grpc.FnhostServicer):
             runtime=request.runtime,
             handler=request.handler,
             environment=dict(request.environment.variables),
+            description=request.description,
             **fields,
         )
         record = await self.sup.create_function(config, _code(request.code, self.sup.settings))
@@ -131,11 +140,13 @@ class Servicer(pb_grpc.FnhostServicer):
         changes: dict[str, Any] = {f: getattr(request, f) for f in _OPTIONAL_FIELDS if request.HasField(f)}
         if request.HasField("environment"):
             changes["environment"] = dict(request.environment.variables)
+        if request.HasField("description"):
+            changes["description"] = request.description
         return self._config(await self.sup.update_config(request.function_name, **changes))
 
     @_api
     async def GetFunction(self, request: pb.GetFunctionRequest, context: Any) -> pb.FunctionConfiguration:
-        return self._config(self.sup.get_function(request.function_name))
+        return self._config(self.sup.get_function(request.function_name, request.qualifier))
 
     @_api
     async def ListFunctions(self, request: pb.ListFunctionsRequest, context: Any) -> pb.ListFunctionsResponse:
@@ -143,8 +154,55 @@ class Servicer(pb_grpc.FnhostServicer):
 
     @_api
     async def DeleteFunction(self, request: pb.DeleteFunctionRequest, context: Any) -> pb.DeleteFunctionResponse:
-        await self.sup.delete_function(request.function_name)
+        await self.sup.delete_function(request.function_name, request.qualifier)
         return pb.DeleteFunctionResponse()
+
+    @_api
+    async def PublishVersion(self, request: pb.PublishVersionRequest, context: Any) -> pb.FunctionConfiguration:
+        return self._config(await self.sup.publish_version(
+            request.function_name, code_sha256=request.code_sha256, revision_id=request.revision_id,
+            description=request.description))
+
+    @_api
+    async def ListVersionsByFunction(self, request: pb.ListVersionsByFunctionRequest,
+                                     context: Any) -> pb.ListVersionsByFunctionResponse:
+        return pb.ListVersionsByFunctionResponse(
+            versions=[self._config(r) for r in self.sup.list_versions(request.function_name)])
+
+    @_api
+    async def CreateAlias(self, request: pb.CreateAliasRequest, context: Any) -> pb.AliasConfiguration:
+        return _alias_message(await self.sup.create_alias(
+            request.function_name, request.name, request.function_version, description=request.description,
+            weights=dict(request.routing_config.additional_version_weights)))
+
+    @_api
+    async def GetAlias(self, request: pb.GetAliasRequest, context: Any) -> pb.AliasConfiguration:
+        return _alias_message(self.sup.get_alias(request.function_name, request.name))
+
+    @_api
+    async def UpdateAlias(self, request: pb.UpdateAliasRequest, context: Any) -> pb.AliasConfiguration:
+        return _alias_message(await self.sup.update_alias(
+            request.function_name, request.name,
+            version=request.function_version if request.HasField("function_version") else None,
+            description=request.description if request.HasField("description") else None,
+            weights=dict(request.routing_config.additional_version_weights)
+            if request.HasField("routing_config") else None,
+            revision_id=request.revision_id))
+
+    @_api
+    async def DeleteAlias(self, request: pb.DeleteAliasRequest, context: Any) -> pb.DeleteAliasResponse:
+        await self.sup.delete_alias(request.function_name, request.name)
+        return pb.DeleteAliasResponse()
+
+    @_api
+    async def ListAliases(self, request: pb.ListAliasesRequest, context: Any) -> pb.ListAliasesResponse:
+        return pb.ListAliasesResponse(aliases=[
+            _alias_message(a) for a in self.sup.list_aliases(request.function_name, request.function_version)])
+
+    @_api
+    async def SetMinWarm(self, request: pb.SetMinWarmRequest, context: Any) -> pb.SetMinWarmResponse:
+        await self.sup.set_min_warm(request.function_name, request.qualifier, request.min_warm)
+        return pb.SetMinWarmResponse()
 
     @_api
     async def Invoke(self, request: pb.InvokeRequest, context: grpc.aio.ServicerContext) -> pb.InvokeResponse:

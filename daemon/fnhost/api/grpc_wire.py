@@ -27,6 +27,7 @@ _STATUS: dict[type[errors.FnhostError], grpc.StatusCode] = {
     errors.ApiError: grpc.StatusCode.INTERNAL,
     errors.ResourceNotFound: grpc.StatusCode.NOT_FOUND,
     errors.ResourceConflict: grpc.StatusCode.ALREADY_EXISTS,
+    errors.PreconditionFailed: grpc.StatusCode.FAILED_PRECONDITION,
     errors.InvalidParameter: grpc.StatusCode.INVALID_ARGUMENT,
     errors.RequestTooLarge: grpc.StatusCode.INVALID_ARGUMENT,
     errors.CodeStorageExceeded: grpc.StatusCode.INVALID_ARGUMENT,
@@ -114,18 +115,27 @@ def invocation(request: pb.InvokeRequest, deadline: float | None = None) -> Invo
         raise errors.InvalidParameter(
             f"invocation_type {request.invocation_type} is not one of REQUEST_RESPONSE, EVENT, DRY_RUN"
         ) from None
-    return Invocation(request.function_name, request.payload, kind,
-                      tail=request.log_type == pb.TAIL, deadline=deadline)
+    name, qualifier = request.function_name, request.qualifier
+    if ":" in name and not qualifier:  # Lambda's "name:qualifier" form of FunctionName
+        name, _, qualifier = name.partition(":")
+    return Invocation(name, request.payload, kind, qualifier, tail=request.log_type == pb.TAIL,
+                      deadline=deadline, client_context=request.client_context)
 
 
-def invoke_request(name: str, payload: bytes, invocation_type: str, log_type: str) -> pb.InvokeRequest:
-    """The client's side; ``invocation_type`` by Lambda's name (RequestResponse, Event, DryRun)."""
+def invoke_request(name: str, payload: bytes, invocation_type: str, log_type: str, qualifier: str = "",
+                   client_context: bytes = b"") -> pb.InvokeRequest:
+    """The client's side; ``invocation_type`` by Lambda's name (RequestResponse, Event, DryRun).
+
+    ``name`` may carry the qualifier as Lambda's SDKs allow (``name:alias``), unless ``qualifier`` is given."""
     try:
         itype = _PB_TYPES[invocation_type]
     except KeyError:
         raise ValueError(f"invocation_type must be one of {sorted(_PB_TYPES)}") from None
+    if not qualifier and ":" in name:
+        name, _, qualifier = name.partition(":")
     return pb.InvokeRequest(function_name=name, payload=payload, invocation_type=itype,
-                            log_type=pb.TAIL if log_type.lower() == "tail" else pb.NONE)
+                            log_type=pb.TAIL if log_type.lower() == "tail" else pb.NONE,
+                            qualifier=qualifier, client_context=client_context)
 
 
 def invoke_response(outcome: Outcome) -> pb.InvokeResponse:

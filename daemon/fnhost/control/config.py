@@ -21,25 +21,40 @@ from ..execution.logcapture import LOG_MAX_BYTES
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+REGION_RE = re.compile(r"^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$")
+ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 
 MEMORY_MB = (128, 10240)
 EPHEMERAL_STORAGE_MB = (512, 10240)  # Lambda's /tmp: 512 MB by default
 TIMEOUT_S = (1, 900)
 ENV_MAX_BYTES = 4096  # Lambda: all variables together, keys and values
 HANDLER_MAX = 128
+DESCRIPTION_MAX = 256  # Lambda's, for functions, versions and aliases
 CODE_STORAGE_MAX = 75 * 1024**3  # Lambda: 75 GB of deployment packages per region
 
-# Variables the platform sets; a function may not override them (Lambda reserves the same).
+# Variables the platform sets; a function may not set them. Lambda's reserved names (CreateFunction
+# refuses them too), fnhost's own, and the region and access keys a worker calls Lambda with
+# (control/credentials.py): a function's code must not be able to pose as another's.
 RESERVED_ENV = frozenset(
     {
         "_HANDLER",
+        "_X_AMZN_TRACE_ID",
         "LAMBDA_TASK_ROOT",
         "LAMBDA_RUNTIME_DIR",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
         "AWS_LAMBDA_FUNCTION_NAME",
         "AWS_LAMBDA_FUNCTION_VERSION",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
         "AWS_LAMBDA_LOG_GROUP_NAME",
         "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
         "FNHOST_CONTROL_FDS",
         "FNHOST_BUILD_DIR",
     }
@@ -60,6 +75,10 @@ class FunctionConfig:
     max_concurrency: int = 0  # 0: the daemon's cap
     idle_ttl_s: int = 300
     ephemeral_storage_mb: int = 512
+    description: str = ""  # Lambda's Description, at most 256 characters
+    # The Lambda runtime identifier it was created with over Lambda's API (python3.12, nodejs20.x,
+    # …), echoed back as its Runtime; "" when deployed by fnhost's own runtime name.
+    lambda_runtime: str = ""
 
     def replace(self, **changes: Any) -> FunctionConfig:
         return dataclasses.replace(self, **changes)
@@ -97,12 +116,15 @@ def validate_config(cfg: FunctionConfig, *, max_concurrency_cap: int) -> Functio
         )
     if cfg.idle_ttl_s < 1:
         raise InvalidParameter("idle_ttl_s must be at least 1 second")
+    if len(cfg.description) > DESCRIPTION_MAX:
+        raise InvalidParameter(f"description is longer than {DESCRIPTION_MAX} characters")
     if len(cfg.handler) > HANDLER_MAX:
         raise InvalidParameter(f"handler is longer than {HANDLER_MAX} characters")
     size = 0
     for key, value in cfg.environment.items():
         if key in RESERVED_ENV:
-            raise InvalidParameter(f"environment variable {key} is reserved by the platform")
+            raise InvalidParameter(f"environment variable {key} is reserved by the platform; the reserved "
+                                   f"names are {', '.join(sorted(RESERVED_ENV))}")
         if not ENV_KEY_RE.match(key):
             raise InvalidParameter(
                 f"environment variable name {key!r} is invalid: start with a letter, "
@@ -171,6 +193,13 @@ class Settings:
     # (a remote client has no business choosing which of the host's files become a function).
     allow_directory_code: bool | None = None
     code_storage_max_bytes: int = CODE_STORAGE_MAX  # all stored zips together, as Lambda's 75 GB
+    # Lambda's REST API (api/lambda_http.py): "HOST:PORT", "unix:PATH" or "none" (off). TLS as on gRPC.
+    http_listen: str = "127.0.0.1:9001"
+    http_credentials_file: str = ""  # access keys for SigV4; empty: no keys, loopback/unix only
+    region: str = "us-east-1"  # in ARNs, in the SigV4 scope requests must carry, in workers' AWS_REGION
+    account_id: str = "000000000000"  # in ARNs
+    # Not a setting: the HTTP listener's actual URL once bound ("" while off), e.g. for workers' env.
+    http_endpoint: str = ""
 
     @property
     def directory_code_allowed(self) -> bool:
@@ -243,6 +272,10 @@ _SETTING_TYPES: dict[str, type] = {
     "insecure": bool,
     "allow_directory_code": bool,
     "code_storage_max_bytes": int,
+    "http_listen": str,
+    "http_credentials_file": str,
+    "region": str,
+    "account_id": str,
 }
 
 _FUNCTION_KEYS = {
@@ -342,4 +375,8 @@ def settings_from(daemon: dict[str, Any], **overrides: Any) -> Settings:
     if values.get("worker_uid_base", 80000) < 0 or values.get("worker_uid_count", 10000) < 1:
         raise ConfigError("daemon.worker_uid_base and worker_uid_count: use a base of 0 or more and a count of at "
                           "least 1 (defaults 80000 and 10000: uids 80001-90000)")
+    if not REGION_RE.match(values.get("region", "us-east-1")):
+        raise ConfigError("daemon.region: use a region name such as us-east-1 (lowercase letters, digits, '-')")
+    if not ACCOUNT_RE.match(values.get("account_id", "000000000000")):
+        raise ConfigError("daemon.account_id: use 12 digits (default 000000000000)")
     return Settings(**values)

@@ -24,7 +24,8 @@ from ..execution.invocation import LATEST
 from ..execution.limits import MemoryBackend
 from ..execution.logcapture import LOG_MAX_BYTES
 from ..execution.spawn import WorkerSpec
-from .config import FunctionConfig, Settings, validate_config
+from .config import RESERVED_ENV, FunctionConfig, Settings, validate_config
+from .credentials import Credentials, lambda_environment
 from .registry import CodeRef, FunctionRecord, Registry, code_from_directory
 from .runtimes import Runtime, RuntimeRegistry
 
@@ -45,6 +46,9 @@ class Deployer:
     # Whether workers get their own mount and pid namespaces (isolation.probe said yes). Set by
     # the supervisor; a bare Deployer composes workers without.
     isolated: bool = False
+    # The Lambda API's keys: each function's workers get their own (credentials.lambda_environment).
+    # Set by the daemon before any function is installed; None (a bare Deployer): workers get none.
+    credentials: Credentials | None = None
 
     def __init__(self, settings: Settings, runtimes: RuntimeRegistry, registry: Registry,
                  scratch_root: Path, public: bool) -> None:
@@ -150,7 +154,14 @@ class Deployer:
             kill_grace_s=self.settings.kill_grace_s,
             log_max_bytes=self.settings.function_log_max_bytes,
             view=self.view_for(record, runtime) if identity is not None else None,
+            platform_env=self.lambda_env(config.name),
+            version=record.version,
         )
+
+    def lambda_env(self, name: str) -> dict[str, str]:
+        """What function ``name``'s workers call the daemon's Lambda API with: region, endpoint, key."""
+        return lambda_environment(self.credentials, name, region=self.settings.region,
+                                  endpoint=self.settings.http_endpoint or None)
 
     def identity(self, record: FunctionRecord) -> sandbox.Identity | None:
         """The uid and gid the function's workers and builds run as (None: the daemon's own)."""
@@ -227,13 +238,22 @@ def compose_worker_spec(
     kill_grace_s: float,
     log_max_bytes: int = LOG_MAX_BYTES,
     view: isolation.View | None = None,
+    platform_env: dict[str, str] | None = None,
+    version: str = LATEST,
 ) -> WorkerSpec:
     """The argv, environment and INIT frame a worker of one function version starts with.
 
     The one composition of them: ``Deployer.worker_spec`` uses it for every function, and the
     benchmark's worker-hop floor (bench/floors.py) for the shim it speaks to directly. Raises what
     ``Runtime.launch`` raises (ToolchainMissing when the runtime cannot run here).
+
+    ``platform_env``: the region, endpoint and keys for calling Lambda. The function's own
+    ``environment`` may override the endpoint (Lambda does not reserve it), never the reserved
+    names: configuration refuses them, and a record stored before they were reserved loses them
+    here, in the INIT frame too.
     """
+    platform_env = platform_env or {}
+    environment = {k: v for k, v in environment.items() if k not in RESERVED_ENV}
     code_dir = str(code_dir)
     values = runtime.values(
         code_dir=code_dir,
@@ -244,14 +264,14 @@ def compose_worker_spec(
     argv, launch_env = runtime.launch(values)
     day = datetime.now(UTC).strftime("%Y/%m/%d")
     log_group = f"/aws/lambda/{name}"
-    log_stream = f"{day}/[{LATEST}]{uuid.uuid4().hex}"
+    log_stream = f"{day}/[{version}]{uuid.uuid4().hex}"
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "TZ": ":UTC",
         **launch_env,
         "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_VERSION": LATEST,
+        "AWS_LAMBDA_FUNCTION_VERSION": version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
         "AWS_LAMBDA_LOG_GROUP_NAME": log_group,
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
@@ -260,6 +280,7 @@ def compose_worker_spec(
         "LAMBDA_TASK_ROOT": code_dir,
         "LAMBDA_RUNTIME_DIR": str(runtime.directory),
         "FNHOST_BUILD_DIR": str(build_dir),
+        **platform_env,
         **environment,
     }
     frame = protocol.encode_init(
@@ -268,7 +289,7 @@ def compose_worker_spec(
             "code_dir": code_dir,
             "build_dir": str(build_dir),
             "function_name": name,
-            "function_version": LATEST,
+            "function_version": version,
             "memory_mb": memory_mb,
             "timeout_s": timeout_s,
             "log_group_name": log_group,

@@ -36,6 +36,7 @@ from pathlib import Path
 import structlog
 
 from ..errors import CodeStorageExceeded, InvalidParameter, ResourceConflict, ResourceNotFound
+from ..execution.invocation import LATEST
 from ..execution.sandbox import make_readable
 from ..execution.uids import UidClaims
 from . import codestore
@@ -66,9 +67,16 @@ class FunctionRecord:
     revision_id: str
     last_modified: str
     slot: int  # stable per function; a root daemon runs the function as uid worker_uid_base + slot
+    version: str = LATEST  # "$LATEST", or a published version's number: "1", "2", …
+    description: str = ""  # $LATEST: the configuration's; a version: the one it was published with
+
+    @property
+    def label(self) -> str:
+        """Its pool's name in stats and metrics: ``name`` for $LATEST, ``name:N`` for a version."""
+        return self.config.name if self.version == LATEST else f"{self.config.name}:{self.version}"
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -147,6 +155,11 @@ class Registry:
         self._pending: set[int] = set()  # slots reserved for functions being created (built)
         if uids is not None:
             self._keep_slots(uids)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The state directory's database, for the tables of other modules (versions, aliases)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -337,8 +350,9 @@ class Registry:
                 code=code,
                 build_dir=build_dir,
                 revision_id=str(uuid.uuid4()),
-                last_modified=_now(),
+                last_modified=now(),
                 slot=slot,
+                description=config.description,
             )
             values = (
                 config.name,
@@ -380,4 +394,5 @@ class Registry:
             revision_id=revision,
             last_modified=modified,
             slot=slot,
+            description=cfg.description,
         )

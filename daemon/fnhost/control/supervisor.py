@@ -19,24 +19,27 @@ from prometheus_client import CollectorRegistry
 from ..errors import CodeStorageExceeded, LimitExceeded, ResourceConflict, ResourceNotFound, ShuttingDown
 from ..execution import isolation, sandbox, uids
 from ..execution.accounting import PoolSnapshot
-from ..execution.invocation import LATEST, Invocation, Outcome
+from ..execution.invocation import LATEST, Invocation, Outcome, function_arn
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
 from ..execution.pool import Pool, PoolConfig
-from ..observability.billing import FLUSH_INTERVAL_S, FunctionUsage, UsageStore
+from ..execution.spawn import WorkerSpec
+from ..observability.billing import FLUSH_INTERVAL_S, FunctionUsage, Meter, UsageStore
 from ..observability.logs import ReportLog
 from ..observability.report import RequestIds
 from . import codestore
 from .config import FunctionConfig, Settings
 from .deploy import CodeSource, Deployer
+from .qualifiers import Qualifiers, Route
 from .registry import CodeRef, FunctionRecord, Registry
 from .runtimes import RuntimeRegistry, data_dir
+from .versions import AliasRecord, VersionStore, is_version
 
 log = structlog.get_logger("fnhost.supervisor")
 
 REAP_INTERVAL_S = 1.0
 
 
-class Supervisor:
+class Supervisor(Qualifiers):
     def __init__(self, settings: Settings, runtimes: RuntimeRegistry | None = None) -> None:
         self.settings = settings
         self.public = sandbox.privilege_drop_enabled(settings.worker_user)
@@ -48,6 +51,7 @@ class Supervisor:
         self.runtimes = runtimes
         self.registry = Registry(settings.state_dir, uids.uid_claims(
             settings.worker_user, settings.worker_uid_base, settings.worker_uid_count))
+        self.versions = VersionStore(self.registry.db)
         self.usage = UsageStore(settings.state_dir / "functions.sqlite3")
         self.scratch_root = settings.state_dir / "work"
         shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
@@ -70,7 +74,10 @@ class Supervisor:
                 "worker_isolation", view="the host's filesystem view",
                 reason=unavailable or "worker_namespaces is off",
                 note="file permissions and uids keep functions apart; /tmp is shared")
-        self.pools: dict[str, Pool] = {}
+        self.pools: dict[str, Pool] = {}  # by label: "name" ($LATEST), "name:N" (a version)
+        self.published: dict[str, FunctionRecord] = {}  # versions, by label
+        self.routes: dict[str, Route] = {}  # aliases, by "name:alias"
+        self._aliases: dict[str, dict[str, AliasRecord]] = {}
         self.request_ids = RequestIds()
         self.report_log = ReportLog(log)
         self.metrics_registry = CollectorRegistry()
@@ -81,7 +88,7 @@ class Supervisor:
         self._deploy_locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self.collector = codestore.Collector([self.registry.code_root, self.registry.build_root],
-                                             self.registry.referenced, self._in_use, self._spawn_background)
+                                             self._referenced, self._in_use, self._spawn_background)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -102,6 +109,7 @@ class Supervisor:
                         except Exception as exc:
                             log.error("function_not_loaded", function=record.config.name,
                                       error=getattr(exc, "message", None) or repr(exc))
+                    self._load_versions()
                     tg.start_soon(self._reaper)
                     tg.start_soon(self._flush_usage)
                     if not self.backend.kernel_enforced:
@@ -136,7 +144,7 @@ class Supervisor:
         """Start-up: builds readable by their own function only (an older fnhost made them
         world-readable), and what no function references removed. A failure is logged: the
         functions still load."""
-        records = self.registry.all()
+        records = self.registry.all() + self.versions.all()  # a version's build may be $LATEST's no more
         groups = [self._build_group(r) for r in records]
 
         def seal_all() -> None:
@@ -168,12 +176,16 @@ class Supervisor:
         if not ref.stored:
             return
         limit = self.settings.code_storage_max_bytes
-        used = self.registry.stored_code_bytes(besides=name, sha256=ref.sha256)
+        used = self.versions.stored_code_bytes(besides=name, sha256=ref.sha256)
         if used + ref.size > limit:
             raise CodeStorageExceeded(
                 f"the functions' stored code takes {used} bytes and this zip {ref.size}, past this daemon's "
                 f"code_storage_max_bytes of {limit}: delete functions you no longer need, or raise the limit"
             )
+
+    def _referenced(self) -> set[str]:
+        """Every code/ and builds/ entry a function or a published version uses."""
+        return self.registry.referenced() | self.versions.referenced()
 
     def _in_use(self) -> set[str]:
         """Names of the code and build entries of workers running an invocation right now."""
@@ -195,10 +207,13 @@ class Supervisor:
     async def _flush_usage(self) -> None:
         while True:
             await anyio.sleep(FLUSH_INTERVAL_S)
-            self.flush_usage()
+            await anyio.to_thread.run_sync(self.usage.write, self.usage.take(self._meters()))
+
+    def _meters(self) -> dict[str, Meter]:
+        return {name: pool.accounts.meter for name, pool in self.pools.items()}
 
     def flush_usage(self) -> None:
-        self.usage.flush({name: pool.accounts.meter for name, pool in self.pools.items()})
+        self.usage.flush(self._meters())
 
     async def _reaper(self) -> None:
         while True:
@@ -242,8 +257,9 @@ class Supervisor:
         """A reloaded config's daemon settings; those needing a restart were kept by the caller."""
         self.settings = settings
         self.deployer.settings = settings
-        for name, pool in self.pools.items():
-            pool.apply_settings(self._pool_config(self.registry.get(name).config))
+        for label, pool in list(self.pools.items()):
+            record = self.published.get(label) or self.registry.get(label)
+            pool.apply_settings(self._pool_config(record.config, label, self._min_warm(record)))
 
     async def create_function(self, config: FunctionConfig, code: CodeSource) -> FunctionRecord:
         try:
@@ -251,9 +267,10 @@ class Supervisor:
                 self.deployer.check(config)
                 if self.registry.exists(config.name):
                     raise ResourceConflict(f"Function already exist: {config.name}")
-                if len(self.pools) >= self.settings.max_functions:
+                functions = sum(1 for label in self.pools if ":" not in label)
+                if functions >= self.settings.max_functions:
                     raise LimitExceeded(
-                        f"this daemon holds {len(self.pools)} functions, its max_functions; delete some "
+                        f"this daemon holds {functions} functions, its max_functions; delete some "
                         "or raise max_functions in the daemon config"
                     )
                 ref = await self.deployer.resolve_code(code)
@@ -295,28 +312,45 @@ class Supervisor:
         finally:
             self.collector.request()  # a new handler means a new build; the old one goes
 
-    def get_function(self, name: str) -> FunctionRecord:
-        return self.registry.get(name)
+    def get_function(self, name: str, qualifier: str = "") -> FunctionRecord:
+        """$LATEST's record, or (``qualifier``: a version or alias) that version's. Raises ResourceNotFound."""
+        latest = self.registry.get(name)
+        if not qualifier or qualifier == LATEST:
+            return latest
+        if not is_version(qualifier):
+            qualifier = self.versions.get_alias(name, qualifier).version
+            if qualifier == LATEST:
+                return latest
+        return self.versions.get(name, qualifier)
 
     def list_functions(self) -> list[FunctionRecord]:
         return self.registry.all()
 
-    async def delete_function(self, name: str) -> None:
-        async with self._lock(name):
-            self.registry.delete(name)
-            pool = self.pools.pop(name, None)
-            if pool is not None:
-                await pool.close()
-            log.info("function_deleted", function=name)
+    async def delete_function(self, name: str, qualifier: str = "") -> None:
+        """The function with all its versions and aliases; with ``qualifier``, only that version
+        (see ``_delete_version``). Raises ResourceNotFound."""
+        if qualifier:
+            await self._delete_version(name, qualifier)
+        else:
+            async with self._lock(name):
+                self.registry.delete(name)
+                self.versions.forget_function(name)
+                pools = self._forget_versions(name)
+                latest = self.pools.pop(name, None)
+                if latest is not None:
+                    pools.append(latest)
+                for pool in pools:  # each lets its running invocations finish
+                    await pool.close()
+                log.info("function_deleted", function=name)
         self.collector.request()
 
-    def _pool_config(self, config: FunctionConfig) -> PoolConfig:
+    def _pool_config(self, config: FunctionConfig, label: str = "", min_warm: int | None = None) -> PoolConfig:
         settings = self.settings
         return PoolConfig(
-            function=config.name,
+            function=label or config.name,
             memory_mb=config.memory_mb,
             timeout_s=config.timeout_s,
-            min_warm=config.min_warm,
+            min_warm=config.min_warm if min_warm is None else min_warm,
             idle_ttl_s=config.idle_ttl_s,
             limit=config.max_concurrency or settings.max_concurrency_cap,
             queue_timeout_s=settings.queue_timeout_s,
@@ -329,12 +363,17 @@ class Supervisor:
         spec = self.deployer.worker_spec(record)
         pool = self.pools.get(config.function)
         if pool is None:
-            pool = Pool(config, spec, backend=self.backend, spawn_background=self._spawn_background,
-                        busy_registry=self.busy, request_ids=self.request_ids, report_log=self.report_log)
-            self.pools[config.function] = pool
-            self._spawn_background(pool.ensure_warm)
+            self.pools[config.function] = self._new_pool(config, record, spec)
         else:
             pool.reconfigure(config, spec)
+
+    def _new_pool(self, config: PoolConfig, record: FunctionRecord, spec: WorkerSpec | None = None) -> Pool:
+        """A pool for one version of a function, starting its min_warm workers in the background."""
+        pool = Pool(config, spec or self.deployer.worker_spec(record), backend=self.backend,
+                    spawn_background=self._spawn_background, busy_registry=self.busy,
+                    request_ids=self.request_ids, report_log=self.report_log)
+        self._spawn_background(pool.ensure_warm)
+        return pool
 
     def isolation_of(self, record: FunctionRecord) -> str:
         """What the function's workers get on this host, for ``fnhost get``."""
@@ -358,21 +397,28 @@ class Supervisor:
     # --- invoke -------------------------------------------------------------------------------
 
     async def invoke(self, invocation: Invocation) -> Outcome:
-        """Resolve the function (and qualifier) and run the invocation on its pool.
+        """Resolve the function and qualifier ($LATEST, a version, an alias: for a weighted alias,
+        its version is drawn now) and run the invocation on that version's pool; the Outcome's
+        ``executed_version`` says which ran.
 
-        Raises ShuttingDown, ResourceNotFound and whatever ``Pool.invoke`` raises.
+        Raises ShuttingDown, ResourceNotFound (unknown function or qualifier) and whatever
+        ``Pool.invoke`` raises.
         """
         if self.draining:
             raise ShuttingDown("fnhost is shutting down and accepts no new invocations")
-        pool = self.pools.get(invocation.function)
-        if pool is None:
-            raise ResourceNotFound(f"Function not found: {invocation.function}")
-        if invocation.qualifier and invocation.qualifier != LATEST:
-            raise ResourceNotFound(
-                f"Function not found: {invocation.function}:{invocation.qualifier} "
-                f"(this daemon has no published versions or aliases; use {LATEST})"
-            )
-        return await pool.invoke(invocation)
+        qualifier = invocation.qualifier
+        if not qualifier or qualifier == LATEST:
+            pool = self.pools.get(invocation.function)
+            if pool is None:
+                raise ResourceNotFound(f"Function not found: {invocation.function}")
+            return await pool.invoke(invocation)
+        pool, version = self._resolve(invocation.function, qualifier)
+        if not invocation.invoked_function_arn:  # the handler's context names it as it was called
+            invocation.invoked_function_arn = function_arn(invocation.function, qualifier,
+                                                           region=self.settings.region)
+        outcome = await pool.invoke(invocation)
+        outcome.executed_version = version
+        return outcome
 
 
 async def _background(fn: Callable[[], Awaitable[None]]) -> None:

@@ -45,7 +45,7 @@ class Environment(_message.Message):
     def __init__(self, variables: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateFunctionRequest(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "code", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb")
+    __slots__ = ("function_name", "runtime", "handler", "code", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb", "description")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class CreateFunctionRequest(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
     EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -68,7 +69,8 @@ class CreateFunctionRequest(_message.Message):
     max_concurrency: int
     idle_ttl_s: int
     ephemeral_storage_mb: int
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ...) -> None: ...
+    description: str
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
 
 class UpdateFunctionCodeRequest(_message.Message):
     __slots__ = ("function_name", "code")
@@ -79,7 +81,7 @@ class UpdateFunctionCodeRequest(_message.Message):
     def __init__(self, function_name: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ...) -> None: ...
 
 class UpdateFunctionConfigurationRequest(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb")
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb", "description")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +92,7 @@ class UpdateFunctionConfigurationRequest(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
     EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -100,10 +103,11 @@ class UpdateFunctionConfigurationRequest(_message.Message):
     max_concurrency: int
     idle_ttl_s: int
     ephemeral_storage_mb: int
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ...) -> None: ...
+    description: str
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
 
 class FunctionConfiguration(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "code_sha256", "code_size", "code_location", "revision_id", "last_modified", "version", "ephemeral_storage_mb", "isolation")
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "code_sha256", "code_size", "code_location", "revision_id", "last_modified", "version", "ephemeral_storage_mb", "isolation", "description")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +132,7 @@ class FunctionConfiguration(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -145,13 +150,16 @@ class FunctionConfiguration(_message.Message):
     version: str
     ephemeral_storage_mb: int
     isolation: str
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., code_location: _Optional[str] = ..., revision_id: _Optional[str] = ..., last_modified: _Optional[str] = ..., version: _Optional[str] = ..., ephemeral_storage_mb: _Optional[int] = ..., isolation: _Optional[str] = ...) -> None: ...
+    description: str
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., code_location: _Optional[str] = ..., revision_id: _Optional[str] = ..., last_modified: _Optional[str] = ..., version: _Optional[str] = ..., ephemeral_storage_mb: _Optional[int] = ..., isolation: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class GetFunctionRequest(_message.Message):
-    __slots__ = ("function_name",)
+    __slots__ = ("function_name", "qualifier")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
     function_name: str
-    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+    qualifier: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
 
 class ListFunctionsRequest(_message.Message):
     __slots__ = ()
@@ -164,26 +172,165 @@ class ListFunctionsResponse(_message.Message):
     def __init__(self, functions: _Optional[_Iterable[_Union[FunctionConfiguration, _Mapping]]] = ...) -> None: ...
 
 class DeleteFunctionRequest(_message.Message):
-    __slots__ = ("function_name",)
+    __slots__ = ("function_name", "qualifier")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
     function_name: str
-    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+    qualifier: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
 
 class DeleteFunctionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class PublishVersionRequest(_message.Message):
+    __slots__ = ("function_name", "code_sha256", "revision_id", "description")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    code_sha256: str
+    revision_id: str
+    description: str
+    def __init__(self, function_name: _Optional[str] = ..., code_sha256: _Optional[str] = ..., revision_id: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class ListVersionsByFunctionRequest(_message.Message):
+    __slots__ = ("function_name",)
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+
+class ListVersionsByFunctionResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[FunctionConfiguration]
+    def __init__(self, versions: _Optional[_Iterable[_Union[FunctionConfiguration, _Mapping]]] = ...) -> None: ...
+
+class RoutingConfig(_message.Message):
+    __slots__ = ("additional_version_weights",)
+    class AdditionalVersionWeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    ADDITIONAL_VERSION_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    additional_version_weights: _containers.ScalarMap[str, float]
+    def __init__(self, additional_version_weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class AliasConfiguration(_message.Message):
+    __slots__ = ("function_name", "name", "function_version", "description", "routing_config", "revision_id", "min_warm")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    MIN_WARM_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    name: str
+    function_version: str
+    description: str
+    routing_config: RoutingConfig
+    revision_id: str
+    min_warm: int
+    def __init__(self, function_name: _Optional[str] = ..., name: _Optional[str] = ..., function_version: _Optional[str] = ..., description: _Optional[str] = ..., routing_config: _Optional[_Union[RoutingConfig, _Mapping]] = ..., revision_id: _Optional[str] = ..., min_warm: _Optional[int] = ...) -> None: ...
+
+class CreateAliasRequest(_message.Message):
+    __slots__ = ("function_name", "name", "function_version", "description", "routing_config")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    name: str
+    function_version: str
+    description: str
+    routing_config: RoutingConfig
+    def __init__(self, function_name: _Optional[str] = ..., name: _Optional[str] = ..., function_version: _Optional[str] = ..., description: _Optional[str] = ..., routing_config: _Optional[_Union[RoutingConfig, _Mapping]] = ...) -> None: ...
+
+class GetAliasRequest(_message.Message):
+    __slots__ = ("function_name", "name")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    name: str
+    def __init__(self, function_name: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class UpdateAliasRequest(_message.Message):
+    __slots__ = ("function_name", "name", "function_version", "description", "routing_config", "revision_id")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    REVISION_ID_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    name: str
+    function_version: str
+    description: str
+    routing_config: RoutingConfig
+    revision_id: str
+    def __init__(self, function_name: _Optional[str] = ..., name: _Optional[str] = ..., function_version: _Optional[str] = ..., description: _Optional[str] = ..., routing_config: _Optional[_Union[RoutingConfig, _Mapping]] = ..., revision_id: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("function_name", "name")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    name: str
+    def __init__(self, function_name: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAliasesRequest(_message.Message):
+    __slots__ = ("function_name", "function_version")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_VERSION_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    function_version: str
+    def __init__(self, function_name: _Optional[str] = ..., function_version: _Optional[str] = ...) -> None: ...
+
+class ListAliasesResponse(_message.Message):
+    __slots__ = ("aliases",)
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.RepeatedCompositeFieldContainer[AliasConfiguration]
+    def __init__(self, aliases: _Optional[_Iterable[_Union[AliasConfiguration, _Mapping]]] = ...) -> None: ...
+
+class SetMinWarmRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier", "min_warm")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    MIN_WARM_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    min_warm: int
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., min_warm: _Optional[int] = ...) -> None: ...
+
+class SetMinWarmResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class InvokeRequest(_message.Message):
-    __slots__ = ("function_name", "payload", "invocation_type", "log_type")
+    __slots__ = ("function_name", "payload", "invocation_type", "log_type", "qualifier", "client_context")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INVOCATION_TYPE_FIELD_NUMBER: _ClassVar[int]
     LOG_TYPE_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     payload: bytes
     invocation_type: InvocationType
     log_type: LogType
-    def __init__(self, function_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., invocation_type: _Optional[_Union[InvocationType, str]] = ..., log_type: _Optional[_Union[LogType, str]] = ...) -> None: ...
+    qualifier: str
+    client_context: bytes
+    def __init__(self, function_name: _Optional[str] = ..., payload: _Optional[bytes] = ..., invocation_type: _Optional[_Union[InvocationType, str]] = ..., log_type: _Optional[_Union[LogType, str]] = ..., qualifier: _Optional[str] = ..., client_context: _Optional[bytes] = ...) -> None: ...
 
 class Report(_message.Message):
     __slots__ = ("duration_ms", "billed_duration_ms", "memory_size_mb", "max_memory_used_mb", "init_duration_ms")

@@ -64,6 +64,46 @@ class FnhostStub:
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionRequest.SerializeToString,
                 response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionResponse.FromString,
                 _registered_method=True)
+        self.PublishVersion = channel.unary_unary(
+                '/fnhost.v1.Fnhost/PublishVersion',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.PublishVersionRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionConfiguration.FromString,
+                _registered_method=True)
+        self.ListVersionsByFunction = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListVersionsByFunction',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListVersionsByFunctionRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListVersionsByFunctionResponse.FromString,
+                _registered_method=True)
+        self.CreateAlias = channel.unary_unary(
+                '/fnhost.v1.Fnhost/CreateAlias',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.CreateAliasRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.FromString,
+                _registered_method=True)
+        self.GetAlias = channel.unary_unary(
+                '/fnhost.v1.Fnhost/GetAlias',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetAliasRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.FromString,
+                _registered_method=True)
+        self.UpdateAlias = channel.unary_unary(
+                '/fnhost.v1.Fnhost/UpdateAlias',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateAliasRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/fnhost.v1.Fnhost/DeleteAlias',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListAliases',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
+        self.SetMinWarm = channel.unary_unary(
+                '/fnhost.v1.Fnhost/SetMinWarm',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmResponse.FromString,
+                _registered_method=True)
         self.Invoke = channel.unary_unary(
                 '/fnhost.v1.Fnhost/Invoke',
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeRequest.SerializeToString,
@@ -120,7 +160,62 @@ class FnhostServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteFunction(self, request, context):
+        """With a qualifier (a version number), deletes only that version; refused (ALREADY_EXISTS,
+        ResourceConflictException) while an alias routes to it. Without, the function with all its
+        versions and aliases.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishVersion(self, request, context):
+        """Freezes $LATEST's code and configuration as the next version (1, 2, …; a number is never
+        given twice). When nothing changed since the last version, returns that version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersionsByFunction(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetMinWarm(self, request, context):
+        """Workers kept warm for a version or an alias (Lambda's provisioned concurrency); for $LATEST,
+        the function's min_warm.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -187,6 +282,46 @@ def add_FnhostServicer_to_server(servicer, server):
                     servicer.DeleteFunction,
                     request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionRequest.FromString,
                     response_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionResponse.SerializeToString,
+            ),
+            'PublishVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishVersion,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.PublishVersionRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionConfiguration.SerializeToString,
+            ),
+            'ListVersionsByFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersionsByFunction,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListVersionsByFunctionRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListVersionsByFunctionResponse.SerializeToString,
+            ),
+            'CreateAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAlias,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.CreateAliasRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.SerializeToString,
+            ),
+            'GetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlias,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetAliasRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.SerializeToString,
+            ),
+            'UpdateAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAlias,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateAliasRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListAliasesRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'SetMinWarm': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetMinWarm,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmResponse.SerializeToString,
             ),
             'Invoke': grpc.unary_unary_rpc_method_handler(
                     servicer.Invoke,
@@ -371,6 +506,222 @@ class Fnhost:
             '/fnhost.v1.Fnhost/DeleteFunction',
             fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionRequest.SerializeToString,
             fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/PublishVersion',
+            fnhost_dot_v1_dot_fnhost__pb2.PublishVersionRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.FunctionConfiguration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersionsByFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListVersionsByFunction',
+            fnhost_dot_v1_dot_fnhost__pb2.ListVersionsByFunctionRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListVersionsByFunctionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/CreateAlias',
+            fnhost_dot_v1_dot_fnhost__pb2.CreateAliasRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/GetAlias',
+            fnhost_dot_v1_dot_fnhost__pb2.GetAliasRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/UpdateAlias',
+            fnhost_dot_v1_dot_fnhost__pb2.UpdateAliasRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.AliasConfiguration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/DeleteAlias',
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteAliasRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListAliases',
+            fnhost_dot_v1_dot_fnhost__pb2.ListAliasesRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetMinWarm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/SetMinWarm',
+            fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmResponse.FromString,
             options,
             channel_credentials,
             insecure,

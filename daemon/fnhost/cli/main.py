@@ -6,43 +6,20 @@ platform or usage error (a message on stderr).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from google.protobuf.json_format import MessageToDict
 
-from . import errors
-from .client import Client, default_address
-from .stdin_stream import CLIENT_EVENT_LOOP, EXIT_FUNCTION_ERROR, EXIT_PLATFORM_ERROR, StdinError, stream_stdin
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"fnhost: {message}", err=True)
-    sys.exit(EXIT_PLATFORM_ERROR)
-
-
-def _client(ctx: click.Context) -> Client:
-    try:
-        return Client(ctx.obj["address"])
-    except errors.FnhostError as exc:  # e.g. a token that would travel in clear
-        _fail(f"{exc.code}: {exc.message}")
-
-
-def _run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except errors.FnhostError as exc:
-        _fail(f"{exc.code}: {exc.message}")
-
-
-def _print_json(message: Any) -> None:
-    click.echo(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2))
+from .. import errors
+from ..client import default_address
+from ..stdin_stream import CLIENT_EVENT_LOOP, EXIT_FUNCTION_ERROR, StdinError, stream_stdin
+from . import versions
+from .common import _client, _fail, _print_json, _run, _table, qualified
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,25 +57,32 @@ def main(ctx: click.Context, address: str | None) -> None:
 @click.option("--insecure", is_flag=True,
               help="Listen on a TCP address reachable from other hosts without TLS and a token "
                    "(refused otherwise).")
+@click.option("--http-listen", envvar="FNHOST_HTTP_LISTEN", default=None, metavar="HOST:PORT|unix:PATH|none",
+              help="Serve Lambda's REST API (the AWS SDKs and CLI) there (default: $FNHOST_HTTP_LISTEN, else "
+                   "127.0.0.1:9001; none: off).")
+@click.option("--http-credentials-file", default=None, type=click.Path(dir_okay=False),
+              help="Access keys (AWS shared-credentials format) every Lambda API request must be signed with.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, examples: bool,
           detach: bool, metrics_listen: str | None, tls_cert: str | None, tls_key: str | None,
-          tls_client_ca: str | None, token_file: str | None, insecure: bool, log_level: str) -> None:
+          tls_client_ca: str | None, token_file: str | None, insecure: bool, http_listen: str | None,
+          http_credentials_file: str | None, log_level: str) -> None:
     """Run the daemon in the foreground (as systemd expects) until SIGTERM or SIGINT."""
     import anyio
 
-    from .control.config import load_config_file, settings_from
-    from .daemon import EVENT_LOOP, listener_refusal
-    from .daemon import serve as run_daemon
-    from .errors import ConfigError, DaemonError
-    from .observability import logs
+    from ..control.config import load_config_file, settings_from
+    from ..daemon import EVENT_LOOP, listener_refusal
+    from ..daemon import serve as run_daemon
+    from ..errors import ConfigError, DaemonError
+    from ..observability import logs
 
     try:
         parsed = load_config_file(config_path) if config_path else None
         settings = settings_from(parsed.daemon if parsed else {}, state_dir=state_dir, listen=listen,
                                  metrics_listen=metrics_listen, tls_cert=tls_cert, tls_key=tls_key,
                                  tls_client_ca=tls_client_ca, token_file=token_file,
-                                 insecure=True if insecure else None)
+                                 insecure=True if insecure else None, http_listen=http_listen,
+                                 http_credentials_file=http_credentials_file)
     except ConfigError as exc:
         _fail(f"invalid config: {exc}")
     if detach:
@@ -123,7 +107,7 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(args: tuple[str, ...]) -> None:
     """Run the hot-path benchmark suite (python -m bench); see bench/README.md."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / "bench" / "cli.py").is_file():
         _fail("the benchmark suite lives in fnhost's source tree (bench/): run it from a checkout")
     sys.path.insert(0, str(root))
@@ -139,9 +123,9 @@ def prepare() -> None:
     Run as the user the daemon runs as (root on a build host), after installing or upgrading a
     toolchain; otherwise the first deploy of that runtime does it and waits (about a minute).
     """
-    from .control.deploy import prepare_build_caches
-    from .control.runtimes import RuntimeRegistry
-    from .observability import logs
+    from ..control.deploy import prepare_build_caches
+    from ..control.runtimes import RuntimeRegistry
+    from ..observability import logs
 
     logs.configure("warning")
     done = prepare_build_caches(RuntimeRegistry())
@@ -153,7 +137,7 @@ def systemd_unit() -> None:
     """Print a systemd unit file for running fnhost as a service."""
     import shutil
 
-    from .systemd import unit_file
+    from ..systemd import unit_file
 
     exe = shutil.which("fnhost") or f"{sys.executable} -m fnhost"
     click.echo(unit_file(os.path.realpath(exe) if os.path.isabs(exe) else exe), nl=False)
@@ -207,7 +191,7 @@ def _health_connection(settings: Any) -> Any:
     """
     import dataclasses
 
-    from .client import Connection
+    from ..client import Connection
 
     address = settings.address
     for wildcard, local in (("0.0.0.0:", "127.0.0.1:"), ("[::]:", "[::1]:"), (":", "127.0.0.1:")):
@@ -251,14 +235,16 @@ def _code(path: str) -> str | bytes:
 @click.option("--max-concurrency", type=int, help="Most workers at once (reserved concurrency).")
 @click.option("--idle-ttl-s", type=int, help="Stop idle workers after this many seconds.")
 @click.option("--ephemeral-storage-mb", type=int, help="Size of the function's private /tmp: 512-10240, default 512.")
+@click.option("--description", default=None, help="The function's description (at most 256 characters).")
 @click.pass_context
 def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | None, code_path: str | None,
            memory_mb: int | None, timeout_s: int | None, env_pairs: tuple[str, ...], min_warm: int | None,
-           max_concurrency: int | None, idle_ttl_s: int | None, ephemeral_storage_mb: int | None) -> None:
+           max_concurrency: int | None, idle_ttl_s: int | None, ephemeral_storage_mb: int | None,
+           description: str | None) -> None:
     """Create function NAME, or update its code and the options given."""
     options = {k: v for k, v in dict(memory_mb=memory_mb, timeout_s=timeout_s, min_warm=min_warm,
                                       max_concurrency=max_concurrency, idle_ttl_s=idle_ttl_s,
-                                      ephemeral_storage_mb=ephemeral_storage_mb).items()
+                                      ephemeral_storage_mb=ephemeral_storage_mb, description=description).items()
                if v is not None}
     env = _parse_env(env_pairs) if env_pairs else None
     with _client(ctx) as client:
@@ -292,7 +278,7 @@ def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | No
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", metavar="NAME[:QUALIFIER]")
 @click.argument("payload", required=False)
 @click.option("--payload-file", type=click.File("rb"), help="Read the payload from a file ('-' for stdin).")
 @click.option("--log-type", type=click.Choice(["none", "tail"], case_sensitive=False), default="none",
@@ -306,17 +292,19 @@ def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | No
 @click.pass_context
 def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any, log_type: str,
            invocation_type: str, report: bool, stream: bool) -> None:
-    """Invoke NAME with PAYLOAD (JSON) and print the result on stdout."""
+    """Invoke NAME (a version or alias with NAME:QUALIFIER) with PAYLOAD (JSON); print the result on stdout."""
     if stream:
         if payload is not None or payload_file is not None:
             raise click.UsageError("--stream reads its payloads from stdin, one per line")
-        _invoke_stream(ctx, name, log_type, report)
+        _invoke_stream(ctx, name, log_type, report)  # a qualified name travels as Lambda's name:qualifier
         return
     if payload is not None and payload_file is not None:
         raise click.UsageError("give PAYLOAD or --payload-file, not both")
     data = payload_file.read() if payload_file is not None else (payload or "").encode()
+    function, qualifier = qualified(name)
     with _client(ctx) as client:
-        result = _run(client.invoke, name, data, invocation_type=invocation_type, log_type=log_type)
+        result = _run(client.invoke, function, data, invocation_type=invocation_type, log_type=log_type,
+                      qualifier=qualifier)
     if result.log_result:
         click.echo(result.log_result, err=True, nl=False)
     if report and result.report is not None:
@@ -367,21 +355,21 @@ def list_(ctx: click.Context) -> None:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", metavar="NAME[:QUALIFIER]")
 @click.pass_context
 def get(ctx: click.Context, name: str) -> None:
-    """Show NAME's configuration as JSON."""
+    """Show NAME's configuration (that of a version or alias with NAME:QUALIFIER) as JSON."""
     with _client(ctx) as client:
-        _print_json(_run(client.get_function, name))
+        _print_json(_run(client.get_function, *qualified(name)))
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", metavar="NAME[:VERSION]")
 @click.pass_context
 def delete(ctx: click.Context, name: str) -> None:
-    """Delete NAME and stop its workers."""
+    """Delete NAME with its versions and aliases, and stop its workers; NAME:VERSION deletes one version."""
     with _client(ctx) as client:
-        _run(client.delete_function, name)
+        _run(client.delete_function, *qualified(name))
     click.echo(f"deleted {name}")
 
 
@@ -444,11 +432,8 @@ def cost(ctx: click.Context, since: str | None, as_json: bool) -> None:
                f"${usage.price_per_gb_second:.10f} per GB-s; billed per {usage.billing_granularity_ms} ms")
 
 
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
+for _command in versions.COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()
