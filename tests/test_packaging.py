@@ -54,6 +54,7 @@ def test_wheel_carries_runtimes_and_protos(tmp_path: Path) -> None:
     state = short_tempdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FNHOST_ADDRESS")}
     env["FNHOST_STATE_DIR"] = str(state)
+    env["FNHOST_HTTP_LISTEN"] = "127.0.0.1:0"  # 9001 may be another daemon's on this host
     started = subprocess.run([venv / "bin" / "fnhost", "serve", "--examples", "--detach"],
                              capture_output=True, timeout=180, env=env, cwd=tmp_path)
     assert started.returncode == 0, started.stderr

@@ -20,8 +20,12 @@ import anyio
 import structlog
 
 from .api.grpc_server import start_server
+from .api.http_server import HttpServer, bind
+from .api.lambda_http import LambdaApi
 from .api.metrics_http import serve_metrics
+from .api.sigv4 import Verifier
 from .control.config import FunctionConfig, Settings, load_config_file, loopback, settings_from
+from .control.credentials import Credentials
 from .control.deploy import CodeSource
 from .control.runtimes import RuntimeRegistry
 from .control.supervisor import Supervisor
@@ -41,11 +45,33 @@ STATUS_INTERVAL_S = 5.0
 
 
 def listener_refusal(settings: Settings) -> str | None:
-    """Why the daemon must not listen where ``settings`` say, or None.
+    """Why the daemon must not listen where ``settings`` say (gRPC or HTTP), or None.
 
     TCP reachable from other hosts needs TLS and client authentication (a token, or client
-    certificates): without them anyone on the network could deploy code and run it on this host.
+    certificates; on the HTTP listener, access keys for SigV4): without them anyone on the
+    network could deploy code and run it on this host.
     """
+    return _grpc_refusal(settings) or _http_refusal(settings)
+
+
+def _http_refusal(settings: Settings) -> str | None:
+    address = settings.http_listen
+    if address == "none" or settings.insecure or loopback(address) is not False:
+        return None
+    tls = bool(settings.tls_cert and settings.tls_key)
+    keys = bool(settings.http_credentials_file)
+    if tls and keys:
+        return None
+    missing = " and ".join(m for m, ok in (("TLS", tls), ("access keys", keys)) if not ok)
+    return (
+        f"refusing to serve Lambda's HTTP API on {address} without {missing}: it is reachable from other "
+        "hosts, and anyone who reaches it could deploy and run code here. Pass --tls-cert FILE --tls-key FILE "
+        "and set daemon.http_credentials_file (access keys every request must be signed with), or use "
+        "--http-listen 127.0.0.1:PORT, unix:PATH or none; --insecure (daemon.insecure = true) listens anyway"
+    )
+
+
+def _grpc_refusal(settings: Settings) -> str | None:
     tls = bool(settings.tls_cert and settings.tls_key)
     authenticated = bool(settings.token_file or settings.tls_client_ca)
     if settings.insecure or loopback(settings.address) is not False or (tls and authenticated):
@@ -73,6 +99,15 @@ def _warn_about_exposure(settings: Settings) -> None:
     if reach is False and settings.insecure and not (tls and (settings.token_file or settings.tls_client_ca)):
         log.warning("insecure_listener", address=settings.address,
                     note="--insecure: reachable from other hosts without TLS and client authentication")
+    http = settings.http_listen
+    if http != "none" and not settings.http_credentials_file:
+        if loopback(http) is False:
+            log.warning("insecure_http_listener", address=http,
+                        note="--insecure: Lambda's HTTP API is reachable from other hosts without access keys")
+        elif loopback(http):
+            log.warning("http_without_authentication", address=http,
+                        note="any process on this host, functions' workers included, can deploy, delete and "
+                             "invoke functions over Lambda's API; set daemon.http_credentials_file")
     if os.geteuid() != 0:
         log.warning("no_function_isolation", user=os.geteuid(),
                     note="the daemon is not root, so every function runs as the daemon's own user: functions "
@@ -201,6 +236,8 @@ async def serve(
     socket_path = Path(address.removeprefix("unix:")) if address.startswith("unix:") else None
     notifier = Notifier()
     metrics_server = None
+    http_socket: socket.socket | None = None
+    http: HttpServer | None = None
     claimed = False
     try:
         if socket_path is not None:
@@ -209,7 +246,12 @@ async def serve(
         # Before any uid is claimed: what a daemon killed by SIGKILL left in its cgroups (a
         # function's setsid'd children) dies now, and its uids are free again.
         remove_stale()
+        credentials = Credentials.open(settings.state_dir, settings.http_credentials_file or None)
+        if settings.http_listen != "none":
+            # Bound before any function loads: its workers' environment names the real address.
+            http_socket, settings.http_endpoint = bind(settings.http_listen, bool(settings.tls_cert and settings.tls_key))
         sup = Supervisor(settings)
+        sup.deployer.credentials = credentials
         async with anyio.create_task_group() as tg:
             await tg.start(sup.run)
             declared = list(functions)
@@ -222,13 +264,21 @@ async def serve(
                     raise ConfigError(f"function {config.name}: {exc.message}") from exc
             await _wait_warm(sup, settings.init_timeout_s)
             server, health = await start_server(sup, address, settings)
+            if http_socket is not None:
+                api = LambdaApi(sup, settings, Verifier(credentials, settings.region))
+                http = HttpServer(api, http_socket, settings)
+                await http.start()
+                if settings.http_endpoint.startswith("unix:"):
+                    _secure_socket(Path(settings.http_endpoint.removeprefix("unix:")), settings)
+                log.info("http_serving", address=settings.http_endpoint,
+                         authentication="sigv4" if credentials.enabled else "none")
             if settings.metrics_listen:
                 metrics_server = serve_metrics(lambda: sup.snapshot(with_histograms=True), settings.metrics_listen,
                                                sup.metrics_registry)
                 log.info("metrics_serving", address=f"http://{settings.metrics_listen}/metrics")
             if socket_path is not None:
                 _secure_socket(socket_path, settings)
-            lifecycle = _Lifecycle(sup, notifier, settings, config_path)
+            lifecycle = _Lifecycle(sup, notifier, settings, config_path, credentials, http)
             tg.start_soon(lifecycle.report_status)
             if notifier.watchdog_interval_s:
                 tg.start_soon(lifecycle.watchdog)
@@ -242,6 +292,8 @@ async def serve(
             else:
                 await shutdown_trigger()
             await lifecycle.drain(health)
+            if http is not None:
+                await http.stop()
             await server.stop(1.0)  # answers to the last killed invocations still go out
             tg.cancel_scope.cancel()
         if shutdown_trigger is None:
@@ -251,6 +303,8 @@ async def serve(
                 signal.signal(sig, signal.SIG_IGN)
         log.info("stopped")
     finally:
+        if http_socket is not None and http is None:  # failed before serving: nobody else closes it
+            http_socket.close()
         if metrics_server is not None:
             metrics_server.shutdown()
         notifier.close()
@@ -279,8 +333,11 @@ def _secure_socket(path: Path, settings: Settings) -> None:
 class _Lifecycle:
     """Signals, reload, drain, watchdog and status: what runs beside the server."""
 
-    def __init__(self, sup: Supervisor, notifier: Notifier, settings: Settings, config_path: Path | None) -> None:
+    def __init__(self, sup: Supervisor, notifier: Notifier, settings: Settings, config_path: Path | None,
+                 credentials: Credentials | None = None, http: HttpServer | None = None) -> None:
         self.sup = sup
+        self.credentials = credentials
+        self.http = http
         self.notifier = notifier
         self.settings = settings
         self.config_path = config_path
@@ -328,7 +385,7 @@ class _Lifecycle:
         try:
             parsed = load_config_file(self.config_path)
             new = settings_from(parsed.daemon, state_dir=self.settings.state_dir,
-                                listen=self.settings.listen or None)
+                                listen=self.settings.listen or None, http_listen=self.settings.http_listen)
             for config, _ in parsed.functions:
                 self.sup.check(config, cap=new.max_concurrency_cap)
         except (ConfigError, ApiError) as exc:
@@ -339,12 +396,20 @@ class _Lifecycle:
         for key in ("listen", "memory_backend", "socket_mode", "socket_group", "metrics_listen",
                     "tls_cert", "tls_key", "tls_client_ca", "token_file", "insecure", "worker_user",
                     "worker_uid_base", "worker_uid_count", "worker_pids_max", "cpu_mb_per_vcpu",
-                    "worker_namespaces"):
+                    "worker_namespaces", "http_listen", "http_credentials_file", "region", "account_id"):
             if getattr(new, key) != getattr(self.settings, key):
                 log.warning("reload_needs_restart", setting=key)
                 setattr(new, key, getattr(self.settings, key))
+        new.http_endpoint = self.settings.http_endpoint
+        if self.credentials is not None:
+            try:
+                self.credentials.reload()
+            except ConfigError as exc:
+                log.error("access_keys_reload_failed", error=exc.message, note="the previous keys stay in force")
         self.settings = new
         self.sup.apply_settings(new)
+        if self.http is not None:
+            self.http.api.settings = self.http.api.ops.settings = new
         for config, code_dir in parsed.functions:
             try:
                 await _deploy(self.sup, config, code_dir)

@@ -144,7 +144,7 @@ def test_detach_keeps_its_log_private_and_sees_a_tls_daemon_ready(pki: Path) -> 
     root = short_tempdir()
     state = root / "state"
     port = free_port()
-    detach = [sys.executable, "-m", "fnhost", "serve", "--detach", "--state-dir", str(state)]
+    detach = [sys.executable, "-m", "fnhost", "serve", "--detach", "--state-dir", str(state), "--http-listen", "none"]
     secured = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
                "--token-file", str(pki / "token")]
     env = {**os.environ, "FNHOST_TLS_CA": str(pki / "ca.pem")}

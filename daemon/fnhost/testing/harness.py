@@ -60,6 +60,9 @@ class Daemon:
     def argv(self, *extra_args: str) -> list[str]:
         argv = [sys.executable, "-m", "fnhost", "serve", "--state-dir", str(self.state_dir),
                 "--listen", self.address, *self.args, *extra_args]
+        if not any(a == "--http-listen" or a.startswith("--http-listen=") for a in argv):
+            # Lambda's HTTP API on a port of its own (never 9001): tests run daemons side by side.
+            argv[6:6] = ["--http-listen", "127.0.0.1:0"]
         if self.config is not None:
             config_path = self.state_dir.parent / f"{self.state_dir.name}.toml"
             config_path.write_text(self.config)
@@ -155,6 +158,17 @@ class Daemon:
     def workers(self) -> list[psutil.Process]:
         """The daemon's direct children: one per worker (a worker's own children hang below it)."""
         return self._children(recursive=False)
+
+    @property
+    def http_url(self) -> str:
+        """Where the daemon serves Lambda's HTTP API (``http://127.0.0.1:PORT``), from its log.
+
+        Raises DaemonFailed when the daemon logged no ``http_serving`` (not started, or --http-listen none).
+        """
+        for event in reversed(self.log_events()):
+            if event.get("event") == "http_serving":
+                return str(event["address"])
+        raise DaemonFailed(f"the daemon does not serve Lambda's HTTP API:\n{self.log_tail()}")
 
     def client(self, timeout: float | None = 60.0) -> Client:
         return Client(self.address, timeout=timeout)
