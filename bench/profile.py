@@ -32,6 +32,7 @@ CATEGORIES: list[tuple[str, Callable[[str, str], bool]]] = [
     ("logging (structlog)", lambda fn, f: "structlog" in f or "/logging/" in f),
     ("protobuf", lambda fn, f: "protobuf" in f or "_upb" in f),
     ("gRPC", lambda fn, f: "grpc" in f or "grpc" in fn),
+    ("HTTP server (uvicorn, httptools)", lambda fn, f: "uvicorn" in f or "httptools" in f or "h11" in f),
     ("fnhost", lambda fn, f: "/fnhost/" in f),
     ("anyio", lambda fn, f: "/anyio/" in f),
     ("asyncio", lambda fn, f: "/asyncio/" in f or "_asynciomodule" in f),

@@ -88,3 +88,47 @@ def test_stacks_comparison_runs() -> None:
     table = [line for line in out.splitlines() if line.startswith("| ") and "variant" not in line]
     assert [row.split("|")[1].strip() for row in table] == ["aio-hop", "uvloop", "sync-hop"], out
     assert all(float(row.split("|")[4]) > 0 for row in table), out  # req/s at 32 in flight
+
+
+def test_http_server_comparison_runs(tmp_path: Path) -> None:
+    """bench.httpservers serves the raw echo on uvicorn and on the bare httptools protocol, drives
+    both with the keep-alive http.client pool, and reports ratios to the floor."""
+    out = _run_tool("bench.httpservers", "--kinds", "uvicorn,bare", "--reps", "2", "--calls", "40",
+                    "--seconds", "0.3", "--clients", "4", "--procs", "2", "--out", str(tmp_path), "--name", "servers")
+    r = json.loads((tmp_path / "servers.json").read_text())
+    assert set(r["summary"]) == {"uvicorn", "bare"}, out
+    for s in r["summary"].values():
+        assert s["errors"] == 0 and s["sequential"]["n"] == 80 and s["throughput"]["n"] == 2, s
+        assert s["throughput"]["median_rps"] > 0 and s["loaded_latency"]["p99_us"] > 0, s
+    assert r["ratios"]["uvicorn"]["p50"]["median"] > 0, r["ratios"]
+    assert (tmp_path / "servers.md").read_text().count("| uvicorn |") == 2  # figures and ratios
+
+
+def test_lambda_http_comparison_runs_fnhost_side(tmp_path: Path) -> None:
+    """bench.lambda_http measures fnhost's HTTP Invoke and its gRPC Invoke on one daemon with warm
+    workers (serverless-offline is left out here: npm and node are not the test suite's)."""
+    out = _run_tool("bench.lambda_http", "--series", "fnhost-http,fnhost-grpc", "--no-hey", "--reps", "2",
+                    "--calls", "30", "--calls-64k", "10", "--seconds", "0.3", "--clients", "2", "--procs", "2",
+                    "--workers", "2", "--out", str(tmp_path), "--name", "lambda")
+    r = json.loads((tmp_path / "lambda.json").read_text())
+    assert set(r["summary"]) == {"fnhost-http", "fnhost-grpc"}, out
+    for s in r["summary"].values():
+        assert s["errors"] == 0 and s["sequential"]["n"] == 60 and s["sequential_64KiB"]["n"] == 20, s
+        assert s["throughput"]["n"] == 2 and s["throughput"]["median_rps"] > 0, s
+        assert s["server_cpu_per_call_us"] > 0, s
+    assert r["notes"] == [], r["notes"]
+    assert "## 64 KiB" in (tmp_path / "lambda.md").read_text()
+
+
+def test_hey_csv_is_summarised() -> None:
+    """bench.hey reads hey's per-request CSV: only 200s answered within the window count as
+    throughput, every non-200 is counted, percentiles come from the 200s."""
+    from bench.hey import parse_csv
+
+    head = "response-time,DNS+dialup,DNS,Request-write,Response-delay,Response-read,status-code,offset\n"
+    rows = [f"{(i + 1) / 10000:.4f},0,0,0,0,0,200,{i / 200:.4f}\n" for i in range(100)]
+    rows.append("0.0500,0,0,0,0,0,429,0.5\n")
+    rows.append("0.5000,0,0,0,0,0,200,0.9\n")  # answered after the 1 s window
+    s = parse_csv(head + "".join(rows), 1.0)
+    assert (s["n"], s["non_200"], s["first_status"], s["rps"]) == (102, 1, "429", 100.0), s
+    assert s["p50_us"] == 5_100.0 and s["max_us"] == 500_000.0, s
