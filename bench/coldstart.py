@@ -8,18 +8,30 @@ function reuses the code already built for the runtime, as a redeploy of the sam
 Deploy: CreateFunction with code the daemon has never seen (a copy with a nonce file), for
 runtimes that compile at deploy (Go, Java, C#): hashing, building, registering. The toolchains'
 own caches (Go's build cache, for one) stay warm, as they would on a build host.
+
+``python -m bench.coldstart``: cold starts alone, on two daemons side by side, one giving each
+worker its own namespaces (bubblewrap, the default where the host allows it) and one not
+(``worker_namespaces = false``); the two alternate call by call, so outside load hits both alike.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from fnhost.client import Client
+from fnhost.control.runtimes import RuntimeRegistry
+from fnhost.testing.fixtures import readable_copy
 
+from . import functions
+from .daemon import DAEMON_CONFIG, Daemon
 from .functions import EchoFunction, fresh_copy
 from .stats import value_summary
 
@@ -77,3 +89,80 @@ def deploys(client: Client, fn: EchoFunction, scratch: Path, reps: int,
         finally:
             shutil.rmtree(code, ignore_errors=True)
     return {"deploy_s": value_summary(seconds, "s", 3)}
+
+
+def _one_cold(client: Client, fn: EchoFunction, payload: bytes) -> tuple[float, float]:
+    """One new function's first invoke: (client ms, Init Duration ms)."""
+    name = _name("cold", fn.runtime)
+    client.create_function(name, runtime=fn.runtime, handler=fn.handler, code=str(fn.code_dir), timeout_s=60)
+    try:
+        t0 = time.perf_counter()
+        cold = client.invoke(name, payload)
+        first = (time.perf_counter() - t0) * 1000
+    finally:
+        client.delete_function(name)
+    if cold.function_error or cold.report is None or cold.report.init_duration_ms is None:
+        raise RuntimeError(f"echo failed: {cold.payload[:300]!r}")
+    return first, cold.report.init_duration_ms
+
+
+def namespaces_compared(runtimes: list[str], reps: int) -> dict[str, object]:
+    """Cold starts with and without worker namespaces, alternating; per runtime and mode, the
+    client's first-invoke ms and Init Duration ms."""
+    work = Path(tempfile.mkdtemp(prefix="fnhc-", dir="/tmp"))  # short: unix socket paths
+    os.chmod(work, 0o711)
+    daemons: dict[str, Daemon] = {}
+    try:
+        fns, skipped = functions.discover(RuntimeRegistry(), runtimes, fixtures=readable_copy(work / "fixtures"))
+        for mode, on in (("namespaces", True), ("shared", False)):
+            daemons[mode] = Daemon(work / mode, config=DAEMON_CONFIG + f"worker_namespaces = {str(on).lower()}\n",
+                                   base_env=functions.child_env()).start()
+        views = {}
+        for mode, d in daemons.items():
+            event = next(e for e in d.log_events() if e.get("event") == "worker_isolation")
+            views[mode] = event["view"] + (f" ({event['reason']})" if event.get("reason") else "")
+        payload = functions.json_payload(100)
+        raw: dict[str, dict[str, list[tuple[float, float]]]] = {f.runtime: {m: [] for m in daemons} for f in fns}
+        clients = {m: d.client(timeout=120.0) for m, d in daemons.items()}
+        for fn in fns:  # a first, unmeasured cold start per daemon: page cache, lazy imports
+            for mode, client in clients.items():
+                _one_cold(client, fn, payload)
+        for _ in range(reps):
+            for fn in fns:
+                for mode, client in clients.items():
+                    raw[fn.runtime][mode].append(_one_cold(client, fn, payload))
+        for client in clients.values():
+            client.close()
+        out: dict[str, object] = {"views": views, "reps": reps, "skipped": skipped, "runtimes": {}}
+        for runtime, modes in raw.items():
+            out["runtimes"][runtime] = {  # type: ignore[index]
+                mode: {"first_invoke_ms": value_summary([a for a, _ in runs], "ms"),
+                       "init_duration_ms": value_summary([b for _, b in runs], "ms")}
+                for mode, runs in modes.items()}
+        return out
+    finally:
+        for d in daemons.values():
+            d.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.split("\n\n")[-1])
+    parser.add_argument("--runtimes", default="python,node,go", help="comma-separated (default: python,node,go)")
+    parser.add_argument("--reps", type=int, default=10, help="cold starts per runtime and mode (default 10)")
+    parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    args = parser.parse_args()
+    r = namespaces_compared(args.runtimes.split(","), args.reps)
+    if args.out:
+        args.out.write_text(json.dumps(r, indent=1) + "\n")
+    print(f"{'runtime':8} {'mode':11} {'first invoke p50 (min-max) ms':32} init duration p50 ms")
+    for runtime, modes in r["runtimes"].items():  # type: ignore[attr-defined]
+        for mode, f in modes.items():
+            a, b = f["first_invoke_ms"], f["init_duration_ms"]
+            print(f"{runtime:8} {mode:11} {a['p50_ms']:7.1f} ({a['min_ms']:.1f}-{a['max_ms']:.1f}){'':14} {b['p50_ms']:7.1f}")
+    for mode, view in r["views"].items():  # type: ignore[attr-defined]
+        print(f"{mode}: {view}")
+
+
+if __name__ == "__main__":
+    main()

@@ -76,7 +76,10 @@ def worker_memory(workers: list[psutil.Process], function: str) -> dict[str, obj
     rss, uss, pss = [], [], []
     for proc in workers:
         try:
-            if proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") != function:
+            env = proc.environ()
+            # In its own namespaces the daemon's child is bubblewrap, which carries the worker's
+            # environment under other names (spawn.py); its tree (2 small processes more) counts.
+            if env.get("AWS_LAMBDA_FUNCTION_NAME", env.get("FNHOST_ENV_AWS_LAMBDA_FUNCTION_NAME")) != function:
                 continue
             r, u, p = _tree_memory(proc)
         except psutil.Error:

@@ -16,6 +16,7 @@ import pytest
 
 from fnhost import errors
 from tests.conftest import FIXTURES, Daemon, payload, wait_gone
+from tests.worker_pids import host_pid
 
 
 def test_restart_serves_the_same_functions(fresh_daemon: Daemon) -> None:
@@ -63,7 +64,7 @@ def test_no_worker_outlives_a_killed_daemon(fresh_daemon: Daemon) -> None:
         c.create_function("busy", runtime="python", handler="app.sleep", code=str(FIXTURES / "python"),
                           timeout_s=60)
         c.create_function("forks", runtime="python", handler="app.fork_sleeper", code=str(FIXTURES / "python"))
-        grandchild = payload(c.invoke("forks", b"{}"))
+        grandchild = host_pid(fresh_daemon.pid, payload(c.invoke("forks", b"{}")), name="sleep")  # 3 inside its namespace
         c.invoke("idle", b"{}")
     # One worker is mid-invocation when the daemon dies.
     busy = subprocess.Popen([sys.executable, "-m", "fnhost", "--address", fresh_daemon.address,

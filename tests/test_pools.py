@@ -13,7 +13,8 @@ import pytest
 
 from fnhost import errors
 from fnhost.client import Client
-from tests.conftest import FIXTURES, deploy_case, function_stats, payload, unique
+from tests.conftest import FIXTURES, Daemon, deploy_case, function_stats, payload, unique
+from tests.worker_pids import WORKER_TOKEN, host_pid
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1):  # type: ignore[no-untyped-def]
@@ -52,8 +53,12 @@ def test_queued_request_gets_the_freed_worker(client: Client) -> None:
     assert stats.cold_starts == 1 and stats.throttles == 0
 
 
-def test_idle_workers_are_reaped(client: Client) -> None:
-    name = deploy_case(client, "python", "pid", idle_ttl_s=1)
+def test_idle_workers_are_reaped(client: Client, public_dir: Path) -> None:
+    # Which worker answered: a token each worker makes at start-up (in its own pid namespace every
+    # worker is pid 2).
+    (public_dir / "app.py").write_text(WORKER_TOKEN + "def handler(e, c):\n    return WORKER\n")
+    name = unique("reaped")
+    client.create_function(name, runtime="python", handler="app.handler", code=str(public_dir), idle_ttl_s=1)
     first = payload(client.invoke(name, b"{}"))
     wait_for(lambda: sum(function_stats(client, name).workers.values()) == 0)
     second = payload(client.invoke(name, b"{}"))
@@ -73,16 +78,16 @@ def test_min_warm_is_kept_warm(client: Client) -> None:
 def test_code_update_drains_old_workers(client: Client, public_dir: Path) -> None:
     code = public_dir / "code"
     code.mkdir()
-    (code / "app.py").write_text("import os\ndef handler(e, c):\n    return {'v': 1, 'pid': os.getpid()}\n")
+    (code / "app.py").write_text(WORKER_TOKEN + "def handler(e, c):\n    return {'v': 1, 'worker': WORKER}\n")
     name = unique("update")
     client.create_function(name, runtime="python", handler="app.handler", code=str(code))
     assert payload(client.invoke(name, b"{}"))["v"] == 1
-    (code / "app.py").write_text("import os\ndef handler(e, c):\n    return {'v': 2, 'pid': os.getpid()}\n")
+    (code / "app.py").write_text(WORKER_TOKEN + "def handler(e, c):\n    return {'v': 2, 'worker': WORKER}\n")
     client.update_function_code(name, str(code))
     after = payload(client.invoke(name, b"{}"))
     assert after["v"] == 2
     client.update_function_configuration(name, environment={"X": "1"}, handler="app.handler")
-    assert payload(client.invoke(name, b"{}"))["pid"] != after["pid"]
+    assert payload(client.invoke(name, b"{}"))["worker"] != after["worker"]
 
 
 def test_in_flight_call_finishes_across_an_update(client: Client, public_dir: Path) -> None:
@@ -111,11 +116,21 @@ def test_init_failure_backs_off(client: Client) -> None:
     assert sum(stats.workers.values()) == 0
 
 
-def test_grandchildren_die_with_their_worker(client: Client) -> None:
+def gone(pid: int) -> bool:
+    """Exited (a zombie counts: its parent has not reaped it yet)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_grandchildren_die_with_their_worker(daemon: Daemon, client: Client) -> None:
     import psutil
 
     name = deploy_case(client, "python", "fork_sleeper", timeout_s=1)
-    child = payload(client.invoke(name, b"{}"))
+    child = host_pid(daemon.pid, payload(client.invoke(name, b"{}")), name="sleep")  # its pid inside: 3
     assert psutil.pid_exists(child)
     client.delete_function(name)
-    wait_for(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE)
+    wait_for(lambda: gone(child))

@@ -11,8 +11,13 @@ import pytest
 
 from fnhost import errors
 from fnhost.client import Client
+from fnhost.execution import isolation
 from tests.conftest import FIXTURES, Daemon, payload
 from tests.test_service import free_port
+
+
+# Workers get namespaces of their own by default where the host allows it (root, bubblewrap).
+NAMESPACES = os.geteuid() == 0 and isolation.probe(True) is None
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -101,10 +106,18 @@ def test_workers_of_a_root_daemon_are_sandboxed(fresh_daemon: Daemon, pki: Path)
     assert a["uid"] != 0 and a["gid"] != 0 and a["groups"] == []
     assert a["uid"] != b["uid"], "each function runs as its own user"
     assert a["created_mode"] == "0o600"  # umask 077
-    assert a["scratch_owner"] == a["uid"] and a["scratch_mode"] == "0o700"
-    assert a["scratch"] != b["scratch"]
     assert a["nofile"] == 1024
     assert a["list_state"] == "denied"
+    if NAMESPACES:
+        # TMPDIR and HOME are its own /tmp (a tmpfs no other worker sees: tests/hostile/
+        # test_filesystem_view.py); the state directory is an empty 0711 tmpfs with only its own
+        # code bound back, read-only; the token lived in the host's /tmp, which it cannot see.
+        assert a["scratch"] == b["scratch"] == "/tmp" and a["scratch_mode"] == "0o777"  # 1777
+        assert a["list_code_store"] == a["read_registry"] == a["read_token"] == a["connect_socket"] == "error 2"
+        assert a["write_code"] == "error 30"  # EROFS
+        return
+    assert a["scratch_owner"] == a["uid"] and a["scratch_mode"] == "0o700"
+    assert a["scratch"] != b["scratch"]
     assert a["list_code_store"] == "denied"
     assert a["read_registry"] == "denied"
     assert a["read_token"] == "denied"

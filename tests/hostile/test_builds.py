@@ -59,8 +59,11 @@ def public_tree(root: Path, files: dict[str, str]) -> Path:
 
 
 def worker_uid(daemon: Daemon, name: str) -> int:
-    for proc in daemon.workers():
+    # Among all descendants: in its own namespaces the daemon's child is bubblewrap (root, the
+    # environment under other names), and the worker with the function's environment is below it.
+    for pid in daemon.descendants():
         try:
+            proc = psutil.Process(pid)
             if proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") == name:
                 return proc.uids().real
         except psutil.Error:
@@ -175,13 +178,14 @@ def test_a_build_runs_as_the_function_confined_like_its_workers(
         daemon: Daemon, client: Client, public_dir: Path, runtime: str) -> None:
     toolchain(runtime)
     handler, code = example_code(runtime, public_dir)
+    name = unique(f"build-as-{runtime}")
     if runtime == "go":
         # Over the shared standard library a Go build of the example takes a fraction of a
-        # second, which a poller of /proc can miss on a busy host: give the compiler work.
+        # second, which a poller of /proc can miss on a busy host: give the compiler work, and
+        # work no earlier run left in a build cache (the name makes the file new each time).
         funcs = "\n".join(f"func pad{i}(x int) int {{ return x*{i} + {i} }}" for i in range(4000))
-        (code / "padding.go").write_text(f"package main\n\n{funcs}\n")
+        (code / "padding.go").write_text(f'package main\n\nconst buildNonce = "{name}"\n\n{funcs}\n')
         (code / "padding.go").chmod(0o644)
-    name = unique(f"build-as-{runtime}")
     with BuildWatcher(daemon) as watcher:
         client.create_function(name, runtime=runtime, handler=handler, code=str(code))
     assert json.loads(client.invoke(name, b'{"name": "Ada"}').payload)["message"] == "Hello, Ada!"

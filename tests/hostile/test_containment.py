@@ -34,6 +34,7 @@ from fnhost.execution.uids import UidClaims
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import Daemon, public_code, short_tempdir, unique
+from tests.worker_pids import host_pid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a function runs as its own uid only under a root daemon")
 
@@ -164,16 +165,22 @@ def gone(uid: int, within_s: float = 5.0) -> list[int]:
     return left
 
 
-def escaped(uid: int, worker: int) -> list[int]:
+def escaped(uid: int, session: int) -> list[int]:
     """Processes of ``uid`` outside the worker's session: those that called setsid."""
     out = []
     for pid in of_uid(uid):
         try:
-            if os.getsid(pid) != worker:
+            if os.getsid(pid) != session:
                 out.append(pid)
         except ProcessLookupError:
             pass
     return out
+
+
+def escaped_from(daemon: Daemon, seen: dict) -> list[int]:
+    """``escaped`` for the worker that answered ``seen`` (its uid and pid): in its own pid
+    namespace a worker says it is pid 2, and its session on the host is its host pid's."""
+    return escaped(seen["uid"], os.getsid(host_pid(daemon.pid, seen["pid"], uid=seen["uid"])))
 
 
 # --- a function's processes die with it -----------------------------------------------------------
@@ -185,19 +192,19 @@ def test_a_setsid_child_dies_at_the_timeout_at_delete_and_at_daemon_stop(fresh_d
         name = deploy(client, code, "escape", timeout_s=1)
         first = call(client, name)
         uid = first["uid"]
-        assert escaped(uid, first["pid"]), "the escape worked: a process of the function left its group"
+        assert escaped_from(fresh_daemon, first), "the escape worked: a process of the function left its group"
         timed_out = client.invoke(name, json.dumps({"sleep": 5}).encode())
         assert json.loads(timed_out.payload)["errorType"] == "Sandbox.Timeout"
         assert gone(uid) == [], "after the timeout"
 
         again = call(client, name)
-        assert again["uid"] == uid and escaped(uid, again["pid"])
+        assert again["uid"] == uid and escaped_from(fresh_daemon, again)
         client.delete_function(name)
         assert gone(uid) == [], "after the delete"
 
         other = deploy(client, code, "escape")
         last = call(client, other)
-        assert escaped(last["uid"], last["pid"])
+        assert escaped_from(fresh_daemon, last)
     assert fresh_daemon.stop() == 0
     assert gone(last["uid"]) == [], "after the daemon stopped"
 

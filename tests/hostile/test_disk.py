@@ -22,14 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fnhost import errors
+from fnhost.execution import isolation
 from tests.conftest import Daemon, FIXTURES, payload, unique, zipped
 
 ECHO = "def echo(event, context):\n    return event\n"
 GO_ECHO = (FIXTURES / "go" / "echo" / "main.go").read_text()
+NAMESPACES = os.geteuid() == 0 and isolation.probe(True) is None  # workers get them by default
 GO_BUILD_S = 100  # a first Go build on a cold cache compiles the standard library
 
 
@@ -229,13 +232,18 @@ def test_a_build_is_its_own_functions_and_state_files_are_private(fresh_daemon: 
         build = fresh_daemon.state_dir / "builds" / entry
         binary = build / "echo"
         st = os.stat(binary)
-        [go_worker] = [w for w in fresh_daemon.workers() if str(binary) in w.cmdline()]
+        # Not root: in its own namespaces the daemon's child is bubblewrap, the worker below it.
+        [go_worker] = [psutil.Process(p) for p in fresh_daemon.descendants()
+                       if str(binary) in psutil.Process(p).cmdline() and psutil.Process(p).uids().real != 0]
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, go_worker.gids().real, 0o750)
         assert go_worker.gids().real != 0
         assert stat.S_IMODE(os.stat(build).st_mode) == 0o750
         # The path is no secret (it is in the Go worker's /proc/PID/cmdline); the modes are the lock.
         tried = payload(c.invoke("reader", paths_event([binary, build / ".fnhost-built"])))
-        assert tried == {str(binary): "PermissionError", str(build / ".fnhost-built"): "PermissionError"}
+        # In its own namespaces the reader does not even see builds/ (only its own files are bound
+        # into its view of the state directory); without, the modes stop it.
+        refused = "FileNotFoundError" if NAMESPACES else "PermissionError"
+        assert tried == {str(binary): refused, str(build / ".fnhost-built"): refused}
         assert c.stats().functions  # the registry's WAL is written by now
     assert _too_open(fresh_daemon.state_dir) == []
 
@@ -287,7 +295,12 @@ class HealthProbe:
         self._thread.join(15)
 
 
-def test_a_worker_scratch_full_of_files_is_removed_off_the_event_loop(fresh_daemon: Daemon, public_dir: Path) -> None:
+# With namespaces a worker's scratch is its own /tmp, a tmpfs the kernel frees with its mount
+# namespace; without, a directory under the state directory that the daemon removes.
+@pytest.mark.parametrize("namespaces", [False, True] if NAMESPACES else [False])
+def test_a_worker_scratch_full_of_files_is_removed_off_the_event_loop(
+        fresh_daemon: Daemon, public_dir: Path, namespaces: bool) -> None:
+    fresh_daemon.config = f"[daemon]\nworker_namespaces = {str(namespaces).lower()}\n"
     fresh_daemon.start()
     (public_dir / "fill.py").write_text(FILL)
     with fresh_daemon.client() as c:
@@ -295,7 +308,12 @@ def test_a_worker_scratch_full_of_files_is_removed_off_the_event_loop(fresh_daem
         c.create_function("fill", runtime="python", handler="fill.handler", code=str(public_dir),
                           timeout_s=100, memory_mb=2048)
         scratch = Path(payload(c.invoke("fill", b'{"files": 80000}')))
-        assert len(os.listdir(scratch)) == 80_000
+        if namespaces:
+            assert scratch == Path("/tmp") and not Path("/tmp/79999").exists()  # not the host's /tmp
+            [worker] = [p for p in fresh_daemon.descendants() if psutil.Process(p).uids().real != 0]
+            scratch = Path(f"/proc/{worker}")  # its tmpfs goes when its last process does
+        else:
+            assert len(os.listdir(scratch)) == 80_000
         with HealthProbe(fresh_daemon.address) as probe:
             started = time.monotonic()
             c.delete_function("fill")  # its worker stops, and its scratch goes

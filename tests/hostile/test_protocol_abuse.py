@@ -37,6 +37,7 @@ from fnhost.execution.states import State
 from fnhost.execution.worker import Worker
 from tests.conftest import Daemon, payload, unique, wait_gone
 from tests.test_fake_runtimes import KILL_GRACE_S, fake_spec, real_pool
+from tests.worker_pids import host_pid
 
 # The function's code: it finds the shim's control pipe and writes to it, as asked.
 APP = r'''
@@ -111,7 +112,7 @@ def handler(event, context):
     elif mode == "empty":  # a RESULT with no body at all, then (too late) the shim's
         send(control_fd(), frame(RESULT))
         time.sleep(0.3)
-    return {"pid": os.getpid(), "mode": mode}
+    return {"pid": os.getpid(), "uid": os.getuid(), "mode": mode}
 '''
 
 INVALID = "Runtime.InvalidResponse"
@@ -149,6 +150,11 @@ def serving(daemon: Daemon) -> bool:
 
 def protocol_errors(daemon: Daemon, name: str) -> list[dict]:
     return [e for e in daemon.log_events() if e.get("event") == "worker_protocol_error" and e.get("function") == name]
+
+
+def worker_pid(daemon: Daemon, seen: dict) -> int:
+    """The host pid of the worker that answered ``seen`` (in its own pid namespace it says 2)."""
+    return host_pid(daemon.pid, seen["pid"], uid=seen["uid"])
 
 
 def check_healthy_neighbour(client: Client, code: Path) -> None:
@@ -215,6 +221,7 @@ def test_frames_written_while_idle_cannot_grow_the_daemon(fresh_daemon: Daemon, 
     with daemon.client() as client:
         name = create(client, code, "flood", max_concurrency=1)
         first = payload(client.invoke(name, b'{"mode": "plain"}'))
+        pid = worker_pid(daemon, first)
         baseline = process.memory_info().rss
 
         flooded = payload(client.invoke(name, json.dumps({"mode": "flood", "frames": 1500,
@@ -222,15 +229,15 @@ def test_frames_written_while_idle_cannot_grow_the_daemon(fresh_daemon: Daemon, 
         assert flooded["pid"] == first["pid"]  # its answer went out before the flood began
         peak = baseline
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and wait_gone([first["pid"]], timeout=0.05):
+        while time.monotonic() < deadline and wait_gone([pid], timeout=0.05):
             peak = max(peak, process.memory_info().rss)
-        assert wait_gone([first["pid"]], timeout=1) == [], "the flooding worker was not killed"
+        assert wait_gone([pid], timeout=1) == [], "the flooding worker was not killed"
         for _ in range(20):  # and a while after, had anything been buffered
             peak = max(peak, process.memory_info().rss)
             time.sleep(0.05)
 
         later = payload(client.invoke(name, b'{"mode": "plain"}'))
-        assert later["mode"] == "plain" and later["pid"] != first["pid"]  # replaced
+        assert later["mode"] == "plain" and worker_pid(daemon, later) != pid  # replaced
         assert serving(daemon)
     print(f"flood: daemon RSS {baseline / 2**20:.0f} MiB before, {peak / 2**20:.0f} MiB at most after")
     assert peak < 300 * 1024 * 1024, f"daemon RSS peaked at {peak / 2**20:.0f} MiB"
@@ -242,29 +249,33 @@ def test_frames_written_while_idle_cannot_grow_the_daemon(fresh_daemon: Daemon, 
 # --- (3) replies the daemon did not ask for -------------------------------------------------------
 
 
-def test_a_second_reply_kills_the_worker_and_never_answers_the_next_call(client: Client, code: Path) -> None:
+def test_a_second_reply_kills_the_worker_and_never_answers_the_next_call(daemon: Daemon, client: Client,
+                                                                        code: Path) -> None:
     name = create(client, code, "twice", max_concurrency=1)
+    plain = payload(client.invoke(name, b'{"mode": "plain"}'))
+    pid = worker_pid(daemon, plain)  # the one worker, which is asked to reply twice next
     first = payload(client.invoke(name, b'{"mode": "twice"}'))
-    pid = first["forged"]  # the first reply stands; the shim's own (second) reply broke the protocol
+    assert first["forged"] == plain["pid"]  # the first reply stands; the shim's own (second) broke the protocol
     assert wait_gone([pid], timeout=5) == [], "the worker that replied twice was not killed"
 
     for _ in range(2):
         later = payload(client.invoke(name, b'{"mode": "plain"}'))
-        assert later == {"pid": later["pid"], "mode": "plain"}  # its own answer, not a stale one
-        assert later["pid"] != pid
+        assert later == {"pid": later["pid"], "uid": plain["uid"], "mode": "plain"}  # its own answer, not a stale one
+        assert worker_pid(daemon, later) != pid
 
 
-def test_an_empty_result_fails_the_call_and_the_worker_is_not_reused(client: Client, code: Path) -> None:
+def test_an_empty_result_fails_the_call_and_the_worker_is_not_reused(daemon: Daemon, client: Client,
+                                                                      code: Path) -> None:
     # Before: the empty body raised outside FunctionError (INTERNAL) and the worker went back to
     # the pool with the shim's real reply still to come, for the next caller.
     name = create(client, code, "empty", max_concurrency=1)
-    pid = payload(client.invoke(name, b'{"mode": "plain"}'))["pid"]
+    pid = worker_pid(daemon, payload(client.invoke(name, b'{"mode": "plain"}')))
     error = error_of(client, name, {"mode": "empty"})
     assert error["errorType"] == INVALID and "empty body" in error["errorMessage"], error
     assert wait_gone([pid], timeout=5) == []
 
     later = payload(client.invoke(name, b'{"mode": "plain"}'))
-    assert later["mode"] == "plain" and later["pid"] != pid
+    assert later["mode"] == "plain" and worker_pid(daemon, later) != pid
 
 
 # --- a chaotic runtime through a real pool --------------------------------------------------------

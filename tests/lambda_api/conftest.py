@@ -14,14 +14,14 @@ ROLE = "arn:aws:iam::000000000000:role/fnhost-tests"  # botocore requires one; f
 
 # The handler most tests call: echoes, fails, prints, shows its context, sleeps.
 APP = '''
-import json, time
+import json, socket, time
 
 def handler(event, context):
     print("log line from", context.function_name)
     if event.get("fail"):
         raise ValueError("asked to fail")
-    if event.get("touch"):  # a sign, outside, that the call is running (its log comes at its end)
-        open(event["touch"], "w").close()
+    if event.get("ping"):  # a sign, outside, that the call is running (its log comes at its end;
+        socket.create_connection(("127.0.0.1", event["ping"]), timeout=10).close()  # its /tmp is its own)
     if event.get("sleep"):
         time.sleep(event["sleep"])
     cc = context.client_context

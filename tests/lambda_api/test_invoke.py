@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
+import socket
 import threading
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import short_tempdir, unique
+from tests.conftest import unique
 
 
 def test_result_headers_and_request_id(lam, make_function) -> None:
@@ -106,13 +105,13 @@ def test_payload_over_6_mb_is_request_too_large(lam, make_function, daemon) -> N
 def test_throttled_at_the_reserved_limit_is_too_many_requests(lam, make_function) -> None:
     name = make_function("throttle")
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
-    sign = short_tempdir(0o777) / "running"  # the worker may run as a user of its own
-    event = json.dumps({"sleep": 3, "touch": str(sign)}).encode()
+    sign = socket.create_server(("127.0.0.1", 0))  # the call connects once it runs
+    sign.settimeout(30)
+    event = json.dumps({"sleep": 3, "ping": sign.getsockname()[1]}).encode()
     slow = threading.Thread(target=lam.invoke, kwargs={"FunctionName": name, "Payload": event})
     slow.start()
     try:
-        while not sign.exists() and slow.is_alive():
-            time.sleep(0.01)
+        sign.accept()[0].close()
         # The one worker is busy for 3 s more; this call waits queue_timeout_s (1 s), then is throttled.
         with pytest.raises(lam.exceptions.TooManyRequestsException) as caught:
             lam.invoke(FunctionName=name, Payload=b"{}")
@@ -122,7 +121,7 @@ def test_throttled_at_the_reserved_limit_is_too_many_requests(lam, make_function
         assert response["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
     finally:
         slow.join()
-        shutil.rmtree(sign.parent, ignore_errors=True)
+        sign.close()
 
 
 def test_unknown_function_is_resource_not_found(lam) -> None:

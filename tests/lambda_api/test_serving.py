@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -56,12 +55,12 @@ def test_tls_and_a_graceful_stop_with_a_call_in_flight(own_daemon: Daemon, pki: 
     lam.create_function(FunctionName="slow", Runtime="python3.12", Role=ROLE, Handler="app.handler",
                         Code={"ZipFile": zipped({"app.py": APP})})
     results: list[dict] = []
-    sign = short_tempdir(0o777) / "running"  # the worker may run as a user of its own
-    event = json.dumps({"sleep": 1.5, "touch": str(sign)}).encode()
-    caller = threading.Thread(target=lambda: results.append(lam.invoke(FunctionName="slow", Payload=event)))
-    caller.start()
-    while not sign.exists() and caller.is_alive():
-        time.sleep(0.01)
+    with socket.create_server(("127.0.0.1", 0)) as sign:  # the call connects once it runs
+        sign.settimeout(30)
+        event = json.dumps({"sleep": 1.5, "ping": sign.getsockname()[1]}).encode()
+        caller = threading.Thread(target=lambda: results.append(lam.invoke(FunctionName="slow", Payload=event)))
+        caller.start()
+        sign.accept()[0].close()
     own_daemon.proc.send_signal(signal.SIGTERM)  # drains: the call in flight finishes, new ones are refused
     with pytest.raises(lam.exceptions.ClientError) as refused:
         for _ in range(100):  # until the daemon has begun its drain
@@ -73,7 +72,6 @@ def test_tls_and_a_graceful_stop_with_a_call_in_flight(own_daemon: Daemon, pki: 
     caller.join()
     assert results and results[0]["StatusCode"] == 200 and "FunctionError" not in results[0]
     assert json.loads(results[0]["Payload"].read())["echo"]["sleep"] == 1.5
-    shutil.rmtree(sign.parent, ignore_errors=True)
 
 
 def test_a_unix_socket_listener(own_daemon: Daemon) -> None:

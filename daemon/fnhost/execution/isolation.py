@@ -14,6 +14,15 @@ util-linux ``setpriv`` to become the function's uid and gid with no supplementar
 capabilities and ``no_new_privs``. Where bubblewrap or setpriv is missing, or the daemon is not
 root, ``probe`` says why and workers run without the namespace (the daemon logs which view its
 functions get, and ``fnhost get`` shows it).
+
+The network is not unshared, on purpose: a function calls the daemon's Lambda API on loopback
+(``AWS_ENDPOINT_URL_LAMBDA``), and Lambda functions reach the network.
+
+The process the daemon starts is bubblewrap (root), not the worker: bubblewrap forks the
+namespace's init (pid 1 inside), which forks the worker, always pid 2 inside — setpriv, the
+environment shell and the shim each exec in place, so that pid is the shim's for its whole life.
+``worker_pid`` finds its pid on the host (what its memory high-water mark is read from); the
+pid a shim reports in HELLO is the namespace's 2, and a hostile one could say anything.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ MiB = 1024 * 1024
 
 _BWRAP = shutil.which("bwrap")
 _SETPRIV = shutil.which("setpriv")
+WORKER_NS_PID = 2  # bubblewrap's init is 1 and forks the command first
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,9 @@ def wrap(argv: list[str], view: View, uid: int, gid: int) -> list[str]:
         args += [*parents(path), "--bind", path, path]
     args += [
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        # The namespace dies with the daemon, setsid'd processes and all. The death signal fires
+        # when the *thread* that forked bubblewrap ends: spawn.SPAWN_THREADS never end (anyio's
+        # worker threads end after 10 s idle, and took their workers with them).
         "--die-with-parent",
         "--",
         _SETPRIV, f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
@@ -109,4 +122,41 @@ def probe(root: bool) -> str | None:
         return f"bubblewrap could not run: {exc}"
     if done.returncode != 0:
         return f"bubblewrap could not create namespaces here: {done.stderr.decode(errors='replace').strip()}"
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    """``pid``'s children (bubblewrap is single-threaded: its main thread's list is all of them)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _ns_pid(pid: int) -> int | None:
+    """``pid``'s pid in its innermost pid namespace; None when it is in ours (or gone)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            status = f.read()
+    except OSError:
+        return None
+    i = status.find(b"\nNSpid:")
+    if i < 0:
+        return None
+    fields = status[i + 8 : status.index(b"\n", i + 1)].split()
+    return int(fields[-1]) if len(fields) > 1 else None
+
+
+def worker_pid(outer: int) -> int | None:
+    """The host pid of the worker that ``wrap`` started under ``outer`` (bubblewrap's pid).
+
+    Walks bubblewrap's children (its init) and theirs for the process that is pid 2 in the
+    namespace; a hundred microseconds of /proc reads, once per worker. None when it is not (or no
+    longer) there, or /proc has no ``children`` lists (a kernel without CONFIG_PROC_CHILDREN).
+    """
+    for init in _children(outer):
+        for pid in _children(init):
+            if _ns_pid(pid) == WORKER_NS_PID:
+                return pid
     return None

@@ -136,6 +136,19 @@ class WorkerLimits:
                 self._peak = -1  # the peak falls back to VmHWM
         self.backend._watch(self)
 
+    def measure(self, pid: int) -> None:
+        """Read VmHWM from ``pid`` from now on: the worker itself, when ``started`` got the
+        process that leads its tree (bubblewrap, whose own peak is a few hundred kB)."""
+        try:
+            status = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return  # gone: its exit is on its way, and the group's peak still stands
+        if self._status >= 0:
+            os.close(self._status)
+        self._status = status
+        self._hwm = 0
+        self._hwm_due = 0.0
+
     def init_done(self) -> None:
         """INIT_OK: from the start-up allowance (a full vCPU at least) to the function's CPU share."""
         try:

@@ -11,8 +11,10 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,6 +50,11 @@ _GATE = _WAIT + _RESTORE
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 _scratch_ids = itertools.count(1)
+
+# The threads that spawn workers (fork/exec blocks its caller: never on the event loop). They
+# live as long as the daemon: a namespaced worker dies with the thread that forked it
+# (bubblewrap's --die-with-parent), which is what makes it die with the daemon.
+SPAWN_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fnhost-spawn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +201,20 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
     for fd in (to_worker, from_worker):
         os.set_blocking(fd, False)
     return Spawned(proc, to_worker, from_worker, out_r, err_r, scratch)
+
+
+def describe_exit(returncode: int, namespaced: bool = False) -> str:
+    """Lambda's words for how a worker ended ("signal: kill", "exit status 1"); ``namespaced``:
+    ``returncode`` is bubblewrap's."""
+    if namespaced and returncode > 128:
+        returncode = 128 - returncode  # bubblewrap reports its worker's death by signal N as 128 + N
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"signal: {name.removeprefix('SIG').lower()}" if name.startswith("SIG") else name
+    return f"exit status {returncode}"
 
 
 def write_now(fd: int, parts: list[bytes]) -> list[bytes]:

@@ -25,10 +25,10 @@ import anyio
 import structlog
 
 from ..errors import FunctionError, InitError, OutOfMemory, RuntimeExit, SandboxTimeout, WorkerProtocolError
-from . import protocol
+from . import isolation, protocol
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
-from .spawn import PIPE_SIZE, WorkerSpec, spawn, write_all, write_now
+from .spawn import PIPE_SIZE, SPAWN_THREADS, WorkerSpec, describe_exit, spawn, write_all, write_now
 from .states import IllegalTransition, State
 
 log = structlog.get_logger("fnhost.worker")
@@ -53,16 +53,6 @@ class Reply:
     log: bytes
 
 
-def describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"signal: {name.removeprefix('SIG').lower()}" if name.startswith("SIG") else name
-    return f"exit status {returncode}"
-
-
 class Worker:
     """A worker process and the protocol conversation with it."""
 
@@ -71,7 +61,8 @@ class Worker:
         self.spec = spec
         self.generation = generation
         self.state = State.STARTING
-        self.pid = 0
+        # The worker (the shim) on the host; in namespaces not the process started (_leader: bubblewrap).
+        self.pid = self._leader = 0
         self.init_duration_ms = 0.0
         self.invocations = 0
         self.last_used = time.monotonic()
@@ -121,8 +112,8 @@ class Worker:
             # at 35-80 ms when both cores are busy. Shielded: a process spawned for a caller that
             # went away meanwhile is still ours to stop.
             with anyio.CancelScope(shield=True):
-                spawned = await anyio.to_thread.run_sync(
-                    partial(spawn, spec, join=limits.join if limits is not None else None))
+                spawned = await self._loop.run_in_executor(
+                    SPAWN_THREADS, partial(spawn, spec, join=limits.join if limits is not None else None))
         except OSError as exc:
             if limits is not None:
                 limits.close()
@@ -134,23 +125,25 @@ class Worker:
                 raise RuntimeExit(f"cannot start the worker: its code directory {spec.cwd} is gone") from exc
             raise RuntimeExit(f"cannot start the worker {spec.argv[0]}: {exc.strerror}") from exc
         self._proc = spawned.proc
-        self._to_worker, self._from_worker = spawned.to_worker, spawned.from_worker
-        self._scratch = spawned.scratch
-        out_r, err_r = spawned.stdout, spawned.stderr
-        self.pid = self._proc.pid
-        self._logs = LogCapture(spec.function, out_r, err_r, self._loop, spec.log_max_bytes)
+        self._to_worker, self._from_worker, self._scratch = spawned.to_worker, spawned.from_worker, spawned.scratch
+        self.pid = self._leader = self._proc.pid
+        self._logs = LogCapture(spec.function, spawned.stdout, spawned.stderr, self._loop, spec.log_max_bytes)
         if limits is not None:
             self.memory = limits
-            limits.started(self.pid, self.kill_for_memory)
+            limits.started(self._leader, self.kill_for_memory)  # its tree: bubblewrap's, in namespaces
         self._inbox.expect = protocol.EXPECT_HELLO
         self._loop.add_reader(self._from_worker, self._on_control)
-        self._pidfd = os.pidfd_open(self.pid)
+        self._pidfd = os.pidfd_open(self._leader)
         self._loop.add_reader(self._pidfd, self._on_exit)
 
         try:
             with anyio.fail_after(spec.init_timeout_s):
                 hello = await self._next_frame()
                 version = protocol.parse_hello(hello.body)["protocol"]
+                if spec.view is not None:  # the shim's host pid (HELLO's "pid" is the namespace's 2)
+                    self.pid = isolation.worker_pid(self._leader) or self._leader  # or it just died
+                    if self.memory is not None and self.pid != self._leader:
+                        self.memory.measure(self.pid)  # VmHWM: the shim's, not bubblewrap's
                 self._encode_invoke = protocol.INVOKE_ENCODERS[version]
                 if version < protocol.PROTOCOL_VERSION:  # built before an upgrade: redeploy to rebuild
                     log.warning("worker_protocol_outdated", function=spec.function, protocol=version)
@@ -387,18 +380,14 @@ class Worker:
                 f"the worker broke the worker protocol and was killed {self._protocol_error} "
                 "(only the runtime's shim may write to its control pipe, one frame when asked)")
         code = self.returncode if self.returncode is not None else -signal.SIGKILL
-        if self.spec.view is not None and code > 128:
-            code = 128 - code  # bubblewrap reports its worker's death by signal N as 128 + N
         tail = self._logs.stderr_tail(STDERR_TAIL) if self._logs else ""
-        message = f"Runtime exited with error: {describe_exit(code)}"
-        if tail:
-            message += f"\n{tail}"
-        return RuntimeExit(message)
+        message = f"Runtime exited with error: {describe_exit(code, self.spec.view is not None)}"
+        return RuntimeExit(f"{message}\n{tail}" if tail else message)
 
     def _signal_group(self, sig: int) -> None:
-        if self.pid and self.returncode is None:
+        if self._leader and self.returncode is None:
             try:
-                os.killpg(self.pid, sig)
+                os.killpg(self._leader, sig)
             except (ProcessLookupError, PermissionError):
                 pass
 
