@@ -44,6 +44,7 @@ class HttpTarget:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     expect: bytes | None = None
+    method: str = "POST"  # GET sends no body (function URL benchmarks)
 
 
 class _Client:
@@ -63,7 +64,8 @@ class _Client:
             # Small requests and answers: without TCP_NODELAY Nagle would hold the body back.
             self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            self.conn.request("POST", self.target.path, body=self.target.body, headers=self.headers)
+            self.conn.request(self.target.method, self.target.path, body=self.target.body or None,
+                              headers=self.headers)
             resp = self.conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException):

@@ -108,8 +108,12 @@ def _free_port() -> int:
 class SlsOffline:
     """One ``serverless offline start``; ``start()`` waits for its lambda port, ``stop()`` kills it."""
 
-    def __init__(self, *, home: Path = DEFAULT_HOME, max_s: float = 900, log_path: Path | None = None) -> None:
+    def __init__(self, *, home: Path = DEFAULT_HOME, max_s: float = 900, log_path: Path | None = None,
+                 yml: str = SERVERLESS_YML, app: Path | None = None) -> None:
         self.home = home
+        self.yml = yml  # another service (bench.function_urls: an ``http`` event) and its app.py
+        self.app = app or FIXTURES / "python" / "app.py"
+        self.http_port = 0
         self.max_s = max_s
         self.dir = Path(tempfile.mkdtemp(prefix="fnhost-bench-sls-"))
         self.log_path = log_path or self.dir / "offline.log"
@@ -120,11 +124,11 @@ class SlsOffline:
         """Raises ``SlsUnavailable`` when not installed, or when it exits or does not listen in time."""
         if not installed(self.home):
             raise SlsUnavailable(f"serverless-offline is not installed under {self.home} (bench.slsoffline.install)")
-        (self.dir / "serverless.yml").write_text(SERVERLESS_YML)
-        shutil.copy(FIXTURES / "python" / "app.py", self.dir / "app.py")
+        (self.dir / "serverless.yml").write_text(self.yml)
+        shutil.copy(self.app, self.dir / "app.py")
         (self.dir / "node_modules").symlink_to(self.home / "node_modules")  # where plugins are resolved
         self.port = _free_port()
-        http_port = _free_port()
+        http_port = self.http_port = _free_port()
         node = shutil.which("node") or "node"
         argv = ["timeout", "--kill-after=5", f"{self.max_s:.0f}", node, str(cli_path(self.home)),
                 "offline", "start", "--host", "127.0.0.1", "--lambdaPort", str(self.port),

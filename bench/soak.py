@@ -154,7 +154,11 @@ def run(minutes: float = 10.0, *, probe_s: float = 20.0, in_flight: int = 32, lo
         name = "soak-echo"
         payload = json_payload(100)
         with daemon.client() as client:
-            client.create_function(name, runtime="python", handler="app.handler", code=str(code / "echo"))
+            # The same workers in both phases: the maximum is measured with ``in_flight`` of them, so the
+            # soak may not grow the pool past that (64 workers on 2 CPUs serve less than 32 do, and an
+            # open loop that outruns the daemon then never catches up); a burst queues instead.
+            client.create_function(name, runtime="python", handler="app.handler", code=str(code / "echo"),
+                                   min_warm=in_flight, max_concurrency=in_flight)
         aim = fnhost_aim(daemon.address, name, payload, daemon.pid, "soak")
         pool = ClientPool(client_procs, str(ROOT), child_env())
         try:

@@ -317,6 +317,28 @@ class Client(_Connected):
         """Workers kept warm for a version or alias (``""``: the function's own min_warm)."""
         self._call("SetMinWarm", pb.SetMinWarmRequest(function_name=name, qualifier=qualifier, min_warm=min_warm))
 
+    # Function URLs: ``qualifier`` "" ($LATEST) or an alias; ``cors`` replaces the whole configuration.
+    def create_url(self, name: str, qualifier: str = "", *, auth_type: str = "NONE", cors: pb.Cors | None = None,
+                   payload_format: str = "", invoke_mode: str = "") -> pb.FunctionUrlConfig:
+        return self._call("CreateFunctionUrlConfig", pb.CreateFunctionUrlConfigRequest(
+            function_name=name, qualifier=qualifier, auth_type=auth_type, cors=cors, payload_format=payload_format,
+            invoke_mode=invoke_mode))
+
+    def get_url(self, name: str, qualifier: str = "") -> pb.FunctionUrlConfig:
+        return self._call("GetFunctionUrlConfig", pb.GetFunctionUrlConfigRequest(function_name=name, qualifier=qualifier))
+
+    def update_url(self, name: str, qualifier: str = "", *, auth_type: str | None = None, cors: pb.Cors | None = None,
+                   payload_format: str | None = None) -> pb.FunctionUrlConfig:
+        return self._call("UpdateFunctionUrlConfig", pb.UpdateFunctionUrlConfigRequest(
+            function_name=name, qualifier=qualifier, auth_type=auth_type, cors=cors, payload_format=payload_format))
+
+    def delete_url(self, name: str, qualifier: str = "") -> None:
+        self._call("DeleteFunctionUrlConfig", pb.DeleteFunctionUrlConfigRequest(function_name=name, qualifier=qualifier))
+
+    def list_urls(self, name: str) -> list[pb.FunctionUrlConfig]:
+        return list(self._call("ListFunctionUrlConfigs",
+                               pb.ListFunctionUrlConfigsRequest(function_name=name)).function_url_configs)
+
     def stats(self) -> pb.Stats:
         return self._call("GetStats", pb.GetStatsRequest())
 

@@ -19,12 +19,19 @@ from typing import Any
 import anyio
 import structlog
 
+from .api.exposure import listener_refusal, warn_about_exposure
 from .api.grpc_server import start_server
 from .api.http_server import HttpServer, bind
 from .api.lambda_http import LambdaApi
 from .api.metrics_http import serve_metrics
 from .api.sigv4 import Verifier
-from .control.config import FunctionConfig, Settings, load_config_file, loopback, settings_from
+from .api.url_server import UrlFront, UrlServer
+from .control.config import (
+    FunctionConfig,
+    Settings,
+    load_config_file,
+    settings_from,
+)
 from .control.credentials import Credentials
 from .control.deploy import CodeSource
 from .control.runtimes import RuntimeRegistry
@@ -42,82 +49,6 @@ EVENT_LOOP: dict[str, Any] = {"use_uvloop": True}
 log = structlog.get_logger("fnhost.daemon")
 
 STATUS_INTERVAL_S = 5.0
-
-
-def listener_refusal(settings: Settings) -> str | None:
-    """Why the daemon must not listen where ``settings`` say (gRPC or HTTP), or None.
-
-    TCP reachable from other hosts needs TLS and client authentication (a token, or client
-    certificates; on the HTTP listener, access keys for SigV4): without them anyone on the
-    network could deploy code and run it on this host.
-    """
-    return _grpc_refusal(settings) or _http_refusal(settings)
-
-
-def _http_refusal(settings: Settings) -> str | None:
-    address = settings.http_listen
-    if address == "none" or settings.insecure or loopback(address) is not False:
-        return None
-    tls = bool(settings.tls_cert and settings.tls_key)
-    keys = bool(settings.http_credentials_file)
-    if tls and keys:
-        return None
-    missing = " and ".join(m for m, ok in (("TLS", tls), ("access keys", keys)) if not ok)
-    return (
-        f"refusing to serve Lambda's HTTP API on {address} without {missing}: it is reachable from other "
-        "hosts, and anyone who reaches it could deploy and run code here. Pass --tls-cert FILE --tls-key FILE "
-        "and set daemon.http_credentials_file (access keys every request must be signed with), or use "
-        "--http-listen 127.0.0.1:PORT, unix:PATH or none; --insecure (daemon.insecure = true) listens anyway"
-    )
-
-
-def _grpc_refusal(settings: Settings) -> str | None:
-    tls = bool(settings.tls_cert and settings.tls_key)
-    authenticated = bool(settings.token_file or settings.tls_client_ca)
-    if settings.insecure or loopback(settings.address) is not False or (tls and authenticated):
-        return None
-    missing = " and ".join(m for m, ok in (("TLS", tls), ("client authentication", authenticated)) if not ok)
-    return (
-        f"refusing to listen on {settings.address} without {missing}: it is reachable from other hosts, "
-        "and anyone who reaches it could deploy and run code here. Pass --tls-cert FILE --tls-key FILE "
-        "and --token-file FILE (or --tls-client-ca FILE), or listen on a unix socket or a loopback "
-        "address; --insecure (daemon.insecure = true) listens anyway"
-    )
-
-
-def _warn_about_exposure(settings: Settings) -> None:
-    """Say at start-up what the listener and the worker identities leave open."""
-    reach = loopback(settings.address)
-    tls = bool(settings.tls_cert and settings.tls_key)
-    if reach is not None and settings.token_file and not tls:
-        log.warning("token_without_tls", address=settings.address,
-                    note="the bearer token and every payload travel in clear; pass --tls-cert and --tls-key")
-    if reach is True and not (settings.token_file or settings.tls_client_ca):
-        log.warning("tcp_without_authentication", address=settings.address,
-                    note="any process on this host, functions' workers included, can deploy, delete and "
-                         "invoke functions; pass --token-file, or listen on the unix socket (mode 0660)")
-    if reach is False and settings.insecure and not (tls and (settings.token_file or settings.tls_client_ca)):
-        log.warning("insecure_listener", address=settings.address,
-                    note="--insecure: reachable from other hosts without TLS and client authentication")
-    http = settings.http_listen
-    if http != "none" and not settings.http_credentials_file:
-        if loopback(http) is False:
-            log.warning("insecure_http_listener", address=http,
-                        note="--insecure: Lambda's HTTP API is reachable from other hosts without access keys")
-        elif loopback(http):
-            log.warning("http_without_authentication", address=http,
-                        note="any process on this host, functions' workers included, can deploy, delete and "
-                             "invoke functions over Lambda's API; set daemon.http_credentials_file")
-    if os.geteuid() != 0:
-        log.warning("no_function_isolation", user=os.geteuid(),
-                    note="the daemon is not root, so every function runs as the daemon's own user: functions "
-                         "can read each other's code, scratch space and output, the state directory and the "
-                         "token file, and signal each other; run the daemon as root for a uid per function")
-    elif settings.worker_user == "root":
-        log.warning("functions_run_as_root", note="worker_user = \"root\": functions run as root, unconfined")
-    elif settings.worker_user:
-        log.warning("functions_share_a_user", user=settings.worker_user,
-                    note="every function runs as this one user and can reach the others' files and processes")
 
 
 def _lock_state_dir(state_dir: Path) -> int:
@@ -213,7 +144,7 @@ async def serve(
     refusal = listener_refusal(settings)
     if refusal is not None:
         raise DaemonError(refusal)
-    _warn_about_exposure(settings)
+    warn_about_exposure(settings)
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     os.chmod(settings.state_dir, 0o711)  # workers may pass through to their code, never list it
     # From here on everything the daemon creates is private unless it says otherwise (the
@@ -238,6 +169,8 @@ async def serve(
     metrics_server = None
     http_socket: socket.socket | None = None
     http: HttpServer | None = None
+    url_socket: socket.socket | None = None
+    urls: UrlServer | None = None
     claimed = False
     try:
         if socket_path is not None:
@@ -250,6 +183,8 @@ async def serve(
         if settings.http_listen != "none":
             # Bound before any function loads: its workers' environment names the real address.
             http_socket, settings.http_endpoint = bind(settings.http_listen, bool(settings.tls_cert and settings.tls_key))
+        if settings.url_listen != "none":
+            url_socket, settings.url_endpoint = bind(settings.url_listen, bool(settings.tls_cert and settings.tls_key))
         sup = Supervisor(settings)
         sup.deployer.credentials = credentials
         async with anyio.create_task_group() as tg:
@@ -272,6 +207,12 @@ async def serve(
                     _secure_socket(Path(settings.http_endpoint.removeprefix("unix:")), settings)
                 log.info("http_serving", address=settings.http_endpoint,
                          authentication="sigv4" if credentials.enabled else "none")
+            if url_socket is not None:
+                urls = UrlServer(UrlFront(sup, settings, credentials), url_socket, settings)
+                await urls.start()
+                if settings.url_endpoint.startswith("unix:"):
+                    _secure_socket(Path(settings.url_endpoint.removeprefix("unix:")), settings)
+                log.info("urls_serving", address=settings.url_endpoint)
             if settings.metrics_listen:
                 metrics_server = serve_metrics(lambda: sup.snapshot(with_histograms=True), settings.metrics_listen,
                                                sup.metrics_registry)
@@ -294,6 +235,8 @@ async def serve(
             await lifecycle.drain(health)
             if http is not None:
                 await http.stop()
+            if urls is not None:
+                await urls.stop()
             await server.stop(1.0)  # answers to the last killed invocations still go out
             tg.cancel_scope.cancel()
         if shutdown_trigger is None:
@@ -305,6 +248,8 @@ async def serve(
     finally:
         if http_socket is not None and http is None:  # failed before serving: nobody else closes it
             http_socket.close()
+        if url_socket is not None and urls is None:
+            url_socket.close()
         if metrics_server is not None:
             metrics_server.shutdown()
         notifier.close()
@@ -385,7 +330,8 @@ class _Lifecycle:
         try:
             parsed = load_config_file(self.config_path)
             new = settings_from(parsed.daemon, state_dir=self.settings.state_dir,
-                                listen=self.settings.listen or None, http_listen=self.settings.http_listen)
+                                listen=self.settings.listen or None, http_listen=self.settings.http_listen,
+                                url_listen=self.settings.url_listen)
             for config, _ in parsed.functions:
                 self.sup.check(config, cap=new.max_concurrency_cap)
         except (ConfigError, ApiError) as exc:
@@ -396,11 +342,13 @@ class _Lifecycle:
         for key in ("listen", "memory_backend", "socket_mode", "socket_group", "metrics_listen",
                     "tls_cert", "tls_key", "tls_client_ca", "token_file", "insecure", "worker_user",
                     "worker_uid_base", "worker_uid_count", "worker_pids_max", "cpu_mb_per_vcpu",
-                    "worker_namespaces", "http_listen", "http_credentials_file", "region", "account_id"):
+                    "worker_namespaces", "http_listen", "http_credentials_file", "region", "account_id",
+                    "url_listen"):
             if getattr(new, key) != getattr(self.settings, key):
                 log.warning("reload_needs_restart", setting=key)
                 setattr(new, key, getattr(self.settings, key))
         new.http_endpoint = self.settings.http_endpoint
+        new.url_endpoint = self.settings.url_endpoint
         if self.credentials is not None:
             try:
                 self.credentials.reload()

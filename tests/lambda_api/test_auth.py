@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from fnhost.control.config import Settings
 from fnhost.control.credentials import Credentials
-from fnhost.daemon import listener_refusal
+from fnhost.api.exposure import listener_refusal
 
 from tests.conftest import Daemon, short_tempdir, unique, zipped
 

@@ -18,12 +18,14 @@ from ..control.config import FunctionConfig, Settings
 from ..control.deploy import CodeSource
 from ..control.registry import FunctionRecord
 from ..control.supervisor import Supervisor
+from ..control.function_urls import UrlConfig
 from ..control.versions import AliasRecord
 from ..errors import ApiError, ConfigError, InvalidParameter, Unauthenticated
 from ..observability import billing
 from ..v1 import fnhost_pb2 as pb
 from ..v1 import fnhost_pb2_grpc as pb_grpc
 from . import grpc_wire as wire
+from . import url_ops
 from .streaming import invoke_stream
 
 log = structlog.get_logger("fnhost.server")
@@ -103,6 +105,20 @@ def _code(code: pb.Code, settings: Settings) -> CodeSource:
 
 _OPTIONAL_FIELDS = ("runtime", "handler", "memory_mb", "timeout_s", "min_warm", "max_concurrency", "idle_ttl_s",
                    "ephemeral_storage_mb")
+
+
+def _cors(cors: pb.Cors) -> dict[str, Any]:
+    """Lambda's Cors member from the message: only what is set."""
+    out: dict[str, Any] = {}
+    for field, member in (("allow_origins", "AllowOrigins"), ("allow_methods", "AllowMethods"),
+                          ("allow_headers", "AllowHeaders"), ("expose_headers", "ExposeHeaders")):
+        if getattr(cors, field):
+            out[member] = list(getattr(cors, field))
+    if cors.allow_credentials:
+        out["AllowCredentials"] = True
+    if cors.max_age:
+        out["MaxAge"] = cors.max_age
+    return out
 
 
 class Servicer(pb_grpc.FnhostServicer):
@@ -203,6 +219,55 @@ class Servicer(pb_grpc.FnhostServicer):
     async def SetMinWarm(self, request: pb.SetMinWarmRequest, context: Any) -> pb.SetMinWarmResponse:
         await self.sup.set_min_warm(request.function_name, request.qualifier, request.min_warm)
         return pb.SetMinWarmResponse()
+
+    # --- function URLs (the rules are url_ops', shared with Lambda's HTTP API) ---------------
+
+    def _url(self, config: UrlConfig) -> pb.FunctionUrlConfig:
+        shown = url_ops.shape(config, self.sup.settings)
+        cors = config.cors
+        return pb.FunctionUrlConfig(
+            function_name=config.function, qualifier=config.qualifier, function_url=shown["FunctionUrl"],
+            function_arn=shown["FunctionArn"], auth_type=config.auth_type, invoke_mode=config.invoke_mode,
+            payload_format=config.payload_format, creation_time=config.created,
+            last_modified_time=config.modified, url_id=config.url_id,
+            cors=pb.Cors(allow_origins=cors.get("AllowOrigins", []), allow_methods=cors.get("AllowMethods", []),
+                         allow_headers=cors.get("AllowHeaders", []), expose_headers=cors.get("ExposeHeaders", []),
+                         allow_credentials=cors.get("AllowCredentials", False), max_age=cors.get("MaxAge", 0)))
+
+    @_api
+    async def CreateFunctionUrlConfig(self, request: pb.CreateFunctionUrlConfigRequest,
+                                      context: Any) -> pb.FunctionUrlConfig:
+        name, qualifier = url_ops.target(self.sup, request.function_name, request.qualifier)
+        return self._url(self.sup.urls.create(
+            name, qualifier, auth_type=request.auth_type, cors=_cors(request.cors),
+            invoke_mode=request.invoke_mode or "BUFFERED", payload_format=request.payload_format or "2.0"))
+
+    @_api
+    async def GetFunctionUrlConfig(self, request: pb.GetFunctionUrlConfigRequest, context: Any) -> pb.FunctionUrlConfig:
+        return self._url(self.sup.urls.get(*url_ops.target(self.sup, request.function_name, request.qualifier)))
+
+    @_api
+    async def UpdateFunctionUrlConfig(self, request: pb.UpdateFunctionUrlConfigRequest,
+                                      context: Any) -> pb.FunctionUrlConfig:
+        name, qualifier = url_ops.target(self.sup, request.function_name, request.qualifier)
+        return self._url(self.sup.urls.update(
+            name, qualifier, auth_type=request.auth_type if request.HasField("auth_type") else None,
+            cors=_cors(request.cors) if request.HasField("cors") else None,
+            invoke_mode=request.invoke_mode if request.HasField("invoke_mode") else None,
+            payload_format=request.payload_format if request.HasField("payload_format") else None))
+
+    @_api
+    async def DeleteFunctionUrlConfig(self, request: pb.DeleteFunctionUrlConfigRequest,
+                                      context: Any) -> pb.DeleteFunctionUrlConfigResponse:
+        self.sup.urls.delete(*url_ops.target(self.sup, request.function_name, request.qualifier))
+        return pb.DeleteFunctionUrlConfigResponse()
+
+    @_api
+    async def ListFunctionUrlConfigs(self, request: pb.ListFunctionUrlConfigsRequest,
+                                     context: Any) -> pb.ListFunctionUrlConfigsResponse:
+        self.sup.get_function(request.function_name)
+        return pb.ListFunctionUrlConfigsResponse(
+            function_url_configs=[self._url(c) for c in self.sup.urls.list(request.function_name)])
 
     @_api
     async def Invoke(self, request: pb.InvokeRequest, context: grpc.aio.ServicerContext) -> pb.InvokeResponse:

@@ -29,6 +29,7 @@ from .lambda_ops import Operations
 from .lambda_shapes import function_name
 from .lambda_wire import Response
 from .sigv4 import Verifier
+from .url_ops import UrlOperations
 
 log = structlog.get_logger("fnhost.lambda_http")
 
@@ -89,6 +90,11 @@ _ROUTES: tuple[tuple[str, str, str, int], ...] = (
     ("DELETE", "/2017-10-31/functions/{fn}/concurrency", "DeleteFunctionConcurrency", 0),
     ("GET", "/2019-09-30/functions/{fn}/concurrency", "GetFunctionConcurrency", 0),
     ("GET", "/2016-08-19/account-settings", "GetAccountSettings", 0),
+    ("POST", "/2021-10-31/functions/{fn}/url", "CreateFunctionUrlConfig", SMALL_REQUEST_MAX),
+    ("GET", "/2021-10-31/functions/{fn}/url", "GetFunctionUrlConfig", 0),
+    ("PUT", "/2021-10-31/functions/{fn}/url", "UpdateFunctionUrlConfig", SMALL_REQUEST_MAX),
+    ("DELETE", "/2021-10-31/functions/{fn}/url", "DeleteFunctionUrlConfig", 0),
+    ("GET", "/2021-10-31/functions/{fn}/urls", "ListFunctionUrlConfigs", 0),
 )
 # A GET or DELETE still may carry a small body (some clients send "{}"): it is read and ignored.
 _EMPTY_BODY_MAX = 64 * 1024
@@ -110,7 +116,8 @@ class LambdaApi:
         self.settings = settings
         self.verifier = verifier
         self.ops = Operations(sup, settings)
-        self._handlers: dict[str, Handler] = {"Invoke": self.invoke, **self.ops.handlers()}
+        self._handlers: dict[str, Handler] = {"Invoke": self.invoke, **self.ops.handlers(),
+                                               **UrlOperations(sup, settings).handlers()}
 
     def match(self, method: str, raw_path: str) -> Matched:
         """The operation ``method raw_path`` names. Raises UnknownOperation, MethodNotAllowed."""

@@ -3,7 +3,7 @@ own signer (the canonical request and string to sign are botocore's; only the co
 
 With operator keys configured every request must be signed by a known key, within 15 minutes of
 the daemon's clock (AWS's bound); without them a request is accepted as it is (the listener is
-then loopback or a unix socket only: ``daemon.http_listener_refusal``), and a key id it merely
+then loopback or a unix socket only: ``exposure.listener_refusal``), and a key id it merely
 presents still says whether a function is calling.
 """
 

@@ -18,7 +18,7 @@ import click
 from .. import errors
 from ..client import default_address
 from ..stdin_stream import CLIENT_EVENT_LOOP, EXIT_FUNCTION_ERROR, StdinError, stream_stdin
-from . import versions
+from . import urls, versions
 from .common import _client, _fail, _print_json, _run, _table, qualified
 
 
@@ -60,18 +60,21 @@ def main(ctx: click.Context, address: str | None) -> None:
 @click.option("--http-listen", envvar="FNHOST_HTTP_LISTEN", default=None, metavar="HOST:PORT|unix:PATH|none",
               help="Serve Lambda's REST API (the AWS SDKs and CLI) there (default: $FNHOST_HTTP_LISTEN, else "
                    "127.0.0.1:9001; none: off).")
+@click.option("--url-listen", envvar="FNHOST_URL_LISTEN", default=None, metavar="HOST:PORT|unix:PATH|none",
+              help="Serve function URLs there (default: $FNHOST_URL_LISTEN, else 127.0.0.1:9002; none: off).")
 @click.option("--http-credentials-file", default=None, type=click.Path(dir_okay=False),
               help="Access keys (AWS shared-credentials format) every Lambda API request must be signed with.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, examples: bool,
           detach: bool, metrics_listen: str | None, tls_cert: str | None, tls_key: str | None,
           tls_client_ca: str | None, token_file: str | None, insecure: bool, http_listen: str | None,
-          http_credentials_file: str | None, log_level: str) -> None:
+          http_credentials_file: str | None, url_listen: str | None, log_level: str) -> None:
     """Run the daemon in the foreground (as systemd expects) until SIGTERM or SIGINT."""
     import anyio
 
+    from ..api.exposure import listener_refusal
     from ..control.config import load_config_file, settings_from
-    from ..daemon import EVENT_LOOP, listener_refusal
+    from ..daemon import EVENT_LOOP
     from ..daemon import serve as run_daemon
     from ..errors import ConfigError, DaemonError
     from ..observability import logs
@@ -82,7 +85,7 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
                                  metrics_listen=metrics_listen, tls_cert=tls_cert, tls_key=tls_key,
                                  tls_client_ca=tls_client_ca, token_file=token_file,
                                  insecure=True if insecure else None, http_listen=http_listen,
-                                 http_credentials_file=http_credentials_file)
+                                 http_credentials_file=http_credentials_file, url_listen=url_listen)
     except ConfigError as exc:
         _fail(f"invalid config: {exc}")
     if detach:
@@ -432,7 +435,7 @@ def cost(ctx: click.Context, since: str | None, as_json: bool) -> None:
                f"${usage.price_per_gb_second:.10f} per GB-s; billed per {usage.billing_granularity_ms} ms")
 
 
-for _command in versions.COMMANDS:
+for _command in [*versions.COMMANDS, *urls.COMMANDS]:
     main.add_command(_command)
 
 if __name__ == "__main__":

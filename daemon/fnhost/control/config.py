@@ -183,8 +183,9 @@ class Settings:
     worker_uid_count: int = 10000
     worker_pids_max: int = 1024  # processes and threads per worker (Lambda: 1,024)
     cpu_mb_per_vcpu: int = 1769  # CPU in proportion to memory: one vCPU per this many MB (Lambda); 0: off
-    # Each worker in mount and pid namespaces of its own (bubblewrap; execution/isolation.py).
-    worker_namespaces: bool = False
+    # Each worker in mount and pid namespaces of its own (bubblewrap; execution/isolation.py)
+    # where the host allows it (a root daemon, bubblewrap and setpriv); false: the host's view.
+    worker_namespaces: bool = True
     max_functions: int = 5000  # a bound on what the network can make the daemon hold
     max_stream_in_flight: int = 256  # InvokeStream: invocations running per stream before reading pauses
     function_log_max_bytes: int = LOG_MAX_BYTES  # logged per invocation; the rest is discarded
@@ -198,8 +199,12 @@ class Settings:
     http_credentials_file: str = ""  # access keys for SigV4; empty: no keys, loopback/unix only
     region: str = "us-east-1"  # in ARNs, in the SigV4 scope requests must carry, in workers' AWS_REGION
     account_id: str = "000000000000"  # in ARNs
+    # Function URLs (api/url_server.py): "HOST:PORT", "unix:PATH" or "none" (off). AWS_IAM URLs are
+    # checked with the http_credentials_file keys; NONE URLs are served only on loopback/unix unless insecure.
+    url_listen: str = "127.0.0.1:9002"
     # Not a setting: the HTTP listener's actual URL once bound ("" while off), e.g. for workers' env.
     http_endpoint: str = ""
+    url_endpoint: str = ""  # likewise, the function URL listener's actual URL
 
     @property
     def directory_code_allowed(self) -> bool:
@@ -276,6 +281,7 @@ _SETTING_TYPES: dict[str, type] = {
     "http_credentials_file": str,
     "region": str,
     "account_id": str,
+    "url_listen": str,
 }
 
 _FUNCTION_KEYS = {

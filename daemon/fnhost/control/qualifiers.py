@@ -277,6 +277,7 @@ class Qualifiers:
             gone = self._aliases.get(name, {}).pop(alias, None)
             self.routes.pop(f"{name}:{alias}", None)
             self.versions.delete_alias(name, alias)
+            self.urls.forget(name, alias)  # type: ignore[attr-defined]  # the Supervisor's
             if gone is not None:
                 self._refresh(name, gone.version)
                 log.info("alias_deleted", function=name, alias=alias)

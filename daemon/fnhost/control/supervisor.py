@@ -32,6 +32,7 @@ from .deploy import CodeSource, Deployer
 from .qualifiers import Qualifiers, Route
 from .registry import CodeRef, FunctionRecord, Registry
 from .runtimes import RuntimeRegistry, data_dir
+from .function_urls import UrlConfigs
 from .versions import AliasRecord, VersionStore, is_version
 
 log = structlog.get_logger("fnhost.supervisor")
@@ -52,6 +53,7 @@ class Supervisor(Qualifiers):
         self.registry = Registry(settings.state_dir, uids.uid_claims(
             settings.worker_user, settings.worker_uid_base, settings.worker_uid_count))
         self.versions = VersionStore(self.registry.db)
+        self.urls = UrlConfigs(self.registry.db)  # function URLs (api/url_server serves them)
         self.usage = UsageStore(settings.state_dir / "functions.sqlite3")
         self.scratch_root = settings.state_dir / "work"
         shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
@@ -335,6 +337,7 @@ class Supervisor(Qualifiers):
             async with self._lock(name):
                 self.registry.delete(name)
                 self.versions.forget_function(name)
+                self.urls.forget(name)
                 pools = self._forget_versions(name)
                 latest = self.pools.pop(name, None)
                 if latest is not None:

@@ -63,6 +63,8 @@ class Daemon:
         if not any(a == "--http-listen" or a.startswith("--http-listen=") for a in argv):
             # Lambda's HTTP API on a port of its own (never 9001): tests run daemons side by side.
             argv[6:6] = ["--http-listen", "127.0.0.1:0"]
+        if not any(a == "--url-listen" or a.startswith("--url-listen=") for a in argv):
+            argv[6:6] = ["--url-listen", "127.0.0.1:0"]  # function URLs likewise (never 9002)
         if self.config is not None:
             config_path = self.state_dir.parent / f"{self.state_dir.name}.toml"
             config_path.write_text(self.config)
@@ -169,6 +171,17 @@ class Daemon:
             if event.get("event") == "http_serving":
                 return str(event["address"])
         raise DaemonFailed(f"the daemon does not serve Lambda's HTTP API:\n{self.log_tail()}")
+
+    @property
+    def url_url(self) -> str:
+        """Where the daemon serves function URLs (``http://127.0.0.1:PORT``), from its log.
+
+        Raises DaemonFailed when the daemon logged no ``urls_serving`` (not started, or --url-listen none).
+        """
+        for event in reversed(self.log_events()):
+            if event.get("event") == "urls_serving":
+                return str(event["address"])
+        raise DaemonFailed(f"the daemon does not serve function URLs:\n{self.log_tail()}")
 
     def client(self, timeout: float | None = 60.0) -> Client:
         return Client(self.address, timeout=timeout)

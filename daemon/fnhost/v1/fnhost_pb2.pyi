@@ -316,6 +316,112 @@ class SetMinWarmResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class Cors(_message.Message):
+    __slots__ = ("allow_origins", "allow_methods", "allow_headers", "expose_headers", "allow_credentials", "max_age")
+    ALLOW_ORIGINS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_METHODS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    EXPOSE_HEADERS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    MAX_AGE_FIELD_NUMBER: _ClassVar[int]
+    allow_origins: _containers.RepeatedScalarFieldContainer[str]
+    allow_methods: _containers.RepeatedScalarFieldContainer[str]
+    allow_headers: _containers.RepeatedScalarFieldContainer[str]
+    expose_headers: _containers.RepeatedScalarFieldContainer[str]
+    allow_credentials: bool
+    max_age: int
+    def __init__(self, allow_origins: _Optional[_Iterable[str]] = ..., allow_methods: _Optional[_Iterable[str]] = ..., allow_headers: _Optional[_Iterable[str]] = ..., expose_headers: _Optional[_Iterable[str]] = ..., allow_credentials: _Optional[bool] = ..., max_age: _Optional[int] = ...) -> None: ...
+
+class FunctionUrlConfig(_message.Message):
+    __slots__ = ("function_name", "qualifier", "function_url", "function_arn", "auth_type", "cors", "invoke_mode", "payload_format", "creation_time", "last_modified_time", "url_id")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_URL_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ARN_FIELD_NUMBER: _ClassVar[int]
+    AUTH_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CORS_FIELD_NUMBER: _ClassVar[int]
+    INVOKE_MODE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CREATION_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_TIME_FIELD_NUMBER: _ClassVar[int]
+    URL_ID_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    function_url: str
+    function_arn: str
+    auth_type: str
+    cors: Cors
+    invoke_mode: str
+    payload_format: str
+    creation_time: str
+    last_modified_time: str
+    url_id: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., function_url: _Optional[str] = ..., function_arn: _Optional[str] = ..., auth_type: _Optional[str] = ..., cors: _Optional[_Union[Cors, _Mapping]] = ..., invoke_mode: _Optional[str] = ..., payload_format: _Optional[str] = ..., creation_time: _Optional[str] = ..., last_modified_time: _Optional[str] = ..., url_id: _Optional[str] = ...) -> None: ...
+
+class CreateFunctionUrlConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier", "auth_type", "cors", "invoke_mode", "payload_format")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    AUTH_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CORS_FIELD_NUMBER: _ClassVar[int]
+    INVOKE_MODE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    auth_type: str
+    cors: Cors
+    invoke_mode: str
+    payload_format: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., auth_type: _Optional[str] = ..., cors: _Optional[_Union[Cors, _Mapping]] = ..., invoke_mode: _Optional[str] = ..., payload_format: _Optional[str] = ...) -> None: ...
+
+class GetFunctionUrlConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
+
+class UpdateFunctionUrlConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier", "auth_type", "cors", "invoke_mode", "payload_format")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    AUTH_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CORS_FIELD_NUMBER: _ClassVar[int]
+    INVOKE_MODE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    auth_type: str
+    cors: Cors
+    invoke_mode: str
+    payload_format: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., auth_type: _Optional[str] = ..., cors: _Optional[_Union[Cors, _Mapping]] = ..., invoke_mode: _Optional[str] = ..., payload_format: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionUrlConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionUrlConfigResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFunctionUrlConfigsRequest(_message.Message):
+    __slots__ = ("function_name",)
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+
+class ListFunctionUrlConfigsResponse(_message.Message):
+    __slots__ = ("function_url_configs",)
+    FUNCTION_URL_CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    function_url_configs: _containers.RepeatedCompositeFieldContainer[FunctionUrlConfig]
+    def __init__(self, function_url_configs: _Optional[_Iterable[_Union[FunctionUrlConfig, _Mapping]]] = ...) -> None: ...
+
 class InvokeRequest(_message.Message):
     __slots__ = ("function_name", "payload", "invocation_type", "log_type", "qualifier", "client_context")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]

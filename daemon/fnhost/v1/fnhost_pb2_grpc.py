@@ -104,6 +104,31 @@ class FnhostStub:
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmRequest.SerializeToString,
                 response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmResponse.FromString,
                 _registered_method=True)
+        self.CreateFunctionUrlConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/CreateFunctionUrlConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.CreateFunctionUrlConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.FromString,
+                _registered_method=True)
+        self.GetFunctionUrlConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/GetFunctionUrlConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetFunctionUrlConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.FromString,
+                _registered_method=True)
+        self.UpdateFunctionUrlConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/UpdateFunctionUrlConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateFunctionUrlConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.FromString,
+                _registered_method=True)
+        self.DeleteFunctionUrlConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/DeleteFunctionUrlConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionUrlConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionUrlConfigResponse.FromString,
+                _registered_method=True)
+        self.ListFunctionUrlConfigs = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListFunctionUrlConfigs',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsResponse.FromString,
+                _registered_method=True)
         self.Invoke = channel.unary_unary(
                 '/fnhost.v1.Fnhost/Invoke',
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeRequest.SerializeToString,
@@ -220,6 +245,37 @@ class FnhostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateFunctionUrlConfig(self, request, context):
+        """Function URLs (Lambda's FunctionUrlConfig): for $LATEST (empty qualifier) or an alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFunctionUrlConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFunctionUrlConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFunctionUrlConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFunctionUrlConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Invoke(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -322,6 +378,31 @@ def add_FnhostServicer_to_server(servicer, server):
                     servicer.SetMinWarm,
                     request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmRequest.FromString,
                     response_serializer=fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmResponse.SerializeToString,
+            ),
+            'CreateFunctionUrlConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFunctionUrlConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.CreateFunctionUrlConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.SerializeToString,
+            ),
+            'GetFunctionUrlConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFunctionUrlConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetFunctionUrlConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.SerializeToString,
+            ),
+            'UpdateFunctionUrlConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFunctionUrlConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateFunctionUrlConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.SerializeToString,
+            ),
+            'DeleteFunctionUrlConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFunctionUrlConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionUrlConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionUrlConfigResponse.SerializeToString,
+            ),
+            'ListFunctionUrlConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFunctionUrlConfigs,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsResponse.SerializeToString,
             ),
             'Invoke': grpc.unary_unary_rpc_method_handler(
                     servicer.Invoke,
@@ -722,6 +803,141 @@ class Fnhost:
             '/fnhost.v1.Fnhost/SetMinWarm',
             fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmRequest.SerializeToString,
             fnhost_dot_v1_dot_fnhost__pb2.SetMinWarmResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateFunctionUrlConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/CreateFunctionUrlConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.CreateFunctionUrlConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFunctionUrlConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/GetFunctionUrlConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.GetFunctionUrlConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFunctionUrlConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/UpdateFunctionUrlConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.UpdateFunctionUrlConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.FunctionUrlConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFunctionUrlConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/DeleteFunctionUrlConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionUrlConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionUrlConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFunctionUrlConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListFunctionUrlConfigs',
+            fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsResponse.FromString,
             options,
             channel_credentials,
             insecure,
