@@ -16,9 +16,9 @@ from grpc_reflection.v1alpha import reflection
 
 from ..control.config import FunctionConfig, Settings
 from ..control.deploy import CodeSource
+from ..control.function_urls import UrlConfig
 from ..control.registry import FunctionRecord
 from ..control.supervisor import Supervisor
-from ..control.function_urls import UrlConfig
 from ..control.versions import AliasRecord
 from ..errors import ApiError, ConfigError, InvalidParameter, Unauthenticated
 from ..observability import billing

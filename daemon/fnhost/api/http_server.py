@@ -151,20 +151,20 @@ class HttpServer:
             if declared > limit:
                 raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the "
                                       f"{matched.operation} operation")
-            body = await _read(receive, limit, matched.operation)
+            body = await read_body(receive, limit, matched.operation)
         except ApiError as exc:  # an unknown operation, a body too large
             # A client waiting for "100 Continue" sends no body when refused; others are still sending.
             waiting = headers.get("expect", "").lower() == "100-continue"
             complete = not waiting and declared <= DRAIN_MAX and await _drain(receive)
-            await _send(send, self.api.refuse(exc), close=not complete)
+            await send_response(send, self.api.refuse(exc), close=not complete)
             return
         if body is None:
             return  # the client went away
         request = Request(method, raw_path, scope.get("query_string", b"").decode("latin-1"), headers, body)
-        await _send(send, await self.api.handle(matched, request))
+        await send_response(send, await self.api.handle(matched, request))
 
 
-async def _read(receive: Any, limit: int, operation: str) -> bytes | None:
+async def read_body(receive: Any, limit: int, operation: str) -> bytes | None:
     """The request body, at most ``limit`` bytes (None: the client disconnected).
 
     Raises RequestTooLarge as soon as it grows past ``limit`` (a body without Content-Length).
@@ -197,7 +197,8 @@ async def _drain(receive: Any) -> bool:
     return False
 
 
-async def _send(send: Any, response: Response, *, close: bool = False) -> None:
+async def send_response(send: Any, response: Response, *, close: bool = False) -> None:
+    """One whole response on an ASGI ``send`` (``close``: ask the client to close the connection)."""
     headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
     if close:
         headers.append((b"connection", b"close"))

@@ -25,7 +25,7 @@ from ..control.config import Settings, loopback
 from ..control.function_urls import UrlConfig
 from ..execution.invocation import SYNC_PAYLOAD_MAX, Invocation, function_arn
 from . import url_cors, url_events
-from .http_server import HttpServer
+from .http_server import HttpServer, read_body, send_response
 from .lambda_wire import Response
 from .sigv4 import Verifier
 from .url_ops import url_domain
@@ -188,7 +188,7 @@ class UrlServer(HttpServer):
         request_id = str(uuid.uuid4())
         headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]]
         if sum(len(n) + len(v) for n, v in headers) > HEADERS_MAX:
-            await _send(send, message(431, "Request Header Fields Too Large", request_id), close=True)
+            await send_response(send, message(431, "Request Header Fields Too Large", request_id), close=True)
             return
         request = url_events.UrlRequest(
             scope["method"], (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").partition("?")[0],
@@ -196,48 +196,31 @@ class UrlServer(HttpServer):
             (scope.get("client") or ("", 0))[0] or "127.0.0.1", f"HTTP/{scope.get('http_version', '1.1')}")
         config, path = self.front.route(request.raw_path, request.joined.get("host", ""))
         if config is None:
-            await _send(send, message(404, "Not Found: no function URL here (use /FUNCTION[:ALIAS]/PATH or "
+            await send_response(send, message(404, "Not Found: no function URL here (use /FUNCTION[:ALIAS]/PATH or "
                                       "the Host of a FunctionUrl)", request_id, "ResourceNotFoundException"),
                         close=not await _drain_small(receive, request.joined))
             return
         length = request.joined.get("content-length", "")
         if length.isdigit() and int(length) > BODY_MAX:
-            await _send(send, message(413, "Request Entity Too Large", request_id, "RequestTooLargeException"),
+            await send_response(send, message(413, "Request Entity Too Large", request_id, "RequestTooLargeException"),
                         close=True)
             return
         try:
             async with asyncio.timeout(BODY_DEADLINE_S):
-                body = await _read(receive)
+                body = await read_body(receive, BODY_MAX, "function URL")
         except TimeoutError:
             log.info("url_body_timeout", function=config.function, deadline_s=BODY_DEADLINE_S)
-            await _send(send, message(408, "Request Timeout: the body did not arrive in time", request_id),
+            await send_response(send, message(408, "Request Timeout: the body did not arrive in time", request_id),
                         close=True)
             return
         except errors.RequestTooLarge:
-            await _send(send, message(413, "Request Entity Too Large", request_id, "RequestTooLargeException"),
+            await send_response(send, message(413, "Request Entity Too Large", request_id, "RequestTooLargeException"),
                         close=True)
             return
         if body is None:
             return  # the client went away
         request.body = body
-        await _send(send, await self.front.serve(config, path, request, request.raw_path))
-
-
-async def _read(receive: Any) -> bytes | None:
-    """The whole body (None: the client disconnected). Raises RequestTooLarge past BODY_MAX."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        chunk = msg.get("body", b"")
-        size += len(chunk)
-        if size > BODY_MAX:
-            raise errors.RequestTooLarge("body too large")
-        chunks.append(chunk)
-        if not msg.get("more_body", False):
-            return b"".join(chunks)
+        await send_response(send, await self.front.serve(config, path, request, request.raw_path))
 
 
 async def _drain_small(receive: Any, headers: dict[str, str]) -> bool:
@@ -249,14 +232,6 @@ async def _drain_small(receive: Any, headers: dict[str, str]) -> bool:
         return True
     try:
         async with asyncio.timeout(1.0):
-            return await _read(receive) is not None
+            return await read_body(receive, BODY_MAX, "function URL") is not None
     except (TimeoutError, errors.RequestTooLarge):
         return False
-
-
-async def _send(send: Any, response: Response, *, close: bool = False) -> None:
-    headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
