@@ -132,7 +132,9 @@ def test_timeout_kills_and_replaces_the_worker(client: Client, runtime: str) -> 
 
 
 def test_memory_limit(client: Client, runtime: str) -> None:
-    name = deploy_case(client, runtime, "hog", memory_mb=128)
+    # A generous timeout: the limit must be what stops the hog, however slowly a loaded host
+    # lets it touch 400 MB (Mono did not get there within the default 3 s once).
+    name = deploy_case(client, runtime, "hog", memory_mb=128, timeout_s=30)
     err = error_of(client.invoke(name, json.dumps({"mb": 400}).encode()))
     assert err["errorType"] == "Runtime.OutOfMemory", err
     small = client.invoke(name, json.dumps({"mb": 1}).encode())
