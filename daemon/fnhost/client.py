@@ -23,6 +23,7 @@ import grpc
 from . import errors
 from .api import grpc_wire as wire
 from .api.batching import batches
+from .client_layers import AsyncLayerCalls, LayerCalls
 from .control.config import default_state_dir, loopback
 from .execution.invocation import Outcome
 from .v1 import fnhost_pb2 as pb
@@ -188,7 +189,10 @@ def _create_request(name: str, runtime: str, handler: str, code: str | bytes,
 
 def _update_config_request(name: str, environment: dict[str, str] | None,
                            changes: dict[str, Any]) -> pb.UpdateFunctionConfigurationRequest:
+    layers = changes.pop("layers", None)
     request = pb.UpdateFunctionConfigurationRequest(function_name=name, **changes)
+    if layers is not None:  # set, even empty, means "replace the layers list"
+        request.layers.CopyFrom(pb.LayerList(arns=layers))
     if environment is not None:  # set, even empty, means "replace all variables"
         request.environment.CopyFrom(pb.Environment(variables=environment))
     return request
@@ -237,7 +241,7 @@ class _Connected:
         self._stub = pb_grpc.FnhostStub(self._channel)
 
 
-class Client(_Connected):
+class Client(LayerCalls, _Connected):
     """Blocking client. ``address``: ``unix:/path/fnhost.sock`` or ``host:port``."""
 
     def __enter__(self) -> Client:
@@ -365,7 +369,7 @@ class Client(_Connected):
             raise wire.error_from_rpc(exc, self.address) from None
 
 
-class AsyncClient(_Connected):
+class AsyncClient(AsyncLayerCalls, _Connected):
     """The same API on grpc.aio, for asyncio/anyio programs."""
 
     _grpc = grpc.aio

@@ -92,6 +92,13 @@ function onInit(body) {
   for (const [name, value] of Object.entries(environment)) {
     if (value !== null && value !== undefined) process.env[name] = String(value);
   }
+  const layers = process.env.FNHOST_LAYERS_DIR;
+  if (layers) {  // Lambda's NODE_PATH into the layers (require() only: ES modules ignore NODE_PATH)
+    const major = process.versions.node.split('.')[0];
+    process.env.NODE_PATH = [`${layers}/nodejs/node${major}/node_modules`, `${layers}/nodejs/node_modules`,
+      process.env.NODE_PATH].filter(Boolean).join(':');
+    require('module')._initPaths();  // node reads NODE_PATH once, at start-up: again, now
+  }
   const info = functionInfo(init);
   const codeDir = init.code_dir || process.env.LAMBDA_TASK_ROOT || process.cwd();
   loadHandler(codeDir, init.handler ?? process.env._HANDLER).then((handler) => {

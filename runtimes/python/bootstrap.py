@@ -271,6 +271,10 @@ def main():
     # The shim's folder is sys.path[0]; the function's code takes its place.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         del sys.path[0]
+    layers = os.environ.get("FNHOST_LAYERS_DIR")
+    if layers:  # Lambda's order: the code (inserted at INIT), then the layers' site-packages, then /opt/python
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        sys.path[0:0] = [f"{layers}/python/lib/{version}/site-packages", f"{layers}/python"]
     channel = Channel(fd_in, fd_out)
     channel.write(
         HELLO,

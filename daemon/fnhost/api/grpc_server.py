@@ -26,6 +26,8 @@ from ..v1 import fnhost_pb2 as pb
 from ..v1 import fnhost_pb2_grpc as pb_grpc
 from . import grpc_wire as wire
 from . import url_ops
+from .grpc_layers import METHODS as LAYER_METHODS
+from .grpc_layers import LayerServicer
 from .streaming import invoke_stream
 
 log = structlog.get_logger("fnhost.server")
@@ -75,6 +77,7 @@ def _config_message(record: FunctionRecord, isolation: str) -> pb.FunctionConfig
         last_modified=record.last_modified,
         version=record.version,
         description=record.description,
+        layers=c.layers,
     )
 
 
@@ -121,7 +124,7 @@ def _cors(cors: pb.Cors) -> dict[str, Any]:
     return out
 
 
-class Servicer(pb_grpc.FnhostServicer):
+class Servicer(LayerServicer, pb_grpc.FnhostServicer):
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
 
@@ -139,6 +142,7 @@ class Servicer(pb_grpc.FnhostServicer):
             handler=request.handler,
             environment=dict(request.environment.variables),
             description=request.description,
+            layers=list(request.layers),
             **fields,
         )
         record = await self.sup.create_function(config, _code(request.code, self.sup.settings))
@@ -158,6 +162,8 @@ class Servicer(pb_grpc.FnhostServicer):
             changes["environment"] = dict(request.environment.variables)
         if request.HasField("description"):
             changes["description"] = request.description
+        if request.HasField("layers"):
+            changes["layers"] = list(request.layers.arns)
         return self._config(await self.sup.update_config(request.function_name, **changes))
 
     @_api
@@ -311,6 +317,10 @@ class Servicer(pb_grpc.FnhostServicer):
             price_per_million_requests=billing.PRICE_PER_MILLION_REQUESTS,
             price_per_gb_second=billing.PRICE_PER_GB_SECOND,
         )
+
+
+for _name in LAYER_METHODS:  # the same error translation as every method above
+    setattr(Servicer, _name, _api(getattr(LayerServicer, _name)))
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):

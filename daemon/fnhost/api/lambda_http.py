@@ -25,6 +25,8 @@ from ..control.config import Settings
 from ..execution.invocation import (CLIENT_CONTEXT_MAX, SYNC_PAYLOAD_MAX, Invocation, InvocationType,
                                    function_arn)
 from . import lambda_wire
+from .lambda_layers import ROUTES as LAYER_ROUTES
+from .lambda_layers import LayerOperations
 from .lambda_ops import Operations
 from .lambda_shapes import function_name
 from .lambda_wire import Response
@@ -95,6 +97,7 @@ _ROUTES: tuple[tuple[str, str, str, int], ...] = (
     ("PUT", "/2021-10-31/functions/{fn}/url", "UpdateFunctionUrlConfig", SMALL_REQUEST_MAX),
     ("DELETE", "/2021-10-31/functions/{fn}/url", "DeleteFunctionUrlConfig", 0),
     ("GET", "/2021-10-31/functions/{fn}/urls", "ListFunctionUrlConfigs", 0),
+    *LAYER_ROUTES,
 )
 # A GET or DELETE still may carry a small body (some clients send "{}"): it is read and ignored.
 _EMPTY_BODY_MAX = 64 * 1024
@@ -117,7 +120,8 @@ class LambdaApi:
         self.verifier = verifier
         self.ops = Operations(sup, settings)
         self._handlers: dict[str, Handler] = {"Invoke": self.invoke, **self.ops.handlers(),
-                                               **UrlOperations(sup, settings).handlers()}
+                                               **UrlOperations(sup, settings).handlers(),
+                                               **LayerOperations(sup, settings).handlers()}
 
     def match(self, method: str, raw_path: str) -> Matched:
         """The operation ``method raw_path`` names. Raises UnknownOperation, MethodNotAllowed."""

@@ -16,6 +16,7 @@ from ..control.registry import UNZIPPED_MAX, ZIP_MAX
 from ..errors import InvalidParameter, PreconditionFailed
 from ..execution.invocation import LATEST
 from . import lambda_shapes as shapes
+from .lambda_layers import function_layers
 from .lambda_wire import Response, json_response
 
 _MAX_ITEMS = 10000  # Lambda's MaxItems bound
@@ -76,7 +77,10 @@ class Operations:
         return {name: getattr(self, _snake(name)) for name in names}
 
     def _configuration(self, record: Any) -> dict[str, Any]:
-        return shapes.function_configuration(record, self.settings)
+        sizes = {}
+        if record.config.layers:
+            sizes = {v.arn: v.size for v in self.sup.layers.resolve(record.config.layers, kept=record.config.layers)}
+        return shapes.function_configuration(record, self.settings, sizes)
 
     def _runtime(self, identifier: str) -> str:
         return shapes.lambda_runtime(identifier, {runtime.name for runtime in self.sup.runtimes})
@@ -98,6 +102,7 @@ class Operations:
             environment=m.string_map("Environment", "Variables") or {},
             description=m.text("Description") or "",
             ephemeral_storage_mb=self._ephemeral(m) or 512,
+            layers=function_layers(m) or [],
         )
         record = await self.sup.create_function(config, CodeSource(zip_file=self._zip(m, code)))
         if m.flag("Publish"):
@@ -204,6 +209,9 @@ class Operations:
         storage = self._ephemeral(m)
         if storage is not None:
             changes["ephemeral_storage_mb"] = storage
+        layers = function_layers(m)
+        if layers is not None:
+            changes["layers"] = layers
         identifier = m.text("Runtime")
         if identifier is not None:
             changes.update(runtime=self._runtime(identifier), lambda_runtime=identifier)

@@ -28,9 +28,7 @@ RUNTIMES: tuple[tuple[re.Pattern[str], str | None, str], ...] = tuple(
         (r"ruby\d\.\d+", "ruby", ""),
         (r"dotnet(core\d\.\d|\d+)", "dotnet", ""),
         (r"go1\.x", "go", ""),
-        (r"provided(\.al2|\.al2023)?", None,
-         "custom runtimes (a bootstrap executable speaking the Runtime API) are not supported yet "
-         "(fnhost issue 14); for Go use runtime go1.x"),
+        (r"provided(\.al2|\.al2023)?", "provided", ""),
     )
 )
 
@@ -44,7 +42,7 @@ ARCHITECTURE = "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_6
 def lambda_runtime(identifier: str, known: set[str]) -> str:
     """The fnhost runtime for a Lambda runtime identifier (or an fnhost runtime name).
 
-    Raises InvalidParameter for an identifier fnhost cannot run (custom runtimes among them, for now).
+    Raises InvalidParameter for an identifier fnhost cannot run.
     """
     if identifier in known:
         return identifier
@@ -57,7 +55,8 @@ def lambda_runtime(identifier: str, known: set[str]) -> str:
             break
     raise InvalidParameter(
         f"Value {identifier} at 'runtime' failed to satisfy constraint: this fnhost runs "
-        f"python3.x, nodejs*.x, java8.al2/java11/java17/java21, ruby3.x, dotnet6/dotnet8 and go1.x "
+        f"python3.x, nodejs*.x, java8.al2/java11/java17/java21, ruby3.x, dotnet6/dotnet8, go1.x and "
+        f"provided/provided.al2/provided.al2023 "
         f"(its runtimes: {', '.join(sorted(known))})"
     )
 
@@ -107,8 +106,11 @@ def _runtime_shown(identifier: str, runtime: str) -> str:
         return runtime
 
 
-def function_configuration(record: FunctionRecord, settings: Settings) -> dict[str, Any]:
-    """Lambda's FunctionConfiguration for one version's record ($LATEST or a number)."""
+def function_configuration(record: FunctionRecord, settings: Settings,
+                           layer_sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """Lambda's FunctionConfiguration for one version's record ($LATEST or a number);
+    ``layer_sizes``: each of its layers' zip size, by ARN."""
+    layer_sizes = layer_sizes or {}
     config = record.config
     version = record.version
     return {
@@ -131,6 +133,9 @@ def function_configuration(record: FunctionRecord, settings: Settings) -> dict[s
         "PackageType": "Zip",
         "Architectures": [ARCHITECTURE],
         "EphemeralStorage": {"Size": config.ephemeral_storage_mb},
+        # Lambda's Layer shape; the size is the zip's, as PublishLayerVersion reported it.
+        **({"Layers": [{"Arn": arn, "CodeSize": layer_sizes.get(arn, 0)} for arn in config.layers]}
+           if config.layers else {}),
     }
 
 

@@ -18,7 +18,7 @@ import click
 from .. import errors
 from ..client import default_address
 from ..stdin_stream import CLIENT_EVENT_LOOP, EXIT_FUNCTION_ERROR, StdinError, stream_stdin
-from . import urls, versions
+from . import layers, urls, versions
 from .common import _client, _fail, _print_json, _run, _table, qualified
 
 
@@ -239,15 +239,19 @@ def _code(path: str) -> str | bytes:
 @click.option("--idle-ttl-s", type=int, help="Stop idle workers after this many seconds.")
 @click.option("--ephemeral-storage-mb", type=int, help="Size of the function's private /tmp: 512-10240, default 512.")
 @click.option("--description", default=None, help="The function's description (at most 256 characters).")
+@click.option("--layer", "layer_arns", multiple=True, metavar="ARN",
+              help="A layer version ARN; repeatable, in order (later over earlier), at most 5; replaces the "
+                   "list ('--layer \'\'' removes every layer).")
 @click.pass_context
 def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | None, code_path: str | None,
            memory_mb: int | None, timeout_s: int | None, env_pairs: tuple[str, ...], min_warm: int | None,
            max_concurrency: int | None, idle_ttl_s: int | None, ephemeral_storage_mb: int | None,
-           description: str | None) -> None:
+           description: str | None, layer_arns: tuple[str, ...]) -> None:
     """Create function NAME, or update its code and the options given."""
     options = {k: v for k, v in dict(memory_mb=memory_mb, timeout_s=timeout_s, min_warm=min_warm,
                                       max_concurrency=max_concurrency, idle_ttl_s=idle_ttl_s,
-                                      ephemeral_storage_mb=ephemeral_storage_mb, description=description).items()
+                                      ephemeral_storage_mb=ephemeral_storage_mb, description=description,
+                                      layers=[a for a in layer_arns if a] if layer_arns else None).items()
                if v is not None}
     env = _parse_env(env_pairs) if env_pairs else None
     with _client(ctx) as client:
@@ -435,7 +439,7 @@ def cost(ctx: click.Context, since: str | None, as_json: bool) -> None:
                f"${usage.price_per_gb_second:.10f} per GB-s; billed per {usage.billing_granularity_ms} ms")
 
 
-for _command in [*versions.COMMANDS, *urls.COMMANDS]:
+for _command in [*versions.COMMANDS, *urls.COMMANDS, *layers.COMMANDS]:
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ RESERVED_ENV = frozenset(
         "AWS_SESSION_TOKEN",
         "FNHOST_CONTROL_FDS",
         "FNHOST_BUILD_DIR",
+        "FNHOST_LAYERS_DIR",
     }
 )
 
@@ -79,6 +80,9 @@ class FunctionConfig:
     # The Lambda runtime identifier it was created with over Lambda's API (python3.12, nodejs20.x,
     # …), echoed back as its Runtime; "" when deployed by fnhost's own runtime name.
     lambda_runtime: str = ""
+    # Lambda's Layers: up to five layer-version ARNs, in order (later layers over earlier ones);
+    # a list, as JSON gives it back, so that a stored record equals a fresh one.
+    layers: list[str] = field(default_factory=list)
 
     def replace(self, **changes: Any) -> FunctionConfig:
         return dataclasses.replace(self, **changes)

@@ -26,6 +26,7 @@ from ..execution.logcapture import LOG_MAX_BYTES
 from ..execution.spawn import WorkerSpec
 from .config import RESERVED_ENV, FunctionConfig, Settings, validate_config
 from .credentials import Credentials, lambda_environment
+from .layers import LayerStore
 from .registry import CodeRef, FunctionRecord, Registry, code_from_directory
 from .runtimes import Runtime, RuntimeRegistry
 
@@ -49,6 +50,9 @@ class Deployer:
     # The Lambda API's keys: each function's workers get their own (credentials.lambda_environment).
     # Set by the daemon before any function is installed; None (a bare Deployer): workers get none.
     credentials: Credentials | None = None
+    # Published layers (control/layers.py). Set by the supervisor; None (a bare Deployer): a
+    # function's layers list must be empty.
+    layers: LayerStore | None = None
 
     def __init__(self, settings: Settings, runtimes: RuntimeRegistry, registry: Registry,
                  scratch_root: Path, public: bool) -> None:
@@ -58,9 +62,17 @@ class Deployer:
         self.scratch_root = scratch_root
         self.public = public  # workers run as other users: code must be readable by them
 
-    def check(self, config: FunctionConfig, *, cap: int | None = None) -> FunctionConfig:
-        """Validate a configuration fully (runtime, handler, toolchain included) without applying it."""
+    def check(self, config: FunctionConfig, *, cap: int | None = None, kept: list[str] | None = None) -> FunctionConfig:
+        """Validate a configuration fully (runtime, handler, toolchain, layers included) without
+        applying it; returns it with its layers as a list. ``kept``: the layer ARNs the function
+        has already (deleted versions among them stay usable to it). Raises InvalidParameter,
+        ToolchainMissing."""
+        config = config.replace(layers=list(config.layers))
         validate_config(config, max_concurrency_cap=cap or self.settings.max_concurrency_cap)
+        if config.layers:
+            if self.layers is None:
+                raise InvalidParameter("this daemon has no layer store: deploy without layers")
+            self.layers.resolve(config.layers, kept=kept or [])
         runtime = self.runtimes.get(config.runtime)
         runtime.check_handler(config.handler)
         runtime.select()  # raises ToolchainMissing, naming what to install
@@ -139,6 +151,12 @@ class Deployer:
         config = record.config
         runtime = self.runtimes.get(config.runtime)
         identity = self.identity(record)
+        layers = self.layers_dir(record)
+        view = self.view_for(record, runtime) if identity is not None else None
+        if layers is not None:
+            log.info("function_layers", function=config.name, version=record.version, layers=config.layers,
+                     seen_at="/opt (its own mount namespace)" if view is not None and view.opt else
+                     f"{layers} through the runtime's search paths (no mount namespace)")
         return compose_worker_spec(
             runtime,
             name=config.name,
@@ -153,10 +171,20 @@ class Deployer:
             init_timeout_s=self.settings.init_timeout_s,
             kill_grace_s=self.settings.kill_grace_s,
             log_max_bytes=self.settings.function_log_max_bytes,
-            view=self.view_for(record, runtime) if identity is not None else None,
+            view=view,
             platform_env=self.lambda_env(config.name),
             version=record.version,
+            # Lambda's /opt where the worker has its own mount namespace; else the real path.
+            layers_dir="/opt" if view is not None and view.opt else str(layers or ""),
         )
+
+    def layers_dir(self, record: FunctionRecord) -> Path | None:
+        """The merged directory of the function's layers (made if missing); None without layers.
+        Blocking (a merge copies files); raises InvalidParameter when a layer is unknown."""
+        if not record.config.layers or self.layers is None:
+            return None
+        versions = self.layers.resolve(record.config.layers, kept=record.config.layers)
+        return self.layers.merged_dir(versions)
 
     def lambda_env(self, name: str) -> dict[str, str]:
         """What function ``name``'s workers call the daemon's Lambda API with: region, endpoint, key."""
@@ -175,8 +203,16 @@ class Deployer:
         if not self.isolated:
             return None
         readable = dict.fromkeys(str(p) for p in (record.code.location, record.build_dir, runtime.directory))
+        layers = self.layers_dir(record)
+        opt: str | None = str(layers) if layers is not None else ""
+        if runtime.installed_under("/opt"):
+            # Covering the host's /opt would hide the interpreter itself: the layers are reached
+            # through the search paths instead, where the worker can read them.
+            opt = None
+            if layers is not None:
+                readable[str(layers)] = None
         return isolation.View(hidden=(str(self.settings.state_dir.resolve()),), readable=tuple(readable),
-                              writable=(), tmp_mb=record.config.ephemeral_storage_mb)
+                              writable=(), tmp_mb=record.config.ephemeral_storage_mb, opt=opt)
 
 
 def prepare_build_caches(runtimes: RuntimeRegistry) -> list[str]:
@@ -240,6 +276,7 @@ def compose_worker_spec(
     view: isolation.View | None = None,
     platform_env: dict[str, str] | None = None,
     version: str = LATEST,
+    layers_dir: str = "",
 ) -> WorkerSpec:
     """The argv, environment and INIT frame a worker of one function version starts with.
 
@@ -251,6 +288,10 @@ def compose_worker_spec(
     ``environment`` may override the endpoint (Lambda does not reserve it), never the reserved
     names: configuration refuses them, and a record stored before they were reserved loses them
     here, in the INIT frame too.
+
+    ``layers_dir``: where the worker finds its layers ("/opt", or the merged directory's real
+    path without a mount namespace), exported as ``FNHOST_LAYERS_DIR`` with Lambda's search paths
+    (``bin`` on PATH, ``lib`` on LD_LIBRARY_PATH, the runtime's [layers] env); "": no layers.
     """
     platform_env = platform_env or {}
     environment = {k: v for k, v in environment.items() if k not in RESERVED_ENV}
@@ -281,8 +322,15 @@ def compose_worker_spec(
         "LAMBDA_RUNTIME_DIR": str(runtime.directory),
         "FNHOST_BUILD_DIR": str(build_dir),
         **platform_env,
-        **environment,
     }
+    if layers_dir:
+        # Lambda appends /opt/bin and /opt/lib: the system's own programs and libraries win.
+        env["FNHOST_LAYERS_DIR"] = layers_dir
+        env["PATH"] = f"{env['PATH']}:{layers_dir}/bin"
+        library = env.get("LD_LIBRARY_PATH")
+        env["LD_LIBRARY_PATH"] = f"{library}:{layers_dir}/lib" if library else f"{layers_dir}/lib"
+        env.update(runtime.layers_env({**values, "layers_dir": layers_dir}, env))
+    env.update(environment)
     frame = protocol.encode_init(
         {
             "handler": handler,

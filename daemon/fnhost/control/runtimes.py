@@ -78,6 +78,9 @@ class Runtime:
     variants: tuple[Variant, ...]
     example_handler: str | None = None
     public: bool = False  # workers run as other users: toolchains must be usable by them
+    # runtime.toml's [layers] env: Lambda's search paths into a function's layers ({layers_dir}),
+    # put before whatever the variable held (the function's own setting still wins).
+    layer_env: dict[str, str] = field(default_factory=dict)
     _chosen: tuple[Variant, dict[str, str]] | None = None
     _prepared: set[Path] = field(default_factory=set)
     _prepare_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -132,6 +135,20 @@ class Runtime:
         argv = [substitute(a, values) for a in variant.launch_argv]
         env = {k: substitute(v, values) for k, v in variant.launch_env.items()}
         return argv, env
+
+    def installed_under(self, directory: str) -> bool:
+        """Whether one of the chosen variant's toolchains really lives under ``directory``."""
+        root = directory.rstrip("/") + "/"
+        return any(os.path.realpath(path).startswith(root) for path in self.select()[1].values())
+
+    def layers_env(self, values: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+        """The [layers] env variables for a worker whose layers are at ``values["layers_dir"]``,
+        each put before what ``env`` holds for it."""
+        out = {}
+        for key, template in self.layer_env.items():
+            value = substitute(template, values)
+            out[key] = f"{value}:{env[key]}" if env.get(key) else value
+        return out
 
     def build(self, code_dir: Path, build_dir: Path, handler: str, scratch: Path, *,
               identity: Identity | None = None, cache_dir: Path | None = None,
@@ -389,6 +406,7 @@ def load_runtime(directory: Path) -> Runtime:
         handler_help=data.get("handler_help", "the runtime's handler syntax"),
         variants=variants,
         example_handler=data.get("example", {}).get("handler"),
+        layer_env=dict(data.get("layers", {}).get("env", {})),
     )
 
 

@@ -33,6 +33,7 @@ from .qualifiers import Qualifiers, Route
 from .registry import CodeRef, FunctionRecord, Registry
 from .runtimes import RuntimeRegistry, data_dir
 from .function_urls import UrlConfigs
+from .layers import LayerStore, SupervisorLayers
 from .versions import AliasRecord, VersionStore, is_version
 
 log = structlog.get_logger("fnhost.supervisor")
@@ -40,7 +41,7 @@ log = structlog.get_logger("fnhost.supervisor")
 REAP_INTERVAL_S = 1.0
 
 
-class Supervisor(Qualifiers):
+class Supervisor(Qualifiers, SupervisorLayers):
     def __init__(self, settings: Settings, runtimes: RuntimeRegistry | None = None) -> None:
         self.settings = settings
         self.public = sandbox.privilege_drop_enabled(settings.worker_user)
@@ -54,15 +55,17 @@ class Supervisor(Qualifiers):
             settings.worker_user, settings.worker_uid_base, settings.worker_uid_count))
         self.versions = VersionStore(self.registry.db)
         self.urls = UrlConfigs(self.registry.db)  # function URLs (api/url_server serves them)
+        self.layers = LayerStore(self.registry, settings.region, settings.account_id)
         self.usage = UsageStore(settings.state_dir / "functions.sqlite3")
         self.scratch_root = settings.state_dir / "work"
         shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
         self.scratch_root.mkdir(mode=0o711)
         self.scratch_root.chmod(0o711)  # the daemon's umask is 077; workers pass through to theirs
-        swept = codestore.sweep_leftovers((self.registry.code_root, self.registry.build_root))
+        swept = codestore.sweep_leftovers((self.registry.code_root, self.registry.build_root, self.layers.root))
         if swept:
             log.info("leftovers_removed", paths=swept)
         self.deployer = Deployer(settings, runtimes, self.registry, self.scratch_root, self.public)
+        self.deployer.layers = self.layers
         self.backend: MemoryBackend = choose_backend(settings.memory_backend, LimitSettings(
             settings.worker_pids_max, settings.cpu_mb_per_vcpu, settings.memory_sample_interval_s))
         self.deployer.backend = self.backend  # builds get memory groups as workers do
@@ -89,7 +92,7 @@ class Supervisor(Qualifiers):
         self._closed = False
         self._deploy_locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
-        self.collector = codestore.Collector([self.registry.code_root, self.registry.build_root],
+        self.collector = codestore.Collector([self.registry.code_root, self.registry.build_root, self.layers.root],
                                              self._referenced, self._in_use, self._spawn_background)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -178,7 +181,7 @@ class Supervisor(Qualifiers):
         if not ref.stored:
             return
         limit = self.settings.code_storage_max_bytes
-        used = self.versions.stored_code_bytes(besides=name, sha256=ref.sha256)
+        used = self.versions.stored_code_bytes(besides=name, sha256=ref.sha256) + self.layers.stored_bytes()
         if used + ref.size > limit:
             raise CodeStorageExceeded(
                 f"the functions' stored code takes {used} bytes and this zip {ref.size}, past this daemon's "
@@ -186,8 +189,9 @@ class Supervisor(Qualifiers):
             )
 
     def _referenced(self) -> set[str]:
-        """Every code/ and builds/ entry a function or a published version uses."""
-        return self.registry.referenced() | self.versions.referenced()
+        """Every code/, builds/ and layers/ entry a function or a published version uses."""
+        lists = [r.config.layers for r in self.registry.all() + self.versions.all()]
+        return self.registry.referenced() | self.versions.referenced() | self.layers.referenced(lists)
 
     def _in_use(self) -> set[str]:
         """Names of the code and build entries of workers running an invocation right now."""
@@ -195,6 +199,9 @@ class Supervisor(Qualifiers):
         for worker in self.busy:
             names.add(Path(worker.spec.cwd).name)
             names.add(Path(worker.spec.env.get("FNHOST_BUILD_DIR", "/")).name)
+            view = worker.spec.view  # its layers: bound at /opt, or read where they are
+            names.add(Path(view.opt if view is not None and view.opt
+                           else worker.spec.env.get("FNHOST_LAYERS_DIR", "/")).name)
         return names
 
     def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
@@ -266,7 +273,7 @@ class Supervisor(Qualifiers):
     async def create_function(self, config: FunctionConfig, code: CodeSource) -> FunctionRecord:
         try:
             async with self._lock(config.name), self.collector.deploying():
-                self.deployer.check(config)
+                config = self.deployer.check(config)
                 if self.registry.exists(config.name):
                     raise ResourceConflict(f"Function already exist: {config.name}")
                 functions = sum(1 for label in self.pools if ":" not in label)
@@ -277,6 +284,7 @@ class Supervisor(Qualifiers):
                     )
                 ref = await self.deployer.resolve_code(code)
                 self._check_storage(config.name, ref)
+                await self.merge_layers(config.layers, kept=[])
                 slot = self.registry.reserve_slot()  # the build runs as the function's uid
                 try:
                     build_dir = await self.deployer.build(config, ref, slot=slot)
@@ -306,7 +314,8 @@ class Supervisor(Qualifiers):
         try:
             async with self._lock(name), self.collector.deploying():
                 current = self.registry.get(name)
-                config = self.deployer.check(current.config.replace(**changes))
+                config = self.deployer.check(current.config.replace(**changes), kept=current.config.layers)
+                await self.merge_layers(config.layers, kept=current.config.layers)
                 build_dir = await self.deployer.build(config, current.code)
                 record = await self._recorded(self.registry.put(config, current.code, build_dir, create=False))
                 log.info("function_configuration_updated", function=name, changed=sorted(changes))
@@ -383,7 +392,12 @@ class Supervisor(Qualifiers):
         identity = self.deployer.identity(record)
         who = f"uid {identity.uid}, gid {identity.gid}" if identity else "the daemon's own user"
         view = self.deployer.view_for(record, self.runtimes.get(record.config.runtime)) if identity else None
-        return f"{who}; memory limits: {self.backend.name}; {isolation.describe(view)}"
+        layers = ""
+        if record.config.layers:
+            layers = ("; layers: at /opt in its mount namespace" if view is not None else
+                      f"; layers: through the runtimes' search paths at {self.deployer.layers_dir(record)} "
+                      "(no mount namespace, so not at /opt)")
+        return f"{who}; memory limits: {self.backend.name}; {isolation.describe(view)}{layers}"
 
     def snapshot(self, *, with_histograms: bool = False) -> list[PoolSnapshot]:
         """Every pool's counts, by function name: for stats, metrics, status and readiness."""

@@ -36,6 +36,7 @@ MiB = 1024 * 1024
 
 _BWRAP = shutil.which("bwrap")
 _SETPRIV = shutil.which("setpriv")
+_HAS_OPT = Path("/opt").is_dir()  # a mount point needs a directory on the read-only root
 WORKER_NS_PID = 2  # bubblewrap's init is 1 and forks the command first
 
 
@@ -47,13 +48,19 @@ class View:
     readable: tuple[str, ...]  # bound back read-only: code, build output, runtime shims
     writable: tuple[str, ...]  # bound back read-write: the worker's scratch directory
     tmp_mb: int  # the private /tmp's size (Lambda's ephemeral storage; /dev/shm shares it)
+    # The function's merged layers, bound read-only at /opt as on Lambda; "": an empty read-only
+    # /opt; None: the host's /opt, for a runtime whose toolchain is installed there (PowerShell's
+    # /opt/microsoft/powershell), whose layers then come through search paths only.
+    opt: str | None = ""
 
 
 def describe(view: View | None) -> str:
     """One line for the log and ``fnhost get``."""
     if view is None:
         return "shared filesystem view (no mount namespace)"
-    return (f"mount and pid namespace: private /tmp of {view.tmp_mb} MB, code read-only, "
+    layers = ("its layers read-only at /opt" if view.opt else "an empty read-only /opt" if view.opt == ""
+              else "the host's /opt (the runtime is installed there)")
+    return (f"mount and pid namespace: private /tmp of {view.tmp_mb} MB, code read-only, {layers}, "
             "no other function's files or processes")
 
 
@@ -68,6 +75,10 @@ def wrap(argv: list[str], view: View, uid: int, gid: int) -> list[str]:
         "--perms", "1777", "--size", str(view.tmp_mb * MiB), "--tmpfs", "/tmp",
         "--perms", "1777", "--size", str(view.tmp_mb * MiB), "--tmpfs", "/dev/shm",
     ]
+    if view.opt:  # Lambda's /opt: the merged layers (the source is read before the state dir is hidden)
+        args += ["--ro-bind", view.opt, "/opt"]
+    elif view.opt == "" and _HAS_OPT:  # nothing of the host's /opt: what a function finds there is its layers only
+        args += ["--perms", "0755", "--tmpfs", "/opt", "--remount-ro", "/opt"]
     covered = ["/tmp", "/dev/shm"]  # fresh tmpfs: whatever is bound below needs its parents made
     made: set[str] = set()
 

@@ -45,7 +45,7 @@ class Environment(_message.Message):
     def __init__(self, variables: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CreateFunctionRequest(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "code", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb", "description")
+    __slots__ = ("function_name", "runtime", "handler", "code", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb", "description", "layers")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class CreateFunctionRequest(_message.Message):
     IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
     EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -70,7 +71,14 @@ class CreateFunctionRequest(_message.Message):
     idle_ttl_s: int
     ephemeral_storage_mb: int
     description: str
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ..., description: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LayerList(_message.Message):
+    __slots__ = ("arns",)
+    ARNS_FIELD_NUMBER: _ClassVar[int]
+    arns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, arns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpdateFunctionCodeRequest(_message.Message):
     __slots__ = ("function_name", "code")
@@ -81,7 +89,7 @@ class UpdateFunctionCodeRequest(_message.Message):
     def __init__(self, function_name: _Optional[str] = ..., code: _Optional[_Union[Code, _Mapping]] = ...) -> None: ...
 
 class UpdateFunctionConfigurationRequest(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb", "description")
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "ephemeral_storage_mb", "description", "layers")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +101,7 @@ class UpdateFunctionConfigurationRequest(_message.Message):
     IDLE_TTL_S_FIELD_NUMBER: _ClassVar[int]
     EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -104,10 +113,11 @@ class UpdateFunctionConfigurationRequest(_message.Message):
     idle_ttl_s: int
     ephemeral_storage_mb: int
     description: str
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ..., description: _Optional[str] = ...) -> None: ...
+    layers: LayerList
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Union[Environment, _Mapping]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., ephemeral_storage_mb: _Optional[int] = ..., description: _Optional[str] = ..., layers: _Optional[_Union[LayerList, _Mapping]] = ...) -> None: ...
 
 class FunctionConfiguration(_message.Message):
-    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "code_sha256", "code_size", "code_location", "revision_id", "last_modified", "version", "ephemeral_storage_mb", "isolation", "description")
+    __slots__ = ("function_name", "runtime", "handler", "memory_mb", "timeout_s", "environment", "min_warm", "max_concurrency", "idle_ttl_s", "code_sha256", "code_size", "code_location", "revision_id", "last_modified", "version", "ephemeral_storage_mb", "isolation", "description", "layers")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +143,7 @@ class FunctionConfiguration(_message.Message):
     EPHEMERAL_STORAGE_MB_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     runtime: str
     handler: str
@@ -151,7 +162,8 @@ class FunctionConfiguration(_message.Message):
     ephemeral_storage_mb: int
     isolation: str
     description: str
-    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., code_location: _Optional[str] = ..., revision_id: _Optional[str] = ..., last_modified: _Optional[str] = ..., version: _Optional[str] = ..., ephemeral_storage_mb: _Optional[int] = ..., isolation: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    layers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, function_name: _Optional[str] = ..., runtime: _Optional[str] = ..., handler: _Optional[str] = ..., memory_mb: _Optional[int] = ..., timeout_s: _Optional[int] = ..., environment: _Optional[_Mapping[str, str]] = ..., min_warm: _Optional[int] = ..., max_concurrency: _Optional[int] = ..., idle_ttl_s: _Optional[int] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., code_location: _Optional[str] = ..., revision_id: _Optional[str] = ..., last_modified: _Optional[str] = ..., version: _Optional[str] = ..., ephemeral_storage_mb: _Optional[int] = ..., isolation: _Optional[str] = ..., description: _Optional[str] = ..., layers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetFunctionRequest(_message.Message):
     __slots__ = ("function_name", "qualifier")
@@ -592,3 +604,97 @@ class Usage(_message.Message):
     price_per_million_requests: float
     price_per_gb_second: float
     def __init__(self, functions: _Optional[_Iterable[_Union[FunctionUsage, _Mapping]]] = ..., requests: _Optional[int] = ..., gb_seconds: _Optional[float] = ..., cost_usd: _Optional[float] = ..., cost_usd_before_free_tier: _Optional[float] = ..., since_unix_s: _Optional[int] = ..., billing_granularity_ms: _Optional[int] = ..., price_per_million_requests: _Optional[float] = ..., price_per_gb_second: _Optional[float] = ...) -> None: ...
+
+class LayerVersion(_message.Message):
+    __slots__ = ("layer_name", "version", "layer_arn", "layer_version_arn", "description", "code_sha256", "code_size", "created_date", "compatible_runtimes", "compatible_architectures", "license_info")
+    LAYER_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LAYER_ARN_FIELD_NUMBER: _ClassVar[int]
+    LAYER_VERSION_ARN_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CODE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CODE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_DATE_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_RUNTIMES_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_ARCHITECTURES_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_INFO_FIELD_NUMBER: _ClassVar[int]
+    layer_name: str
+    version: int
+    layer_arn: str
+    layer_version_arn: str
+    description: str
+    code_sha256: str
+    code_size: int
+    created_date: str
+    compatible_runtimes: _containers.RepeatedScalarFieldContainer[str]
+    compatible_architectures: _containers.RepeatedScalarFieldContainer[str]
+    license_info: str
+    def __init__(self, layer_name: _Optional[str] = ..., version: _Optional[int] = ..., layer_arn: _Optional[str] = ..., layer_version_arn: _Optional[str] = ..., description: _Optional[str] = ..., code_sha256: _Optional[str] = ..., code_size: _Optional[int] = ..., created_date: _Optional[str] = ..., compatible_runtimes: _Optional[_Iterable[str]] = ..., compatible_architectures: _Optional[_Iterable[str]] = ..., license_info: _Optional[str] = ...) -> None: ...
+
+class PublishLayerVersionRequest(_message.Message):
+    __slots__ = ("layer_name", "zip_file", "description", "compatible_runtimes", "compatible_architectures", "license_info")
+    LAYER_NAME_FIELD_NUMBER: _ClassVar[int]
+    ZIP_FILE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_RUNTIMES_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_ARCHITECTURES_FIELD_NUMBER: _ClassVar[int]
+    LICENSE_INFO_FIELD_NUMBER: _ClassVar[int]
+    layer_name: str
+    zip_file: bytes
+    description: str
+    compatible_runtimes: _containers.RepeatedScalarFieldContainer[str]
+    compatible_architectures: _containers.RepeatedScalarFieldContainer[str]
+    license_info: str
+    def __init__(self, layer_name: _Optional[str] = ..., zip_file: _Optional[bytes] = ..., description: _Optional[str] = ..., compatible_runtimes: _Optional[_Iterable[str]] = ..., compatible_architectures: _Optional[_Iterable[str]] = ..., license_info: _Optional[str] = ...) -> None: ...
+
+class ListLayerVersionsRequest(_message.Message):
+    __slots__ = ("layer_name", "compatible_runtime", "compatible_architecture")
+    LAYER_NAME_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    layer_name: str
+    compatible_runtime: str
+    compatible_architecture: str
+    def __init__(self, layer_name: _Optional[str] = ..., compatible_runtime: _Optional[str] = ..., compatible_architecture: _Optional[str] = ...) -> None: ...
+
+class ListLayerVersionsResponse(_message.Message):
+    __slots__ = ("layer_versions",)
+    LAYER_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    layer_versions: _containers.RepeatedCompositeFieldContainer[LayerVersion]
+    def __init__(self, layer_versions: _Optional[_Iterable[_Union[LayerVersion, _Mapping]]] = ...) -> None: ...
+
+class GetLayerVersionRequest(_message.Message):
+    __slots__ = ("layer_name", "version", "arn")
+    LAYER_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ARN_FIELD_NUMBER: _ClassVar[int]
+    layer_name: str
+    version: int
+    arn: str
+    def __init__(self, layer_name: _Optional[str] = ..., version: _Optional[int] = ..., arn: _Optional[str] = ...) -> None: ...
+
+class DeleteLayerVersionRequest(_message.Message):
+    __slots__ = ("layer_name", "version")
+    LAYER_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    layer_name: str
+    version: int
+    def __init__(self, layer_name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteLayerVersionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListLayersRequest(_message.Message):
+    __slots__ = ("compatible_runtime", "compatible_architecture")
+    COMPATIBLE_RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    COMPATIBLE_ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    compatible_runtime: str
+    compatible_architecture: str
+    def __init__(self, compatible_runtime: _Optional[str] = ..., compatible_architecture: _Optional[str] = ...) -> None: ...
+
+class ListLayersResponse(_message.Message):
+    __slots__ = ("layers",)
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    layers: _containers.RepeatedCompositeFieldContainer[LayerVersion]
+    def __init__(self, layers: _Optional[_Iterable[_Union[LayerVersion, _Mapping]]] = ...) -> None: ...

@@ -129,6 +129,31 @@ class FnhostStub:
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsRequest.SerializeToString,
                 response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsResponse.FromString,
                 _registered_method=True)
+        self.PublishLayerVersion = channel.unary_unary(
+                '/fnhost.v1.Fnhost/PublishLayerVersion',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.PublishLayerVersionRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.LayerVersion.FromString,
+                _registered_method=True)
+        self.ListLayerVersions = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListLayerVersions',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayerVersionsRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayerVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetLayerVersion = channel.unary_unary(
+                '/fnhost.v1.Fnhost/GetLayerVersion',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetLayerVersionRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.LayerVersion.FromString,
+                _registered_method=True)
+        self.DeleteLayerVersion = channel.unary_unary(
+                '/fnhost.v1.Fnhost/DeleteLayerVersion',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteLayerVersionRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteLayerVersionResponse.FromString,
+                _registered_method=True)
+        self.ListLayers = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListLayers',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayersRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayersResponse.FromString,
+                _registered_method=True)
         self.Invoke = channel.unary_unary(
                 '/fnhost.v1.Fnhost/Invoke',
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.InvokeRequest.SerializeToString,
@@ -276,6 +301,39 @@ class FnhostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishLayerVersion(self, request, context):
+        """Layers (Lambda's layer versions): a zip whose contents a function sees under /opt.
+        Version numbers are never reused. A deleted version leaves the listings, but the functions
+        and published versions that use it keep its content.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLayerVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLayerVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLayerVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLayers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Invoke(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -403,6 +461,31 @@ def add_FnhostServicer_to_server(servicer, server):
                     servicer.ListFunctionUrlConfigs,
                     request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsRequest.FromString,
                     response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsResponse.SerializeToString,
+            ),
+            'PublishLayerVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishLayerVersion,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.PublishLayerVersionRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.LayerVersion.SerializeToString,
+            ),
+            'ListLayerVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLayerVersions,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayerVersionsRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayerVersionsResponse.SerializeToString,
+            ),
+            'GetLayerVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLayerVersion,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetLayerVersionRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.LayerVersion.SerializeToString,
+            ),
+            'DeleteLayerVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLayerVersion,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteLayerVersionRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteLayerVersionResponse.SerializeToString,
+            ),
+            'ListLayers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLayers,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayersRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListLayersResponse.SerializeToString,
             ),
             'Invoke': grpc.unary_unary_rpc_method_handler(
                     servicer.Invoke,
@@ -938,6 +1021,141 @@ class Fnhost:
             '/fnhost.v1.Fnhost/ListFunctionUrlConfigs',
             fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsRequest.SerializeToString,
             fnhost_dot_v1_dot_fnhost__pb2.ListFunctionUrlConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishLayerVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/PublishLayerVersion',
+            fnhost_dot_v1_dot_fnhost__pb2.PublishLayerVersionRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.LayerVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLayerVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListLayerVersions',
+            fnhost_dot_v1_dot_fnhost__pb2.ListLayerVersionsRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListLayerVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLayerVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/GetLayerVersion',
+            fnhost_dot_v1_dot_fnhost__pb2.GetLayerVersionRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.LayerVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLayerVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/DeleteLayerVersion',
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteLayerVersionRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteLayerVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLayers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListLayers',
+            fnhost_dot_v1_dot_fnhost__pb2.ListLayersRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListLayersResponse.FromString,
             options,
             channel_credentials,
             insecure,

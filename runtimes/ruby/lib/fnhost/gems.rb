@@ -28,6 +28,7 @@ module FnHost
     # lib/ on $LOAD_PATH, vendor/bundle/ruby/<api version> (where `bundle config set path
     # vendor/bundle` installs) first on GEM_PATH, the system's gems after it.
     def setup(code_dir)
+      layer_gems
       lib = File.join(code_dir, 'lib')
       $LOAD_PATH.unshift(lib) if File.directory?(lib) && !$LOAD_PATH.include?(lib)
       $LOAD_PATH.unshift(code_dir) unless $LOAD_PATH.include?(code_dir)
@@ -47,6 +48,19 @@ module FnHost
         Gem.clear_paths if @loaded
       end
       load!
+    end
+
+    # Lambda's /opt/ruby/gems/<api version> on GEM_PATH, before RubyGems reads it (the layers'
+    # ruby/lib is on RUBYLIB: runtime.toml's [layers]).
+    def layer_gems
+      layers = ENV['FNHOST_LAYERS_DIR']
+      return if layers.nil? || layers.empty?
+
+      require 'rbconfig'
+      gems = File.join(layers, 'ruby', 'gems', RbConfig::CONFIG['ruby_version'])
+      sep = File::PATH_SEPARATOR
+      ENV['GEM_PATH'] = [gems, ENV['GEM_PATH']].compact.join(sep) + sep
+      Gem.clear_paths if @loaded
     end
 
     def install_lazy_loading

@@ -41,6 +41,10 @@ final class HandlerLoader {
         cp.add(codeDir);
         addJars(cp, codeDir);
         addJars(cp, new File(codeDir, "lib"));
+        String layers = System.getenv("FNHOST_LAYERS_DIR");
+        if (layers != null && !layers.isEmpty()) {
+            addJars(cp, new File(layers, "java/lib")); // Lambda's /opt/java/lib, after the function's own
+        }
         return cp;
     }
 
