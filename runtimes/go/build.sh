@@ -5,10 +5,16 @@
 #   build.sh --prepare GO RUNTIME_DIR CACHE_DIR
 #
 # HANDLER names the executable; the result is BUILD_DIR/HANDLER. It is, first match wins:
-#   1. CODE_DIR/HANDLER, a prebuilt executable (checked to be a Go program linked with fnhost,
-#      for this OS and architecture; never a symbolic link), copied;
+#   1. CODE_DIR/HANDLER, a prebuilt executable (checked to be a Go program linked with fnhost or
+#      with aws-lambda-go's lambda package, for this OS and architecture; never a symbolic link),
+#      copied;
 #   2. the main package in CODE_DIR/HANDLER/, CODE_DIR/cmd/HANDLER/ or CODE_DIR itself, built
 #      with `go build`, offline, with the fnhost module resolved to RUNTIME_DIR.
+# A program that calls fnhost.Start is the worker itself. One that calls aws-lambda-go's
+# lambda.Start (github.com/aws/aws-lambda-go/lambda) talks to Lambda's Runtime API instead: it
+# becomes BUILD_DIR/HANDLER.bootstrap, and BUILD_DIR/HANDLER is the Runtime API adapter
+# (RUNTIME_DIR/cmd/fnhost-runtime-api), the worker that serves that API to its sibling
+# HANDLER.bootstrap, so runtime.toml launches BUILD_DIR/HANDLER either way.
 # CODE_DIR is never written to. With a go.mod there, the build runs in place against an edited
 # copy of it (-modfile), so its relative replace directives keep working; without one, the
 # sources are copied to a scratch directory and given a generated go.mod (module "function").
@@ -34,6 +40,44 @@ fail() {
 	exit 1
 }
 
+# program_kind EXE [VERSION_INFO]: "fnhost" when EXE is linked with the fnhost module (it is the
+# worker), "lambda" when with aws-lambda-go's lambda package (it needs the Runtime API adapter);
+# fails for neither. fnhost wins: a program may use aws-lambda-go's events types with
+# fnhost.Start. The lambda package is looked for by its functions' names, which a Go executable
+# keeps (in its pclntab) even when stripped; `go version -m` names modules, not packages, and the
+# module alone may be there for its events package only.
+program_kind() {
+	minfo=${2:-$("$go" version -m "$1" 2>&1)}
+	if printf '%s\n' "$minfo" | grep -q '^[[:space:]]*dep[[:space:]][[:space:]]*fnhost[[:space:]]'; then
+		echo fnhost
+	elif grep -aq 'github.com/aws/aws-lambda-go/lambda\.' "$1"; then
+		echo lambda
+	else
+		return 1
+	fi
+}
+
+# place EXE KIND: EXE as BUILD_DIR/HANDLER (fnhost), or as BUILD_DIR/HANDLER.bootstrap behind the
+# Runtime API adapter at BUILD_DIR/HANDLER (lambda): a copy of the one --prepare compiled, else
+# compiled here from RUNTIME_DIR (the standard library only; a few seconds with the prepared
+# standard library).
+place() {
+	dest=$out
+	[ "$2" = fnhost ] || dest=$out.bootstrap
+	if [ "$1" != "$dest" ]; then cp "$1" "$dest"; fi
+	chmod 755 "$dest"
+	[ "$2" = fnhost ] && return 0
+	if [ -n "$cache_dir" ] && [ -f "$cache_dir/fnhost-runtime-api" ] && [ -x "$cache_dir/fnhost-runtime-api" ]; then
+		cp "$cache_dir/fnhost-runtime-api" "$out"
+	else
+		(cd "$runtime_dir" && "$go" build -trimpath -ldflags='-s -w' -o "$out" ./cmd/fnhost-runtime-api) >"$scratch/adapter.log" 2>&1 || {
+			cat "$scratch/adapter.log" >&2
+			fail "could not build the Runtime API adapter (fnhost-runtime-api) from $runtime_dir/cmd/fnhost-runtime-api"
+		}
+	fi
+	chmod 755 "$out"
+}
+
 # Offline and reproducible whatever the caller's environment says: dependencies come from the
 # module cache or not at all (GOSUMDB=off lets go.sum be completed from that cache), no newer
 # toolchain is fetched, no go.work, go env file or VCS stamping interferes, and without cgo the
@@ -43,7 +87,7 @@ export GOFLAGS='-mod=mod -buildvcs=false' GOPROXY=off GOSUMDB=off GOTOOLCHAIN=lo
 
 if [ "${1:-}" = --prepare ]; then
 	[ $# -eq 4 ] || fail "usage: build.sh --prepare GO RUNTIME_DIR CACHE_DIR"
-	go=$2 cache_dir=$4
+	go=$2 runtime_dir=$3 cache_dir=$4
 	export GOCACHE="$cache_dir/build"
 	mkdir -p "$GOCACHE"
 	# The whole standard library, compiled as builds compile it (-trimpath): once per state
@@ -51,6 +95,14 @@ if [ "${1:-}" = --prepare ]; then
 	"$go" build -trimpath std
 	# Where builds may find other modules: the daemon user's download cache, if it has one.
 	env -u GOENV "$go" env GOMODCACHE >"$cache_dir/gomodcache"
+	# The Runtime API adapter that aws-lambda-go programs run behind, from fnhost's own source
+	# only: builds copy it. Built beside and renamed, so a build never copies half a file; if
+	# this fails, builds compile it themselves (slower, nothing else).
+	if (cd "$runtime_dir" && "$go" build -trimpath -ldflags='-s -w' -o "$cache_dir/fnhost-runtime-api.new" ./cmd/fnhost-runtime-api); then
+		mv -f "$cache_dir/fnhost-runtime-api.new" "$cache_dir/fnhost-runtime-api"
+	else
+		rm -f "$cache_dir/fnhost-runtime-api" # never an adapter from older source
+	fi
 	exit 0
 fi
 
@@ -59,6 +111,11 @@ if [ $# -ne 5 ] && [ $# -ne 6 ]; then
 	exit 2
 fi
 go=$1 runtime_dir=$2 code_dir=$3 build_dir=$4 handler=$5 cache_dir=${6:-}
+# The build changes directory: relative paths (a build run by hand) are made absolute first.
+for var in runtime_dir code_dir build_dir; do
+	eval "dir=\$$var"
+	case $dir in /*) ;; *) eval "$var=\$(pwd)/\$dir" ;; esac
+done
 out=$build_dir/$handler
 
 case $handler in
@@ -78,14 +135,13 @@ if [ -f "$code_dir/$handler" ]; then
 	exe=$code_dir/$handler
 	[ -x "$exe" ] || fail "$exe is not executable: chmod +x it, or remove it so that fnhost builds $handler from source"
 	info=$("$go" version -m "$exe" 2>&1) ||
-		fail "$exe is not a Go executable ($info); fnhost's go runtime runs Go programs that call fnhost.Start"
-	printf '%s\n' "$info" | grep -q '^[[:space:]]*dep[[:space:]][[:space:]]*fnhost[[:space:]]' ||
-		fail "$exe is a Go program that does not import the fnhost module; build it from a main package that calls fnhost.Start (the aws-lambda-go runtime API client cannot talk to fnhost)"
+		fail "$exe is not a Go executable ($info); fnhost's go runtime runs Go programs that call fnhost.Start or aws-lambda-go's lambda.Start (any other program that serves Lambda's Runtime API: deploy it with --runtime provided, named bootstrap)"
 	host=$("$go" env GOHOSTOS)/$("$go" env GOHOSTARCH)
 	target=$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*build[[:space:]]*GOOS=//p')/$(printf '%s\n' "$info" | sed -n 's/^[[:space:]]*build[[:space:]]*GOARCH=//p')
 	[ "$target" = "$host" ] || fail "$exe was built for $target, this host runs $host: rebuild it with GOOS=${host%/*} GOARCH=${host#*/}"
-	cp "$exe" "$out"
-	chmod 755 "$out"
+	kind=$(program_kind "$exe" "$info") ||
+		fail "$exe is a Go program that imports neither the fnhost module nor github.com/aws/aws-lambda-go/lambda; build it from a main package that calls fnhost.Start or lambda.Start"
+	place "$exe" "$kind"
 	exit 0
 fi
 
@@ -162,10 +218,15 @@ cd "$src"
 if ! "$go" build "$@" -trimpath -ldflags='-s -w' -o "$out" "$pkg" >"$scratch/log" 2>&1; then
 	echo "fnhost: go build $pkg in $code_dir failed:" >&2
 	cat "$scratch/log" >&2
-	if [ -n "$cache_dir" ] && grep -q 'module lookup disabled\|GOPROXY' "$scratch/log"; then
-		echo "fnhost: modules other than fnhost come from the module cache of the daemon's user${modcache:+ ($modcache)}, which this build, running as uid $(id -u), must be able to read" >&2
+	if [ -n "$cache_dir" ] && grep -q 'module lookup disabled\|GOPROXY\|file://' "$scratch/log"; then
+		echo "fnhost: modules other than fnhost come from the module cache of the daemon's user${modcache:+ ($modcache)}, which this build, running as uid $(id -u), must be able to read: run \`go mod download\` in the function's module as that user (builds never download)" >&2
 	fi
 	exit 1
 fi
-[ -x "$out" ] || fail "$pkg in $code_dir is not a main package (package main with func main calling fnhost.Start)"
+[ -x "$out" ] || fail "$pkg in $code_dir is not a main package (package main with func main calling fnhost.Start or lambda.Start)"
+kind=$(program_kind "$out") || {
+	rm -f "$out"
+	fail "$pkg in $code_dir imports neither the fnhost module nor github.com/aws/aws-lambda-go/lambda: its func main must call fnhost.Start or lambda.Start (a program serving Lambda's Runtime API in another way: deploy it with --runtime provided)"
+}
+place "$out" "$kind"
 cat "$scratch/log"

@@ -58,7 +58,7 @@ func init() {
 	hello := `{"protocol":` + strconv.Itoa(protocolVersion) + `,"runtime":"go","runtime_version":` +
 		strconv.Quote(runtime.Version()) + `,"pid":` + strconv.Itoa(os.Getpid()) + `}`
 	c.send(kindHello, nil, []byte(hello))
-	go watchHangup(c.inFd)
+	go watchHangup(c.InFd)
 }
 
 // Start serves invocations with handler until the daemon goes away; it never returns. handler is

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"fnhost/internal/wire"
 )
 
 type event struct {
@@ -205,7 +207,7 @@ type testServer struct {
 
 func pipeServer(t *testing.T, fn any) *testServer {
 	s := openPipeServer(t, fn)
-	t.Cleanup(func() { s.toWorker.Close(); s.c.w.Close() })
+	t.Cleanup(func() { s.toWorker.Close(); s.c.W.Close() })
 	return s
 }
 
@@ -219,7 +221,7 @@ func openPipeServer(t *testing.T, fn any) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &channel{r: bufio.NewReader(inR), w: outW, inFd: int(inR.Fd())}
+	c := &channel{&wire.Channel{R: bufio.NewReader(inR), W: outW, InFd: int(inR.Fd())}}
 	return &testServer{&server{c: c, h: NewHandler(fn), arn: "arn"}, inW, bufio.NewReader(outR)}
 }
 

@@ -44,5 +44,7 @@ def readable_copy(dest: Path, source: Path = SOURCE) -> Path:
     for dirpath, _dirs, files in os.walk(dest):
         os.chmod(dirpath, 0o755)
         for name in files:
-            os.chmod(os.path.join(dirpath, name), 0o644)
+            path = os.path.join(dirpath, name)
+            # Executables stay executable (a provided function's bootstrap).
+            os.chmod(path, 0o755 if os.stat(path).st_mode & 0o100 else 0o644)
     return dest
