@@ -23,6 +23,8 @@ import grpc
 from . import errors
 from .api import grpc_wire as wire
 from .api.batching import batches
+from .client_async import AsyncInvocationCalls
+from .client_esm import EventSourceMappingCalls
 from .control.config import default_state_dir, loopback
 from .execution.invocation import Outcome
 from .v1 import fnhost_pb2 as pb
@@ -237,7 +239,7 @@ class _Connected:
         self._stub = pb_grpc.FnhostStub(self._channel)
 
 
-class Client(_Connected):
+class Client(AsyncInvocationCalls, EventSourceMappingCalls, _Connected):
     """Blocking client. ``address``: ``unix:/path/fnhost.sock`` or ``host:port``."""
 
     def __enter__(self) -> Client:
@@ -365,7 +367,7 @@ class Client(_Connected):
             raise wire.error_from_rpc(exc, self.address) from None
 
 
-class AsyncClient(_Connected):
+class AsyncClient(AsyncInvocationCalls, EventSourceMappingCalls, _Connected):
     """The same API on grpc.aio, for asyncio/anyio programs."""
 
     _grpc = grpc.aio

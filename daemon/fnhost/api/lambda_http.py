@@ -25,6 +25,10 @@ from ..control.config import Settings
 from ..execution.invocation import (CLIENT_CONTEXT_MAX, SYNC_PAYLOAD_MAX, Invocation, InvocationType,
                                    function_arn)
 from . import lambda_wire
+from .lambda_async import ROUTES as ASYNC_ROUTES
+from .lambda_async import EventInvokeConfigOperations
+from .lambda_esm import ROUTES as ESM_ROUTES
+from .lambda_esm import EsmOperations
 from .lambda_ops import Operations
 from .lambda_shapes import function_name
 from .lambda_wire import Response
@@ -95,6 +99,8 @@ _ROUTES: tuple[tuple[str, str, str, int], ...] = (
     ("PUT", "/2021-10-31/functions/{fn}/url", "UpdateFunctionUrlConfig", SMALL_REQUEST_MAX),
     ("DELETE", "/2021-10-31/functions/{fn}/url", "DeleteFunctionUrlConfig", 0),
     ("GET", "/2021-10-31/functions/{fn}/urls", "ListFunctionUrlConfigs", 0),
+    *((method, path, op, SMALL_REQUEST_MAX if method in ("PUT", "POST") else 0) for method, path, op in ASYNC_ROUTES),
+    *((method, path, op, SMALL_REQUEST_MAX if method in ("PUT", "POST") else 0) for method, path, op in ESM_ROUTES),
 )
 # A GET or DELETE still may carry a small body (some clients send "{}"): it is read and ignored.
 _EMPTY_BODY_MAX = 64 * 1024
@@ -117,7 +123,9 @@ class LambdaApi:
         self.verifier = verifier
         self.ops = Operations(sup, settings)
         self._handlers: dict[str, Handler] = {"Invoke": self.invoke, **self.ops.handlers(),
-                                               **UrlOperations(sup, settings).handlers()}
+                                               **UrlOperations(sup, settings).handlers(),
+                                               **EventInvokeConfigOperations(sup, settings).handlers(),
+                                               **EsmOperations(sup, settings).handlers()}
 
     def match(self, method: str, raw_path: str) -> Matched:
         """The operation ``method raw_path`` names. Raises UnknownOperation, MethodNotAllowed."""
@@ -158,9 +166,10 @@ class LambdaApi:
             return lambda_wire.error_response(lambda_wire.internal_error(exc), str(uuid.uuid4()))
 
     async def invoke(self, request: Request, params: dict[str, str]) -> Response:
-        """Invoke: RequestResponse or DryRun (Event: refused until asynchronous invocation exists).
+        """Invoke: RequestResponse, DryRun, or Event (202 with an empty body once the event is stored).
 
-        Raises what the supervisor's invoke raises, and InvalidParameter for a bad header.
+        Raises what the supervisor's invoke raises (QueueUnavailable: the event could not be stored),
+        and InvalidParameter for a bad header.
         """
         name, qualifier = function_name(params["fn"], request.param("Qualifier"))
         headers = request.headers
