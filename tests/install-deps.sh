@@ -2,12 +2,14 @@
 # Installs what the test suite needs on a fresh Debian 12 machine: the runtimes' toolchains that
 # come from Debian (Go, Java 17, Node 20 and Python 3.11 are expected to be there already), bubblewrap
 # (each worker's own mount and pid namespaces; without it workers share the host's view), jq and
-# curl (tests/fixtures/provided, a bash bootstrap as in AWS's custom-runtime tutorial) and
-# fnhost itself with its test extras. Safe to run twice.
+# curl (tests/fixtures/provided, a bash bootstrap as in AWS's custom-runtime tutorial),
+# nats-server (the tests start their own JetStream servers for the asynchronous queue across
+# hosts and for event source mappings: tests/nats_server.py) and fnhost itself with its test
+# extras. Safe to run twice.
 set -eu
 cd "$(dirname "$0")/.."
 need=""
-for pkg in ruby mono-mcs mono-runtime bubblewrap jq curl; do
+for pkg in ruby mono-mcs mono-runtime bubblewrap jq curl nats-server; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -134,8 +134,7 @@ def test_dry_run_and_event(client: Client, bystander: str) -> None:
     name = deploy_case(client, "python", "echo")
     dry = client.invoke(name, b"{}", invocation_type="DryRun")
     assert dry.status_code == 204 and dry.payload == b""
-    with pytest.raises(errors.NotImplementedYet) as info:
-        client.invoke(name, b"{}", invocation_type="Event")
-    assert info.value.status == grpc.StatusCode.UNIMPLEMENTED
+    accepted = client.invoke(name, b"{}", invocation_type="Event")
+    assert accepted.status_code == 202 and accepted.payload == b"" and accepted.request_id
     with pytest.raises(errors.ResourceNotFound):
         client.invoke("no-such-function", b"{}", invocation_type="DryRun")

@@ -24,6 +24,8 @@ from . import errors
 from .api import grpc_wire as wire
 from .api.batching import batches
 from .client_layers import AsyncLayerCalls, LayerCalls
+from .client_async import AsyncInvocationCalls
+from .client_esm import EventSourceMappingCalls
 from .control.config import default_state_dir, loopback
 from .execution.invocation import Outcome
 from .v1 import fnhost_pb2 as pb
@@ -241,7 +243,7 @@ class _Connected:
         self._stub = pb_grpc.FnhostStub(self._channel)
 
 
-class Client(LayerCalls, _Connected):
+class Client(LayerCalls, AsyncInvocationCalls, EventSourceMappingCalls, _Connected):
     """Blocking client. ``address``: ``unix:/path/fnhost.sock`` or ``host:port``."""
 
     def __enter__(self) -> Client:
@@ -369,7 +371,7 @@ class Client(LayerCalls, _Connected):
             raise wire.error_from_rpc(exc, self.address) from None
 
 
-class AsyncClient(AsyncLayerCalls, _Connected):
+class AsyncClient(AsyncLayerCalls, AsyncInvocationCalls, EventSourceMappingCalls, _Connected):
     """The same API on grpc.aio, for asyncio/anyio programs."""
 
     _grpc = grpc.aio

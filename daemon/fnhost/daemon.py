@@ -215,7 +215,7 @@ async def serve(
                 log.info("urls_serving", address=settings.url_endpoint)
             if settings.metrics_listen:
                 metrics_server = serve_metrics(lambda: sup.snapshot(with_histograms=True), settings.metrics_listen,
-                                               sup.metrics_registry)
+                                               sup.metrics_registry, sup.async_events.stats)
                 log.info("metrics_serving", address=f"http://{settings.metrics_listen}/metrics")
             if socket_path is not None:
                 _secure_socket(socket_path, settings)
@@ -343,7 +343,7 @@ class _Lifecycle:
                     "tls_cert", "tls_key", "tls_client_ca", "token_file", "insecure", "worker_user",
                     "worker_uid_base", "worker_uid_count", "worker_pids_max", "cpu_mb_per_vcpu",
                     "worker_namespaces", "http_listen", "http_credentials_file", "region", "account_id",
-                    "url_listen"):
+                    "url_listen", "queue", "async_durability"):
             if getattr(new, key) != getattr(self.settings, key):
                 log.warning("reload_needs_restart", setting=key)
                 setattr(new, key, getattr(self.settings, key))

@@ -176,6 +176,13 @@ class ShuttingDown(ApiError):
     code = "ServiceUnavailableException"
 
 
+class QueueUnavailable(ShuttingDown):
+    """The asynchronous queue cannot store an event now (disk full, NATS unreachable): an Event
+    invocation is refused (503-class, like ShuttingDown) rather than accepted into memory."""
+
+    code = "ServiceUnavailableException"
+
+
 # --- platform failures while running a function -----------------------------------------------
 
 

@@ -22,6 +22,8 @@ RANK = {
     "fnhost.v1": 4,  # generated stubs: the API edge's wire types
     "fnhost.client": 5,
     "fnhost.client_layers": 5,
+    "fnhost.client_async": 5,
+    "fnhost.client_esm": 5,
     "fnhost.systemd": 5,
     "fnhost.daemon": 6,
     "fnhost.stdin_stream": 6,

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import hmac
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import grpc
@@ -20,11 +18,13 @@ from ..control.function_urls import UrlConfig
 from ..control.registry import FunctionRecord
 from ..control.supervisor import Supervisor
 from ..control.versions import AliasRecord
-from ..errors import ApiError, ConfigError, InvalidParameter, Unauthenticated
+from ..errors import ConfigError, InvalidParameter, Unauthenticated
 from ..observability import billing
 from ..v1 import fnhost_pb2 as pb
 from ..v1 import fnhost_pb2_grpc as pb_grpc
 from . import grpc_wire as wire
+from .grpc_async import AsyncServicer, async_stats_messages
+from .grpc_esm import EsmServicer
 from . import url_ops
 from .grpc_layers import METHODS as LAYER_METHODS
 from .grpc_layers import LayerServicer
@@ -35,25 +35,9 @@ log = structlog.get_logger("fnhost.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Fnhost"].full_name
 SERVER_OPTIONS = [*wire.MESSAGE_OPTIONS, ("grpc.so_reuseport", 0)]
 
-T = TypeVar("T")
 
-
-def _api(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Turn ApiError into its gRPC status, with the Lambda error name in trailing metadata."""
-
-    @functools.wraps(method)
-    async def wrapper(self: Servicer, request: Any, context: grpc.aio.ServicerContext) -> T:
-        try:
-            return await method(self, request, context)
-        except ApiError as exc:
-            await context.abort(*wire.abort_args(exc))
-            raise  # abort raises; this line is never reached
-        except Exception as exc:  # a bug of ours: say so, keep serving, keep the traceback
-            log.exception("internal_error", method=method.__name__)
-            await context.abort(*wire.abort_args(wire.internal_error(exc)))
-            raise
-
-    return wrapper
+# Each RPC's error translation (shared with the other servicer modules).
+_api = wire.rpc_method
 
 
 def _config_message(record: FunctionRecord, isolation: str) -> pb.FunctionConfiguration:
@@ -124,7 +108,7 @@ def _cors(cors: pb.Cors) -> dict[str, Any]:
     return out
 
 
-class Servicer(LayerServicer, pb_grpc.FnhostServicer):
+class Servicer(LayerServicer, AsyncServicer, EsmServicer, pb_grpc.FnhostServicer):
     def __init__(self, supervisor: Supervisor) -> None:
         self.sup = supervisor
 
@@ -297,6 +281,7 @@ class Servicer(LayerServicer, pb_grpc.FnhostServicer):
             ],
             uptime_s=self.sup.uptime_s,
             memory_backend=self.sup.backend.name,
+            async_queues=async_stats_messages(self.sup.async_events.stats()),
         )
 
     @_api

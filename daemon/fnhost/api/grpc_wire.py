@@ -7,7 +7,12 @@ maps to one status and an ``Outcome`` to one ``InvokeResponse`` wherever it is s
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 import grpc
+import structlog
 
 from .. import errors
 from ..execution.invocation import Invocation, InvocationType, Outcome
@@ -41,6 +46,9 @@ _STATUS: dict[type[errors.FnhostError], grpc.StatusCode] = {
 }
 _BY_NUMBER = {status.value[0]: status for status in grpc.StatusCode}
 
+log = structlog.get_logger("fnhost.server")
+T = TypeVar("T")
+
 
 def status_of(error: errors.FnhostError) -> grpc.StatusCode:
     """The gRPC status a refused request is answered with; INTERNAL for anything unforeseen."""
@@ -59,6 +67,27 @@ def abort_args(error: errors.FnhostError) -> tuple[grpc.StatusCode, str, tuple[t
 def internal_error(exc: BaseException) -> errors.ApiError:
     """A bug of ours, as the caller sees it: the daemon log has the traceback."""
     return errors.ApiError(f"internal error ({type(exc).__name__}); see the daemon log")
+
+
+def rpc_method(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """A unary servicer method: ApiError becomes its gRPC status, with the Lambda error name in
+    trailing metadata; anything else is a bug of ours, logged with its traceback, INTERNAL.
+
+    Here rather than in ``grpc_server`` so that each servicer module (``grpc_async`` …) uses it."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except errors.ApiError as exc:
+            await context.abort(*abort_args(exc))
+            raise  # abort raises; this line is never reached
+        except Exception as exc:  # a bug of ours: say so, keep serving, keep the traceback
+            log.exception("internal_error", method=method.__name__)
+            await context.abort(*abort_args(internal_error(exc)))
+            raise
+
+    return wrapper
 
 
 def _refusals() -> dict[str, type[errors.ApiError]]:

@@ -27,6 +27,10 @@ from ..execution.invocation import (CLIENT_CONTEXT_MAX, SYNC_PAYLOAD_MAX, Invoca
 from . import lambda_wire
 from .lambda_layers import ROUTES as LAYER_ROUTES
 from .lambda_layers import LayerOperations
+from .lambda_async import ROUTES as ASYNC_ROUTES
+from .lambda_async import EventInvokeConfigOperations
+from .lambda_esm import ROUTES as ESM_ROUTES
+from .lambda_esm import EsmOperations
 from .lambda_ops import Operations
 from .lambda_shapes import function_name
 from .lambda_wire import Response
@@ -98,6 +102,8 @@ _ROUTES: tuple[tuple[str, str, str, int], ...] = (
     ("DELETE", "/2021-10-31/functions/{fn}/url", "DeleteFunctionUrlConfig", 0),
     ("GET", "/2021-10-31/functions/{fn}/urls", "ListFunctionUrlConfigs", 0),
     *LAYER_ROUTES,
+    *((method, path, op, SMALL_REQUEST_MAX if method in ("PUT", "POST") else 0) for method, path, op in ASYNC_ROUTES),
+    *((method, path, op, SMALL_REQUEST_MAX if method in ("PUT", "POST") else 0) for method, path, op in ESM_ROUTES),
 )
 # A GET or DELETE still may carry a small body (some clients send "{}"): it is read and ignored.
 _EMPTY_BODY_MAX = 64 * 1024
@@ -121,7 +127,9 @@ class LambdaApi:
         self.ops = Operations(sup, settings)
         self._handlers: dict[str, Handler] = {"Invoke": self.invoke, **self.ops.handlers(),
                                                **UrlOperations(sup, settings).handlers(),
-                                               **LayerOperations(sup, settings).handlers()}
+                                               **LayerOperations(sup, settings).handlers(),
+                                               **EventInvokeConfigOperations(sup, settings).handlers(),
+                                               **EsmOperations(sup, settings).handlers()}
 
     def match(self, method: str, raw_path: str) -> Matched:
         """The operation ``method raw_path`` names. Raises UnknownOperation, MethodNotAllowed."""
@@ -162,9 +170,10 @@ class LambdaApi:
             return lambda_wire.error_response(lambda_wire.internal_error(exc), str(uuid.uuid4()))
 
     async def invoke(self, request: Request, params: dict[str, str]) -> Response:
-        """Invoke: RequestResponse or DryRun (Event: refused until asynchronous invocation exists).
+        """Invoke: RequestResponse, DryRun, or Event (202 with an empty body once the event is stored).
 
-        Raises what the supervisor's invoke raises, and InvalidParameter for a bad header.
+        Raises what the supervisor's invoke raises (QueueUnavailable: the event could not be stored),
+        and InvalidParameter for a bad header.
         """
         name, qualifier = function_name(params["fn"], request.param("Qualifier"))
         headers = request.headers

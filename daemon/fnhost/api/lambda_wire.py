@@ -32,8 +32,8 @@ _STATUS: dict[type[errors.FnhostError], int] = {
     errors.BuildFailed: 400,
     errors.LimitExceeded: 400,
     errors.TooManyRequests: 429,
-    # Event invocations until asynchronous invocation exists: 400, a request the caller must
-    # change (use RequestResponse), never a 5xx that an SDK would retry with the same request.
+    # Something fnhost does not do: 400, a request the caller must change, never a 5xx that an
+    # SDK would retry with the same request.
     errors.NotImplementedYet: 400,
     errors.Unauthenticated: 403,
     errors.AccessDenied: 403,

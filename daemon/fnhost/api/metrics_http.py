@@ -17,13 +17,29 @@ from prometheus_client import CollectorRegistry, ProcessCollector, start_http_se
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from ..control.async_model import AsyncStats
 from ..execution.accounting import PoolSnapshot
 from ..execution.states import State
 
 Snapshots = Callable[[], list[PoolSnapshot]]
+AsyncSnapshots = Callable[[], dict[str, AsyncStats]]
 
 # Every state a live worker can be in: the gauge shows zeros too, so a series never vanishes.
 _LIVE_STATES = [s.value for s in State if s is not State.DEAD]
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, read: Callable[[], Any]) -> Any:
+    """``read()`` run on the event loop, from the scraping thread: state is read between changes."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+    def take() -> None:
+        try:
+            future.set_result(read())
+        except BaseException as exc:  # noqa: BLE001 - handed to the scraping thread
+            future.set_exception(exc)
+
+    loop.call_soon_threadsafe(take)
+    return future.result(timeout=5)
 
 
 class PoolCollector(Collector):
@@ -32,16 +48,7 @@ class PoolCollector(Collector):
         self.loop = loop
 
     def _take(self) -> list[PoolSnapshot]:
-        future: concurrent.futures.Future[list[PoolSnapshot]] = concurrent.futures.Future()
-
-        def take() -> None:
-            try:
-                future.set_result(self.snapshots())
-            except BaseException as exc:  # noqa: BLE001 - handed to the scraping thread
-                future.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(take)
-        return future.result(timeout=5)
+        return _on_loop(self.loop, self.snapshots)
 
     def collect(self) -> Iterator[Any]:
         invocations = CounterMetricFamily("fnhost_invocations", "Invocations by outcome.",
@@ -72,6 +79,42 @@ class PoolCollector(Collector):
         yield from (invocations, throttles, cold, workers, queued, memory, durations, inits)
 
 
+class AsyncQueueCollector(Collector):
+    """Each function's asynchronous queue, under Lambda's metric names where one applies
+    (AsyncEventsReceived, AsyncEventAge, AsyncEventsDropped) in Prometheus' spelling."""
+
+    def __init__(self, stats: AsyncSnapshots, loop: asyncio.AbstractEventLoop) -> None:
+        self.stats = stats
+        self.loop = loop
+
+    def collect(self) -> Iterator[Any]:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
+            return CounterMetricFamily(f"fnhost_async_{name}", doc, labels=["function", *labels])
+
+        received = counter("events_received", "Lambda's AsyncEventsReceived: events accepted (stored) for the function.")
+        dropped = counter("events_dropped", "Lambda's AsyncEventsDropped (by age): events whose maximum age ran out "
+                          "before they ran (again).")
+        retries = counter("retries", "Attempts after an event's first (function errors, throttles, platform failures).")
+        throttled = counter("throttled", "Attempts that found no worker within async_max_share and waited.")
+        dead = counter("dead_lettered", "Events moved to the function's dead-letter queue.")
+        delivered = counter("destination_records", "Invocation records sent to a destination.", ("condition",))
+        depth = GaugeMetricFamily("fnhost_async_queue_depth", "Events stored and not yet done (waiting, running or "
+                                  "retrying).", labels=["function"])
+        age = GaugeMetricFamily("fnhost_async_event_age_seconds", "Lambda's AsyncEventAge: age of the oldest event "
+                                "not yet done (0 when none).", labels=["function"])
+        for name, s in sorted(_on_loop(self.loop, self.stats).items()):
+            received.add_metric([name], s.received)
+            dropped.add_metric([name], s.dropped_age)
+            retries.add_metric([name], s.retries)
+            throttled.add_metric([name], s.throttled)
+            dead.add_metric([name], s.dead_lettered)
+            delivered.add_metric([name, "success"], s.delivered_success)
+            delivered.add_metric([name, "failure"], s.delivered_failure)
+            depth.add_metric([name], s.depth)
+            age.add_metric([name], s.oldest_age_s)
+        yield from (received, dropped, retries, throttled, dead, delivered, depth, age)
+
+
 def _rss(pids: tuple[int, ...]) -> int:
     total = 0
     for pid in pids:
@@ -82,16 +125,19 @@ def _rss(pids: tuple[int, ...]) -> int:
     return total
 
 
-def serve_metrics(snapshots: Snapshots, listen: str, registry: CollectorRegistry) -> Any:
+def serve_metrics(snapshots: Snapshots, listen: str, registry: CollectorRegistry,
+                  async_stats: AsyncSnapshots | None = None) -> Any:
     """Start the HTTP listener (``HOST:PORT``); returns the server, whose ``shutdown()`` stops it.
 
     ``snapshots`` is called on the event loop at each scrape (``Supervisor.snapshot`` with
-    histograms).
+    histograms); so is ``async_stats`` (``supervisor.async_events.stats``) when given.
     """
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"metrics_listen {listen!r} is not HOST:PORT")
     registry.register(PoolCollector(snapshots, asyncio.get_running_loop()))
+    if async_stats is not None:
+        registry.register(AsyncQueueCollector(async_stats, asyncio.get_running_loop()))
     ProcessCollector(namespace="fnhost", registry=registry)
     server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
     return server

@@ -18,7 +18,7 @@ import click
 from .. import errors
 from ..client import default_address
 from ..stdin_stream import CLIENT_EVENT_LOOP, EXIT_FUNCTION_ERROR, StdinError, stream_stdin
-from . import layers, urls, versions
+from . import async_cmds, esm, layers, urls, versions
 from .common import _client, _fail, _print_json, _run, _table, qualified
 
 
@@ -64,11 +64,13 @@ def main(ctx: click.Context, address: str | None) -> None:
               help="Serve function URLs there (default: $FNHOST_URL_LISTEN, else 127.0.0.1:9002; none: off).")
 @click.option("--http-credentials-file", default=None, type=click.Path(dir_okay=False),
               help="Access keys (AWS shared-credentials format) every Lambda API request must be signed with.")
+@click.option("--queue", default=None, metavar="nats://HOST:PORT",
+              help="Keep the asynchronous queue in NATS JetStream there (default: SQLite in the state directory).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, examples: bool,
           detach: bool, metrics_listen: str | None, tls_cert: str | None, tls_key: str | None,
           tls_client_ca: str | None, token_file: str | None, insecure: bool, http_listen: str | None,
-          http_credentials_file: str | None, url_listen: str | None, log_level: str) -> None:
+          http_credentials_file: str | None, url_listen: str | None, queue: str | None, log_level: str) -> None:
     """Run the daemon in the foreground (as systemd expects) until SIGTERM or SIGINT."""
     import anyio
 
@@ -85,7 +87,8 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
                                  metrics_listen=metrics_listen, tls_cert=tls_cert, tls_key=tls_key,
                                  tls_client_ca=tls_client_ca, token_file=token_file,
                                  insecure=True if insecure else None, http_listen=http_listen,
-                                 http_credentials_file=http_credentials_file, url_listen=url_listen)
+                                 http_credentials_file=http_credentials_file, url_listen=url_listen,
+                                 queue=queue)
     except ConfigError as exc:
         _fail(f"invalid config: {exc}")
     if detach:
@@ -292,13 +295,15 @@ def deploy(ctx: click.Context, name: str, runtime: str | None, handler: str | No
               help="tail: print the invocation's last 4 KB of log on stderr.")
 @click.option("--invocation-type", type=click.Choice(["RequestResponse", "Event", "DryRun"]),
               default="RequestResponse")
+@click.option("--async", "run_async", is_flag=True,
+              help="Invoke asynchronously (Event): print the request id once the event is stored.")
 @click.option("--report", is_flag=True, help="Print the REPORT line on stderr.")
 @click.option("--stream", is_flag=True,
               help="Read one JSON payload per line on stdin, invoke each over one InvokeStream "
                    "(concurrently), and print one result per line, in input order.")
 @click.pass_context
 def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any, log_type: str,
-           invocation_type: str, report: bool, stream: bool) -> None:
+           invocation_type: str, run_async: bool, report: bool, stream: bool) -> None:
     """Invoke NAME (a version or alias with NAME:QUALIFIER) with PAYLOAD (JSON); print the result on stdout."""
     if stream:
         if payload is not None or payload_file is not None:
@@ -310,8 +315,11 @@ def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any
     data = payload_file.read() if payload_file is not None else (payload or "").encode()
     function, qualifier = qualified(name)
     with _client(ctx) as client:
-        result = _run(client.invoke, function, data, invocation_type=invocation_type, log_type=log_type,
-                      qualifier=qualifier)
+        result = _run(client.invoke, function, data, invocation_type="Event" if run_async else invocation_type,
+                      log_type=log_type, qualifier=qualifier)
+    if result.status_code == 202:
+        async_cmds.print_accepted(result)
+        return
     if result.log_result:
         click.echo(result.log_result, err=True, nl=False)
     if report and result.report is not None:
@@ -397,6 +405,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         rows.append((f.function_name, workers, str(f.invocations), str(f.errors), str(f.throttles),
                      str(f.cold_starts), str(f.timeouts), str(f.queued)))
     _table(rows)
+    async_cmds.print_async_stats(snapshot)
 
 
 def _since(text: str | None) -> int:
@@ -439,7 +448,7 @@ def cost(ctx: click.Context, since: str | None, as_json: bool) -> None:
                f"${usage.price_per_gb_second:.10f} per GB-s; billed per {usage.billing_granularity_ms} ms")
 
 
-for _command in [*versions.COMMANDS, *urls.COMMANDS, *layers.COMMANDS]:
+for _command in [*versions.COMMANDS, *urls.COMMANDS, *layers.COMMANDS, *async_cmds.COMMANDS, *esm.COMMANDS]:
     main.add_command(_command)
 
 if __name__ == "__main__":

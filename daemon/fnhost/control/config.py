@@ -206,6 +206,16 @@ class Settings:
     # Function URLs (api/url_server.py): "HOST:PORT", "unix:PATH" or "none" (off). AWS_IAM URLs are
     # checked with the http_credentials_file keys; NONE URLs are served only on loopback/unix unless insecure.
     url_listen: str = "127.0.0.1:9002"
+    # Asynchronous invocation: "" keeps the queue in SQLite in the state directory; "nats://HOST:PORT"
+    # in a JetStream stream that several daemons share.
+    queue: str = ""
+    async_retry_base_s: float = 60.0  # Lambda's spacing: the first retry after this, the second after twice it
+    async_max_share: float = 0.5  # of a function's concurrency limit async events may take (at least 1 worker)
+    # The embedded queue's SQLite synchronous mode: "normal" survives a killed daemon (the 202's
+    # promise), "full" also a power cut, fsyncing each group commit (bench/async_invoke.py: the cost).
+    async_durability: str = "normal"
+    # Event source mappings (control/event_sources.py) poll this JetStream server; "": queue's, when nats://.
+    event_source_nats: str = ""
     # Not a setting: the HTTP listener's actual URL once bound ("" while off), e.g. for workers' env.
     http_endpoint: str = ""
     url_endpoint: str = ""  # likewise, the function URL listener's actual URL
@@ -286,6 +296,11 @@ _SETTING_TYPES: dict[str, type] = {
     "region": str,
     "account_id": str,
     "url_listen": str,
+    "queue": str,
+    "async_retry_base_s": float,
+    "async_max_share": float,
+    "async_durability": str,
+    "event_source_nats": str,
 }
 
 _FUNCTION_KEYS = {
@@ -389,4 +404,13 @@ def settings_from(daemon: dict[str, Any], **overrides: Any) -> Settings:
         raise ConfigError("daemon.region: use a region name such as us-east-1 (lowercase letters, digits, '-')")
     if not ACCOUNT_RE.match(values.get("account_id", "000000000000")):
         raise ConfigError("daemon.account_id: use 12 digits (default 000000000000)")
+    queue = values.get("queue", "")
+    if queue and not queue.startswith(("nats://", "tls://")):
+        raise ConfigError("daemon.queue: use \"\" (SQLite in the state directory) or nats://HOST:PORT (JetStream)")
+    if values.get("async_retry_base_s", 60.0) < 0:
+        raise ConfigError("daemon.async_retry_base_s: use seconds, 0 or more (default 60, Lambda's spacing)")
+    if values.get("async_durability", "normal") not in ("normal", "full"):
+        raise ConfigError("daemon.async_durability: use normal (survives a killed daemon) or full (also a power cut)")
+    if not 0 < values.get("async_max_share", 0.5) <= 1:
+        raise ConfigError("daemon.async_max_share: use a fraction above 0 and at most 1 (default 0.5)")
     return Settings(**values)

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from ..errors import CodeStorageExceeded, LimitExceeded, ResourceConflict, ResourceNotFound, ShuttingDown
 from ..execution import isolation, sandbox, uids
 from ..execution.accounting import PoolSnapshot
-from ..execution.invocation import LATEST, Invocation, Outcome, function_arn
+from ..execution.invocation import LATEST, Invocation, InvocationType, Outcome, function_arn
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
 from ..execution.pool import Pool, PoolConfig
 from ..execution.spawn import WorkerSpec
@@ -27,6 +27,9 @@ from ..observability.billing import FLUSH_INTERVAL_S, FunctionUsage, Meter, Usag
 from ..observability.logs import ReportLog
 from ..observability.report import RequestIds
 from . import codestore
+from .async_backends import open_backend
+from .async_invoke import AsyncInvocations
+from .event_configs import EventConfigs
 from .config import FunctionConfig, Settings
 from .deploy import CodeSource, Deployer
 from .qualifiers import Qualifiers, Route
@@ -34,6 +37,7 @@ from .registry import CodeRef, FunctionRecord, Registry
 from .runtimes import RuntimeRegistry, data_dir
 from .function_urls import UrlConfigs
 from .layers import LayerStore, SupervisorLayers
+from .event_sources import EventSources
 from .versions import AliasRecord, VersionStore, is_version
 
 log = structlog.get_logger("fnhost.supervisor")
@@ -56,6 +60,9 @@ class Supervisor(Qualifiers, SupervisorLayers):
         self.versions = VersionStore(self.registry.db)
         self.urls = UrlConfigs(self.registry.db)  # function URLs (api/url_server serves them)
         self.layers = LayerStore(self.registry, settings.region, settings.account_id)
+        # Event source mappings: JetStream polled for functions (control/event_sources.py).
+        nats_url = settings.event_source_nats or (settings.queue if settings.queue.startswith("nats://") else "")
+        self.event_sources = EventSources(self, self.registry.db, nats_url)
         self.usage = UsageStore(settings.state_dir / "functions.sqlite3")
         self.scratch_root = settings.state_dir / "work"
         shutil.rmtree(self.scratch_root, ignore_errors=True)  # left by a daemon that was killed
@@ -84,6 +91,8 @@ class Supervisor(Qualifiers, SupervisorLayers):
         self.routes: dict[str, Route] = {}  # aliases, by "name:alias"
         self._aliases: dict[str, dict[str, AliasRecord]] = {}
         self.request_ids = RequestIds()
+        self.async_events = AsyncInvocations(self, open_backend(settings), EventConfigs(
+            self.registry.db, self.get_function, region=settings.region, account_id=settings.account_id))
         self.report_log = ReportLog(log)
         self.metrics_registry = CollectorRegistry()
         self.busy: set = set()  # workers mid-invocation, for the memory sampler
@@ -115,6 +124,8 @@ class Supervisor(Qualifiers, SupervisorLayers):
                             log.error("function_not_loaded", function=record.config.name,
                                       error=getattr(exc, "message", None) or repr(exc))
                     self._load_versions()
+                    await tg.start(self.async_events.run)  # after the functions: events need their pools
+                    await tg.start(self.event_sources.run)
                     tg.start_soon(self._reaper)
                     tg.start_soon(self._flush_usage)
                     if not self.backend.kernel_enforced:
@@ -347,6 +358,8 @@ class Supervisor(Qualifiers, SupervisorLayers):
                 self.registry.delete(name)
                 self.versions.forget_function(name)
                 self.urls.forget(name)
+                await self.async_events.forget_function(name)
+                self.event_sources.forget(name)
                 pools = self._forget_versions(name)
                 latest = self.pools.pop(name, None)
                 if latest is not None:
@@ -423,6 +436,8 @@ class Supervisor(Qualifiers, SupervisorLayers):
         """
         if self.draining:
             raise ShuttingDown("fnhost is shutting down and accepts no new invocations")
+        if invocation.invocation_type is InvocationType.EVENT:  # stored durably, then 202
+            return await self.async_events.accept(invocation)
         qualifier = invocation.qualifier
         if not qualifier or qualifier == LATEST:
             pool = self.pools.get(invocation.function)

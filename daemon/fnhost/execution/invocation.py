@@ -49,6 +49,9 @@ class Invocation:
     # False for a call made by a function: as on Lambda, it is throttled at once when the function
     # it calls is at its concurrency limit, so a chain of functions cannot wait on itself forever.
     may_queue: bool = True
+    # Set by the asynchronous dispatcher: every attempt of one event runs under the event's request
+    # id, as on Lambda; "" lets the pool draw a new one.
+    request_id: str = ""
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~2 µs more per invocation

@@ -136,7 +136,7 @@ class Pool:
                                               invocation.invoked_function_arn)
         config = self.config
         accounts = self.accounts
-        request_id = self.request_ids.next()
+        request_id = invocation.request_id or self.request_ids.next()
         accounts.counters.invocations += 1
         started = time.perf_counter()
         try:

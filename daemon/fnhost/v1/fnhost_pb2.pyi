@@ -554,14 +554,16 @@ class FunctionStats(_message.Message):
     def __init__(self, function_name: _Optional[str] = ..., workers: _Optional[_Mapping[str, int]] = ..., invocations: _Optional[int] = ..., errors: _Optional[int] = ..., throttles: _Optional[int] = ..., cold_starts: _Optional[int] = ..., timeouts: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("functions", "uptime_s", "memory_backend")
+    __slots__ = ("functions", "uptime_s", "memory_backend", "async_queues")
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ASYNC_QUEUES_FIELD_NUMBER: _ClassVar[int]
     functions: _containers.RepeatedCompositeFieldContainer[FunctionStats]
     uptime_s: int
     memory_backend: str
-    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ...) -> None: ...
+    async_queues: _containers.RepeatedCompositeFieldContainer[AsyncQueueStats]
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ..., async_queues: _Optional[_Iterable[_Union[AsyncQueueStats, _Mapping]]] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ("since_unix_s",)
@@ -698,3 +700,355 @@ class ListLayersResponse(_message.Message):
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     layers: _containers.RepeatedCompositeFieldContainer[LayerVersion]
     def __init__(self, layers: _Optional[_Iterable[_Union[LayerVersion, _Mapping]]] = ...) -> None: ...
+
+class DestinationConfig(_message.Message):
+    __slots__ = ("on_success", "on_failure")
+    ON_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    on_success: str
+    on_failure: str
+    def __init__(self, on_success: _Optional[str] = ..., on_failure: _Optional[str] = ...) -> None: ...
+
+class FunctionEventInvokeConfig(_message.Message):
+    __slots__ = ("function_name", "qualifier", "function_arn", "maximum_retry_attempts", "maximum_event_age_s", "destination_config", "last_modified")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ARN_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_EVENT_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    function_arn: str
+    maximum_retry_attempts: int
+    maximum_event_age_s: int
+    destination_config: DestinationConfig
+    last_modified: float
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., function_arn: _Optional[str] = ..., maximum_retry_attempts: _Optional[int] = ..., maximum_event_age_s: _Optional[int] = ..., destination_config: _Optional[_Union[DestinationConfig, _Mapping]] = ..., last_modified: _Optional[float] = ...) -> None: ...
+
+class PutFunctionEventInvokeConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier", "maximum_retry_attempts", "maximum_event_age_s", "on_success", "on_failure")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_EVENT_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    ON_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    maximum_retry_attempts: int
+    maximum_event_age_s: int
+    on_success: str
+    on_failure: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., maximum_retry_attempts: _Optional[int] = ..., maximum_event_age_s: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ...) -> None: ...
+
+class UpdateFunctionEventInvokeConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier", "maximum_retry_attempts", "maximum_event_age_s", "on_success", "on_failure")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_EVENT_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    ON_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    maximum_retry_attempts: int
+    maximum_event_age_s: int
+    on_success: str
+    on_failure: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., maximum_retry_attempts: _Optional[int] = ..., maximum_event_age_s: _Optional[int] = ..., on_success: _Optional[str] = ..., on_failure: _Optional[str] = ...) -> None: ...
+
+class GetFunctionEventInvokeConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionEventInvokeConfigRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ...) -> None: ...
+
+class DeleteFunctionEventInvokeConfigResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFunctionEventInvokeConfigsRequest(_message.Message):
+    __slots__ = ("function_name",)
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+
+class ListFunctionEventInvokeConfigsResponse(_message.Message):
+    __slots__ = ("function_event_invoke_configs",)
+    FUNCTION_EVENT_INVOKE_CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    function_event_invoke_configs: _containers.RepeatedCompositeFieldContainer[FunctionEventInvokeConfig]
+    def __init__(self, function_event_invoke_configs: _Optional[_Iterable[_Union[FunctionEventInvokeConfig, _Mapping]]] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("request_id", "function_name", "qualifier", "payload", "attempts", "last_error", "received_at", "dead_lettered_at", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    function_name: str
+    qualifier: str
+    payload: bytes
+    attempts: int
+    last_error: str
+    received_at: float
+    dead_lettered_at: float
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., payload: _Optional[bytes] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., received_at: _Optional[float] = ..., dead_lettered_at: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("function_name",)
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    def __init__(self, function_name: _Optional[str] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class GetDeadLetterRequest(_message.Message):
+    __slots__ = ("function_name", "request_id")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    request_id: str
+    def __init__(self, function_name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("function_name", "request_ids", "all")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    def __init__(self, function_name: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed",)
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    replayed: int
+    def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class PurgeDeadLettersRequest(_message.Message):
+    __slots__ = ("function_name", "request_ids", "all")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    def __init__(self, function_name: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class PurgeDeadLettersResponse(_message.Message):
+    __slots__ = ("purged",)
+    PURGED_FIELD_NUMBER: _ClassVar[int]
+    purged: int
+    def __init__(self, purged: _Optional[int] = ...) -> None: ...
+
+class AsyncQueueStats(_message.Message):
+    __slots__ = ("function_name", "depth", "oldest_age_s", "received", "retries", "dropped_age", "dead_lettered", "delivered_success", "delivered_failure", "throttled")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_AGE_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    depth: int
+    oldest_age_s: float
+    received: int
+    retries: int
+    dropped_age: int
+    dead_lettered: int
+    delivered_success: int
+    delivered_failure: int
+    throttled: int
+    def __init__(self, function_name: _Optional[str] = ..., depth: _Optional[int] = ..., oldest_age_s: _Optional[float] = ..., received: _Optional[int] = ..., retries: _Optional[int] = ..., dropped_age: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., delivered_success: _Optional[int] = ..., delivered_failure: _Optional[int] = ..., throttled: _Optional[int] = ...) -> None: ...
+
+class DestinationQueue(_message.Message):
+    __slots__ = ("name", "messages")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    messages: int
+    def __init__(self, name: _Optional[str] = ..., messages: _Optional[int] = ...) -> None: ...
+
+class ListDestinationQueuesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDestinationQueuesResponse(_message.Message):
+    __slots__ = ("queues",)
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    queues: _containers.RepeatedCompositeFieldContainer[DestinationQueue]
+    def __init__(self, queues: _Optional[_Iterable[_Union[DestinationQueue, _Mapping]]] = ...) -> None: ...
+
+class QueueMessage(_message.Message):
+    __slots__ = ("queue", "message_id", "body", "sent_at")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    message_id: str
+    body: bytes
+    sent_at: float
+    def __init__(self, queue: _Optional[str] = ..., message_id: _Optional[str] = ..., body: _Optional[bytes] = ..., sent_at: _Optional[float] = ...) -> None: ...
+
+class ReceiveQueueMessagesRequest(_message.Message):
+    __slots__ = ("queue", "limit")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    limit: int
+    def __init__(self, queue: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReceiveQueueMessagesResponse(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[QueueMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[QueueMessage, _Mapping]]] = ...) -> None: ...
+
+class DeleteQueueMessagesRequest(_message.Message):
+    __slots__ = ("queue", "message_ids", "all")
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    message_ids: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    def __init__(self, queue: _Optional[str] = ..., message_ids: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class DeleteQueueMessagesResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    def __init__(self, deleted: _Optional[int] = ...) -> None: ...
+
+class EventSourceMapping(_message.Message):
+    __slots__ = ("uuid", "function_name", "qualifier", "function_arn", "event_source_arn", "batch_size", "maximum_batching_window_s", "enabled", "report_batch_item_failures", "maximum_concurrency", "maximum_retry_attempts", "on_failure", "state", "last_processing_result", "last_modified")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ARN_FIELD_NUMBER: _ClassVar[int]
+    EVENT_SOURCE_ARN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_BATCHING_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REPORT_BATCH_ITEM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_PROCESSING_RESULT_FIELD_NUMBER: _ClassVar[int]
+    LAST_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    function_name: str
+    qualifier: str
+    function_arn: str
+    event_source_arn: str
+    batch_size: int
+    maximum_batching_window_s: int
+    enabled: bool
+    report_batch_item_failures: bool
+    maximum_concurrency: int
+    maximum_retry_attempts: int
+    on_failure: str
+    state: str
+    last_processing_result: str
+    last_modified: float
+    def __init__(self, uuid: _Optional[str] = ..., function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., function_arn: _Optional[str] = ..., event_source_arn: _Optional[str] = ..., batch_size: _Optional[int] = ..., maximum_batching_window_s: _Optional[int] = ..., enabled: _Optional[bool] = ..., report_batch_item_failures: _Optional[bool] = ..., maximum_concurrency: _Optional[int] = ..., maximum_retry_attempts: _Optional[int] = ..., on_failure: _Optional[str] = ..., state: _Optional[str] = ..., last_processing_result: _Optional[str] = ..., last_modified: _Optional[float] = ...) -> None: ...
+
+class CreateEventSourceMappingRequest(_message.Message):
+    __slots__ = ("function_name", "qualifier", "event_source_arn", "batch_size", "maximum_batching_window_s", "enabled", "report_batch_item_failures", "maximum_concurrency", "maximum_retry_attempts", "on_failure")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUALIFIER_FIELD_NUMBER: _ClassVar[int]
+    EVENT_SOURCE_ARN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_BATCHING_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REPORT_BATCH_ITEM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    qualifier: str
+    event_source_arn: str
+    batch_size: int
+    maximum_batching_window_s: int
+    enabled: bool
+    report_batch_item_failures: bool
+    maximum_concurrency: int
+    maximum_retry_attempts: int
+    on_failure: str
+    def __init__(self, function_name: _Optional[str] = ..., qualifier: _Optional[str] = ..., event_source_arn: _Optional[str] = ..., batch_size: _Optional[int] = ..., maximum_batching_window_s: _Optional[int] = ..., enabled: _Optional[bool] = ..., report_batch_item_failures: _Optional[bool] = ..., maximum_concurrency: _Optional[int] = ..., maximum_retry_attempts: _Optional[int] = ..., on_failure: _Optional[str] = ...) -> None: ...
+
+class UpdateEventSourceMappingRequest(_message.Message):
+    __slots__ = ("uuid", "batch_size", "maximum_batching_window_s", "enabled", "report_batch_item_failures", "maximum_concurrency", "maximum_retry_attempts", "on_failure")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_BATCHING_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REPORT_BATCH_ITEM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ON_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    batch_size: int
+    maximum_batching_window_s: int
+    enabled: bool
+    report_batch_item_failures: bool
+    maximum_concurrency: int
+    maximum_retry_attempts: int
+    on_failure: str
+    def __init__(self, uuid: _Optional[str] = ..., batch_size: _Optional[int] = ..., maximum_batching_window_s: _Optional[int] = ..., enabled: _Optional[bool] = ..., report_batch_item_failures: _Optional[bool] = ..., maximum_concurrency: _Optional[int] = ..., maximum_retry_attempts: _Optional[int] = ..., on_failure: _Optional[str] = ...) -> None: ...
+
+class GetEventSourceMappingRequest(_message.Message):
+    __slots__ = ("uuid",)
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    def __init__(self, uuid: _Optional[str] = ...) -> None: ...
+
+class DeleteEventSourceMappingRequest(_message.Message):
+    __slots__ = ("uuid",)
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    def __init__(self, uuid: _Optional[str] = ...) -> None: ...
+
+class ListEventSourceMappingsRequest(_message.Message):
+    __slots__ = ("function_name", "event_source_arn")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_SOURCE_ARN_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    event_source_arn: str
+    def __init__(self, function_name: _Optional[str] = ..., event_source_arn: _Optional[str] = ...) -> None: ...
+
+class ListEventSourceMappingsResponse(_message.Message):
+    __slots__ = ("event_source_mappings",)
+    EVENT_SOURCE_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    event_source_mappings: _containers.RepeatedCompositeFieldContainer[EventSourceMapping]
+    def __init__(self, event_source_mappings: _Optional[_Iterable[_Union[EventSourceMapping, _Mapping]]] = ...) -> None: ...

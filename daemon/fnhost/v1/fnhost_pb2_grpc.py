@@ -174,6 +174,91 @@ class FnhostStub:
                 request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.Usage.FromString,
                 _registered_method=True)
+        self.PutFunctionEventInvokeConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/PutFunctionEventInvokeConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.PutFunctionEventInvokeConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.FromString,
+                _registered_method=True)
+        self.GetFunctionEventInvokeConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/GetFunctionEventInvokeConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetFunctionEventInvokeConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.FromString,
+                _registered_method=True)
+        self.UpdateFunctionEventInvokeConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/UpdateFunctionEventInvokeConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateFunctionEventInvokeConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.FromString,
+                _registered_method=True)
+        self.DeleteFunctionEventInvokeConfig = channel.unary_unary(
+                '/fnhost.v1.Fnhost/DeleteFunctionEventInvokeConfig',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionEventInvokeConfigRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionEventInvokeConfigResponse.FromString,
+                _registered_method=True)
+        self.ListFunctionEventInvokeConfigs = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListFunctionEventInvokeConfigs',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionEventInvokeConfigsRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionEventInvokeConfigsResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListDeadLetters',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.GetDeadLetter = channel.unary_unary(
+                '/fnhost.v1.Fnhost/GetDeadLetter',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetDeadLetterRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeadLetter.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ReplayDeadLetters',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.PurgeDeadLetters = channel.unary_unary(
+                '/fnhost.v1.Fnhost/PurgeDeadLetters',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.PurgeDeadLettersRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.PurgeDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ListDestinationQueues = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListDestinationQueues',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListDestinationQueuesRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListDestinationQueuesResponse.FromString,
+                _registered_method=True)
+        self.ReceiveQueueMessages = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ReceiveQueueMessages',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ReceiveQueueMessagesRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ReceiveQueueMessagesResponse.FromString,
+                _registered_method=True)
+        self.DeleteQueueMessages = channel.unary_unary(
+                '/fnhost.v1.Fnhost/DeleteQueueMessages',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteQueueMessagesRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteQueueMessagesResponse.FromString,
+                _registered_method=True)
+        self.CreateEventSourceMapping = channel.unary_unary(
+                '/fnhost.v1.Fnhost/CreateEventSourceMapping',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.CreateEventSourceMappingRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+                _registered_method=True)
+        self.GetEventSourceMapping = channel.unary_unary(
+                '/fnhost.v1.Fnhost/GetEventSourceMapping',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.GetEventSourceMappingRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+                _registered_method=True)
+        self.UpdateEventSourceMapping = channel.unary_unary(
+                '/fnhost.v1.Fnhost/UpdateEventSourceMapping',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateEventSourceMappingRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+                _registered_method=True)
+        self.DeleteEventSourceMapping = channel.unary_unary(
+                '/fnhost.v1.Fnhost/DeleteEventSourceMapping',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteEventSourceMappingRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+                _registered_method=True)
+        self.ListEventSourceMappings = channel.unary_unary(
+                '/fnhost.v1.Fnhost/ListEventSourceMappings',
+                request_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListEventSourceMappingsRequest.SerializeToString,
+                response_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListEventSourceMappingsResponse.FromString,
+                _registered_method=True)
 
 
 class FnhostServicer:
@@ -364,6 +449,123 @@ class FnhostServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutFunctionEventInvokeConfig(self, request, context):
+        """===== Asynchronous invocation (issue 12): event invoke configs and dead letters =====
+        Lambda's EventInvokeConfig for $LATEST (empty qualifier), a version or an alias. Put replaces
+        the whole configuration (unset members take their defaults); Update changes only what is set.
+        Errors: NOT_FOUND (no such function, or no configuration), INVALID_ARGUMENT (a value out of
+        range, a destination that is not a function or queue ARN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFunctionEventInvokeConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateFunctionEventInvokeConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFunctionEventInvokeConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFunctionEventInvokeConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """A function's dead-letter queue: events that exhausted their retries or their age with no
+        on-failure destination. Replay queues them again as new events (same request id); purge drops them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeadLetter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDeadLetters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDestinationQueues(self, request, context):
+        """Queue destinations (arn:aws:sqs:REGION:ACCOUNT:NAME): the records the daemon keeps for each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReceiveQueueMessages(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteQueueMessages(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEventSourceMapping(self, request, context):
+        """===== end of asynchronous invocation =====
+        ===== Event source mappings (issue 12): a NATS JetStream stream polled in batches =====
+        The source: arn:aws:jetstream:<region>:<account>:stream/<STREAM>[/<SUBJECT>] on the daemon's
+        event_source_nats (or queue) server. The function gets Lambda's SQS event. Errors: NOT_FOUND (no
+        such function or mapping), INVALID_ARGUMENT (a member out of Lambda's bounds, no JetStream
+        configured), ALREADY_EXISTS (the function already has a mapping for this source).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventSourceMapping(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEventSourceMapping(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEventSourceMapping(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEventSourceMappings(self, request, context):
+        """===== end of event source mappings =====
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FnhostServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -506,6 +708,91 @@ def add_FnhostServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetUsageRequest.FromString,
                     response_serializer=fnhost_dot_v1_dot_fnhost__pb2.Usage.SerializeToString,
+            ),
+            'PutFunctionEventInvokeConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutFunctionEventInvokeConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.PutFunctionEventInvokeConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.SerializeToString,
+            ),
+            'GetFunctionEventInvokeConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFunctionEventInvokeConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetFunctionEventInvokeConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.SerializeToString,
+            ),
+            'UpdateFunctionEventInvokeConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFunctionEventInvokeConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateFunctionEventInvokeConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.SerializeToString,
+            ),
+            'DeleteFunctionEventInvokeConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFunctionEventInvokeConfig,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionEventInvokeConfigRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionEventInvokeConfigResponse.SerializeToString,
+            ),
+            'ListFunctionEventInvokeConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFunctionEventInvokeConfigs,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionEventInvokeConfigsRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListFunctionEventInvokeConfigsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'GetDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeadLetter,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetDeadLetterRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeadLetter.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
+            'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDeadLetters,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.PurgeDeadLettersRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.PurgeDeadLettersResponse.SerializeToString,
+            ),
+            'ListDestinationQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDestinationQueues,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListDestinationQueuesRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListDestinationQueuesResponse.SerializeToString,
+            ),
+            'ReceiveQueueMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReceiveQueueMessages,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ReceiveQueueMessagesRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ReceiveQueueMessagesResponse.SerializeToString,
+            ),
+            'DeleteQueueMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteQueueMessages,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteQueueMessagesRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteQueueMessagesResponse.SerializeToString,
+            ),
+            'CreateEventSourceMapping': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEventSourceMapping,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.CreateEventSourceMappingRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.SerializeToString,
+            ),
+            'GetEventSourceMapping': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventSourceMapping,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.GetEventSourceMappingRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.SerializeToString,
+            ),
+            'UpdateEventSourceMapping': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEventSourceMapping,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.UpdateEventSourceMappingRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.SerializeToString,
+            ),
+            'DeleteEventSourceMapping': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEventSourceMapping,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.DeleteEventSourceMappingRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.SerializeToString,
+            ),
+            'ListEventSourceMappings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventSourceMappings,
+                    request_deserializer=fnhost_dot_v1_dot_fnhost__pb2.ListEventSourceMappingsRequest.FromString,
+                    response_serializer=fnhost_dot_v1_dot_fnhost__pb2.ListEventSourceMappingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1264,6 +1551,465 @@ class Fnhost:
             '/fnhost.v1.Fnhost/GetUsage',
             fnhost_dot_v1_dot_fnhost__pb2.GetUsageRequest.SerializeToString,
             fnhost_dot_v1_dot_fnhost__pb2.Usage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutFunctionEventInvokeConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/PutFunctionEventInvokeConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.PutFunctionEventInvokeConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFunctionEventInvokeConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/GetFunctionEventInvokeConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.GetFunctionEventInvokeConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateFunctionEventInvokeConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/UpdateFunctionEventInvokeConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.UpdateFunctionEventInvokeConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.FunctionEventInvokeConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFunctionEventInvokeConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/DeleteFunctionEventInvokeConfig',
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionEventInvokeConfigRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteFunctionEventInvokeConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFunctionEventInvokeConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListFunctionEventInvokeConfigs',
+            fnhost_dot_v1_dot_fnhost__pb2.ListFunctionEventInvokeConfigsRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListFunctionEventInvokeConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListDeadLetters',
+            fnhost_dot_v1_dot_fnhost__pb2.ListDeadLettersRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/GetDeadLetter',
+            fnhost_dot_v1_dot_fnhost__pb2.GetDeadLetterRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.DeadLetter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ReplayDeadLetters',
+            fnhost_dot_v1_dot_fnhost__pb2.ReplayDeadLettersRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ReplayDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/PurgeDeadLetters',
+            fnhost_dot_v1_dot_fnhost__pb2.PurgeDeadLettersRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.PurgeDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDestinationQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListDestinationQueues',
+            fnhost_dot_v1_dot_fnhost__pb2.ListDestinationQueuesRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListDestinationQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReceiveQueueMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ReceiveQueueMessages',
+            fnhost_dot_v1_dot_fnhost__pb2.ReceiveQueueMessagesRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ReceiveQueueMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteQueueMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/DeleteQueueMessages',
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteQueueMessagesRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteQueueMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEventSourceMapping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/CreateEventSourceMapping',
+            fnhost_dot_v1_dot_fnhost__pb2.CreateEventSourceMappingRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventSourceMapping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/GetEventSourceMapping',
+            fnhost_dot_v1_dot_fnhost__pb2.GetEventSourceMappingRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEventSourceMapping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/UpdateEventSourceMapping',
+            fnhost_dot_v1_dot_fnhost__pb2.UpdateEventSourceMappingRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEventSourceMapping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/DeleteEventSourceMapping',
+            fnhost_dot_v1_dot_fnhost__pb2.DeleteEventSourceMappingRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.EventSourceMapping.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventSourceMappings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fnhost.v1.Fnhost/ListEventSourceMappings',
+            fnhost_dot_v1_dot_fnhost__pb2.ListEventSourceMappingsRequest.SerializeToString,
+            fnhost_dot_v1_dot_fnhost__pb2.ListEventSourceMappingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
