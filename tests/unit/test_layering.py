@@ -22,6 +22,7 @@ RANK = {
     "fnhost.v1": 4,  # generated stubs: the API edge's wire types
     "fnhost.client": 5,
     "fnhost.client_layers": 5,
+    "fnhost.client_stream": 5,
     "fnhost.client_async": 5,
     "fnhost.client_esm": 5,
     "fnhost.systemd": 5,

@@ -10,16 +10,21 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import anyio
 import structlog
 from prometheus_client import CollectorRegistry
 
-from ..errors import CodeStorageExceeded, LimitExceeded, ResourceConflict, ResourceNotFound, ShuttingDown
+from ..errors import LimitExceeded, ResourceConflict, ResourceNotFound, ShuttingDown
 from ..execution import isolation, sandbox, uids
 from ..execution.accounting import PoolSnapshot
-from ..execution.invocation import LATEST, Invocation, InvocationType, Outcome, function_arn
+from ..execution.invocation import (
+    LATEST,
+    Invocation,
+    InvocationType,
+    Outcome,
+    function_arn,
+)
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
 from ..execution.pool import Pool, PoolConfig
 from ..execution.spawn import WorkerSpec
@@ -29,15 +34,16 @@ from ..observability.report import RequestIds
 from . import codestore
 from .async_backends import open_backend
 from .async_invoke import AsyncInvocations
-from .event_configs import EventConfigs
 from .config import FunctionConfig, Settings
 from .deploy import CodeSource, Deployer
-from .qualifiers import Qualifiers, Route
-from .registry import CodeRef, FunctionRecord, Registry
-from .runtimes import RuntimeRegistry, data_dir
+from .event_configs import EventConfigs
+from .event_sources import EventSources
 from .function_urls import UrlConfigs
 from .layers import LayerStore, SupervisorLayers
-from .event_sources import EventSources
+from .qualifiers import Qualifiers, Route
+from .registry import FunctionRecord, Registry
+from .runtimes import RuntimeRegistry, data_dir
+from .storekeeper import StoreKeeper
 from .versions import AliasRecord, VersionStore, is_version
 
 log = structlog.get_logger("fnhost.supervisor")
@@ -101,8 +107,9 @@ class Supervisor(Qualifiers, SupervisorLayers):
         self._closed = False
         self._deploy_locks: dict[str, anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
-        self.collector = codestore.Collector([self.registry.code_root, self.registry.build_root, self.layers.root],
-                                             self._referenced, self._in_use, self._spawn_background)
+        self.store = StoreKeeper(settings, self.registry, self.versions, self.layers, lambda: self.busy,
+                                 self._spawn_background)
+        self.collector = self.store.collector
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -116,7 +123,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 try:
-                    await self._tidy_store()
+                    await self.store.tidy()
                     for record in self.registry.all():
                         try:
                             self._install(record)
@@ -156,64 +163,11 @@ class Supervisor(Qualifiers, SupervisorLayers):
         self.usage.close()
         self.registry.close()
 
-    async def _tidy_store(self) -> None:
-        """Start-up: builds readable by their own function only (an older fnhost made them
-        world-readable), and what no function references removed. A failure is logged: the
-        functions still load."""
-        records = self.registry.all() + self.versions.all()  # a version's build may be $LATEST's no more
-        groups = [self._build_group(r) for r in records]
-
-        def seal_all() -> None:
-            for record, gid in zip(records, groups, strict=True):
-                self.registry.seal_build(record, gid)
-
-        try:
-            await anyio.to_thread.run_sync(seal_all)
-            await self.collector.collect()
-        except Exception:  # a damaged store must not keep the functions from loading
-            log.exception("code_store_tidy_failed")
-
-    def _build_group(self, record: FunctionRecord) -> int | None:
-        """The group a function's build output belongs to: its workers' (None: no privilege drop)."""
-        try:
-            identity = sandbox.identity_for(record.slot, self.settings.worker_user, self.settings.worker_uid_base)
-        except ValueError:
-            return None  # worker_spec says what is wrong when the function is installed
-        return None if identity is None else identity.gid
-
     async def _recorded(self, record: FunctionRecord) -> FunctionRecord:
         """After ``registry.put``: open the build to its function, then run the new version."""
-        await anyio.to_thread.run_sync(self.registry.seal_build, record, self._build_group(record))
+        await anyio.to_thread.run_sync(self.registry.seal_build, record, self.store.build_group(record))
         self._install(record)
         return record
-
-    def _check_storage(self, name: str, ref: CodeRef) -> None:
-        """Raises CodeStorageExceeded when a new zip would take the stored code past the quota."""
-        if not ref.stored:
-            return
-        limit = self.settings.code_storage_max_bytes
-        used = self.versions.stored_code_bytes(besides=name, sha256=ref.sha256) + self.layers.stored_bytes()
-        if used + ref.size > limit:
-            raise CodeStorageExceeded(
-                f"the functions' stored code takes {used} bytes and this zip {ref.size}, past this daemon's "
-                f"code_storage_max_bytes of {limit}: delete functions you no longer need, or raise the limit"
-            )
-
-    def _referenced(self) -> set[str]:
-        """Every code/, builds/ and layers/ entry a function or a published version uses."""
-        lists = [r.config.layers for r in self.registry.all() + self.versions.all()]
-        return self.registry.referenced() | self.versions.referenced() | self.layers.referenced(lists)
-
-    def _in_use(self) -> set[str]:
-        """Names of the code and build entries of workers running an invocation right now."""
-        names: set[str] = set()
-        for worker in self.busy:
-            names.add(Path(worker.spec.cwd).name)
-            names.add(Path(worker.spec.env.get("FNHOST_BUILD_DIR", "/")).name)
-            view = worker.spec.view  # its layers: bound at /opt, or read where they are
-            names.add(Path(view.opt if view is not None and view.opt
-                           else worker.spec.env.get("FNHOST_LAYERS_DIR", "/")).name)
-        return names
 
     def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
         """Run a pool's background work (a respawn, a stop) in the supervisor's task group.
@@ -294,7 +248,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
                         "or raise max_functions in the daemon config"
                     )
                 ref = await self.deployer.resolve_code(code)
-                self._check_storage(config.name, ref)
+                self.store.check_storage(config.name, ref)
                 await self.merge_layers(config.layers, kept=[])
                 slot = self.registry.reserve_slot()  # the build runs as the function's uid
                 try:
@@ -313,7 +267,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
             async with self._lock(name), self.collector.deploying():
                 current = self.registry.get(name)
                 ref = await self.deployer.resolve_code(code)
-                self._check_storage(name, ref)
+                self.store.check_storage(name, ref)
                 build_dir = await self.deployer.build(current.config, ref)
                 record = await self._recorded(self.registry.put(current.config, ref, build_dir, create=False))
                 log.info("function_code_updated", function=name, code_sha256=ref.sha256)
