@@ -58,6 +58,8 @@ def test_usage_errors_exit_2(daemon: Daemon) -> None:
     unreachable = subprocess.run([sys.executable, "-m", "fnhost", "--address", "unix:/nonexistent/x.sock", "list"],
                                  capture_output=True, timeout=60)
     assert unreachable.returncode == 2 and b"no fnhost daemon answers" in unreachable.stderr
+    streamed_events = fnhost(daemon, "invoke", name, "--stream", "--async")
+    assert streamed_events.returncode == 2 and b"--stream runs RequestResponse" in streamed_events.stderr
 
 
 def test_list_get_stats_delete(daemon: Daemon) -> None:

@@ -134,6 +134,9 @@ def invoke(ctx: click.Context, name: str, payload: str | None, payload_file: Any
            invocation_type: str, run_async: bool, report: bool, stream: bool) -> None:
     """Invoke NAME (a version or alias with NAME:QUALIFIER) with PAYLOAD (JSON); print the result on stdout."""
     if stream:
+        if run_async or invocation_type != "RequestResponse":
+            raise click.UsageError("--stream runs RequestResponse invocations; send events one per "
+                                   "`fnhost invoke --async` instead")
         if payload is not None or payload_file is not None:
             raise click.UsageError("--stream reads its payloads from stdin, one per line")
         _invoke_stream(ctx, name, log_type, report)  # a qualified name travels as Lambda's name:qualifier

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
-from ..errors import (FunctionError, InitError, NotImplementedYet, RequestTooLarge, ResourceNotFound, ResponseTooLarge,
+from ..errors import (FunctionError, InitError, RequestTooLarge, ResourceNotFound, ResponseTooLarge,
                       ShuttingDown, TooManyRequests, WorkerProtocolError)
 from ..observability.logs import ReportLog
 from ..observability.report import Report, RequestIds
@@ -116,7 +116,7 @@ class Pool:
         """Run ``invocation`` on a worker and account for it, success or failure alike.
 
         Raises RequestTooLarge, InvalidRequestContent (a client context that is not a JSON object),
-        NotImplementedYet (Event), TooManyRequests (no worker within the queue wait),
+        TooManyRequests (no worker within the queue wait),
         ResourceNotFound (the function was deleted meanwhile), ShuttingDown (the daemon's shutdown
         killed the worker). Everything the function did wrong is an Outcome.
         """
@@ -127,8 +127,9 @@ class Pool:
                 f"(payload is {len(payload)} bytes)"
             )
         if invocation.invocation_type is not InvocationType.REQUEST_RESPONSE:
-            if invocation.invocation_type is InvocationType.EVENT:
-                raise NotImplementedYet("InvocationType Event (asynchronous invocation) is not implemented yet")
+            # Event never gets here: the supervisor stores it and its dispatcher comes back with a
+            # RequestResponse invocation carrying the event's request id.
+            assert invocation.invocation_type is InvocationType.DRY_RUN, invocation.invocation_type
             return Outcome(204, b"", "", self.request_ids.next(), None)  # DryRun: it would have run
         context = b""  # most invocations: no JSON to build or parse
         if invocation.client_context or invocation.invoked_function_arn:
