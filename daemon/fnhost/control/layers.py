@@ -29,7 +29,7 @@ import sqlite3
 import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ import structlog
 from ..errors import CodeStorageExceeded, InvalidParameter, ResourceNotFound
 from . import codestore
 from .codestore import MARKER_SUFFIX
-from .registry import CodeRef, Registry, now
+from .registry import CodeRef, Registry, now, transaction
 
 log = structlog.get_logger("fnhost.layers")
 
@@ -153,7 +153,7 @@ class LayerStore:
         never reused). Raises InvalidParameter (see ``check_publish``)."""
         runtimes, architectures = list(runtimes or []), list(architectures or [])
         name = self.check_publish(name, description, runtimes, license_info)
-        with self._transaction():
+        with transaction(self._db):
             row = self._db.execute("SELECT MAX(version) FROM layer_versions WHERE name = ?", (name,)).fetchone()
             version = (row[0] or 0) + 1
             self._db.execute(
@@ -285,16 +285,6 @@ class LayerStore:
         return int(row[0])
 
     # --- rows ---------------------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _get(self, name: str, version: int) -> LayerVersion | None:
         row = self._db.execute(f"{_SELECT} WHERE name = ? AND version = ?", (name, version)).fetchone()

@@ -15,20 +15,18 @@ invoke path (the supervisor keeps what invoke needs in dicts).
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
 import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidParameter, ResourceConflict, ResourceNotFound
 from ..execution.invocation import LATEST
 from .config import DESCRIPTION_MAX, FunctionConfig
-from .registry import CodeRef, FunctionRecord, now
+from .registry import CodeRef, FunctionRecord, now, transaction
 
 # Lambda's Alias shape: 1-128 of [a-zA-Z0-9-_], not all digits (that would read as a version).
 ALIAS_RE = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
@@ -166,23 +164,12 @@ class VersionStore:
                    PRIMARY KEY (function, qualifier));"""
         )
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """All or nothing: the database is in autocommit mode (``isolation_level=None``)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
     # --- versions ---------------------------------------------------------------------------
 
     def publish(self, latest: FunctionRecord, description: str) -> FunctionRecord:
         """Freeze ``latest`` ($LATEST's record) as the function's next version; returns it."""
         name = latest.config.name
-        with self._transaction():  # the number and the row, or neither
+        with transaction(self._db):  # the number and the row, or neither
             row = self._db.execute("SELECT last FROM version_numbers WHERE function = ?", (name,)).fetchone()
             number = next_version(row[0] if row else None)
             self._db.execute("INSERT OR REPLACE INTO version_numbers VALUES (?, ?)", (name, number))
@@ -229,14 +216,14 @@ class VersionStore:
         if users:
             raise ResourceConflict(
                 f"Unable to delete version because the following aliases reference it: {users}")
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute("DELETE FROM versions WHERE function = ? AND version = ?", (function, int(version)))
             self._db.execute("DELETE FROM provisioned WHERE function = ? AND qualifier = ?", (function, version))
 
     def forget_function(self, function: str) -> None:
         """Every version, alias, provisioned count and the numbering of a deleted function:
         one created again under its name starts at version 1."""
-        with self._transaction():
+        with transaction(self._db):
             for table in ("versions", "version_numbers", "aliases", "provisioned"):
                 self._db.execute(f"DELETE FROM {table} WHERE function = ?", (function,))
 
@@ -274,7 +261,7 @@ class VersionStore:
         return [_alias_record(r) for r in rows.fetchall()]
 
     def delete_alias(self, function: str, name: str) -> None:
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute("DELETE FROM aliases WHERE function = ? AND name = ?", (function, name))
             self._db.execute("DELETE FROM provisioned WHERE function = ? AND qualifier = ?", (function, name))
 
