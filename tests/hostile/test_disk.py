@@ -195,13 +195,15 @@ def handler(event, context):
 
 def _too_open(state_dir: Path) -> list[str]:
     """State files others than the daemon can read, beyond what workers must reach by design:
-    the 0711 directories, the shims, stored code (0755/0644 under an unlistable hash) and the
-    0660 socket; a build may be open to its function's group, never to others."""
-    shared = {state_dir, state_dir / "code", state_dir / "builds", state_dir / "work"}
+    the 0711 directories, the shims, stored code and merged layers (0755/0644 under an
+    unlistable hash) and the 0660 socket; a build may be open to its function's group, never to
+    others."""
+    shared = {state_dir, state_dir / "code", state_dir / "builds", state_dir / "work", state_dir / "layers"}
     found = []
     for dirpath, dirnames, filenames in os.walk(state_dir):
         here = Path(dirpath)
-        if here == state_dir / "runtimes" or (here.parent == state_dir / "code" and not here.name.startswith(".")):
+        if here == state_dir / "runtimes" or (here.parent in (state_dir / "code", state_dir / "layers")
+                                              and not here.name.startswith(".")):
             dirnames.clear()
             continue
         in_build = state_dir / "builds" in here.parents

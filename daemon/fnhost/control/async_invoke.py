@@ -80,7 +80,7 @@ class AsyncInvocations:
             if invocation.function not in supervisor.pools:
                 raise ResourceNotFound(f"Function not found: {invocation.function}")
         else:
-            supervisor._resolve(invocation.function, qualifier)  # ResourceNotFound, Lambda's message
+            supervisor.resolve(invocation.function, qualifier)  # ResourceNotFound, Lambda's message
         if len(invocation.payload) > ASYNC_PAYLOAD_MAX:
             raise RequestTooLarge(
                 f"Request must be smaller than {ASYNC_PAYLOAD_MAX} bytes for the Event invocation type "

@@ -81,7 +81,7 @@ class Qualifiers:
 
     # --- the invoke path ----------------------------------------------------------------------
 
-    def _resolve(self, function: str, qualifier: str) -> tuple[Pool, str]:
+    def resolve(self, function: str, qualifier: str) -> tuple[Pool, str]:
         """The pool and version a qualified call runs on ("N" or an alias; not $LATEST).
 
         Raises ResourceNotFound with Lambda's message for an unknown function or qualifier.

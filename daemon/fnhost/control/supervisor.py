@@ -398,7 +398,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
             if pool is None:
                 raise ResourceNotFound(f"Function not found: {invocation.function}")
             return await pool.invoke(invocation)
-        pool, version = self._resolve(invocation.function, qualifier)
+        pool, version = self.resolve(invocation.function, qualifier)
         if not invocation.invoked_function_arn:  # the handler's context names it as it was called
             invocation.invoked_function_arn = function_arn(invocation.function, qualifier,
                                                            region=self.settings.region)
