@@ -242,8 +242,7 @@ def _build_cache_root() -> Path | None:
     None, and builds go without, unless it is a directory of this user's that nobody else may
     write: a cache another user could change would feed compiled code to every build.
     """
-    path = Path(os.environ.get("FNHOST_CACHE_DIR") or os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
-                or "/var/cache/fnhost")
+    path = _cache_root_path()
     try:
         path.mkdir(mode=0o755, parents=True, exist_ok=True)
         st = os.lstat(path)
@@ -256,6 +255,26 @@ def _build_cache_root() -> Path | None:
         return None
     os.chmod(path, 0o755)  # whatever the daemon's umask: builds must reach it
     return path
+
+
+def _cache_root_path() -> Path:
+    return Path(os.environ.get("FNHOST_CACHE_DIR") or os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+                or "/var/cache/fnhost")
+
+
+def worker_cache_dir(runtime: str) -> str:
+    """``{cache_dir}`` in a runtime's [launch]: what its prepare step left for workers to read
+    (Java's class-data archive), or "" when the cache root is not a directory of this user's
+    that nobody else may write — what is there runs in every worker. Checked at each spawn,
+    without a log line or a write: a missing cache only costs the worker speed."""
+    root = _cache_root_path()
+    try:
+        st = os.lstat(root)
+    except OSError:
+        return ""
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return ""
+    return str(root / runtime)
 
 
 def compose_worker_spec(
@@ -301,6 +320,7 @@ def compose_worker_spec(
         build_dir=str(build_dir),
         handler=handler,
         memory_mb=str(memory_mb),
+        cache_dir=worker_cache_dir(runtime.name),
     )
     argv, launch_env = runtime.launch(values)
     day = datetime.now(UTC).strftime("%Y/%m/%d")
