@@ -177,6 +177,30 @@ def _discover_v2(wanted: frozenset[str]) -> Hierarchy | None:
     return None
 
 
+def favordynmods(hierarchies: list[Hierarchy]) -> str:
+    """Whether the cgroup file system of ``hierarchies`` is mounted with ``favordynmods``: "on",
+    "off" (with what it costs), or "no cgroup hierarchy in use".
+
+    Moving a process into a group takes a kernel-wide lock (``cgroup_threadgroup_rwsem``) whose
+    writer first waits for an RCU grace period unless ``favordynmods`` is set: measured at 4.7-13
+    ms for the first write into a ``cgroup.procs`` of each spawn against 0.2 ms with it (2-core
+    VM, Linux 6.18; bench/spawnsteps.py). Every worker starts with one such move (spawn.py's
+    gate), so without it the grace period is most of a Go cold start. The daemon only reports it:
+    the option is the whole host's (every fork and exit takes the lock's slower read path, says
+    the kernel's documentation) and, from Linux 6.18, what it turns on stays until reboot. An
+    operator who wants it remounts (README: Cold starts).
+    """
+    used = {h.root for h in hierarchies}
+    mounts = [(mp, opts) for mp, fstype, opts in _mounts()
+              if fstype in ("cgroup", "cgroup2") and any(Path(mp) in r.parents for r in used)]
+    if not mounts:
+        return "no cgroup hierarchy in use"
+    if any("favordynmods" in opts for _, opts in mounts):
+        return "on"
+    return (f"off: each worker start waits 5-13 ms for the kernel to move it into its group; "
+            f"`mount -o remount,favordynmods {mounts[0][0]}` (Linux 6.0+, host-wide) removes the wait")
+
+
 def _delegate(base: Path, controllers: frozenset[str]) -> frozenset[str]:
     """Enable ``controllers`` for ``base``'s children; returns those that are."""
     if not controllers:

@@ -401,6 +401,7 @@ def choose_backend(preference: str = "auto", settings: LimitSettings | None = No
     if settings.cpu_mb_per_vcpu <= 0:
         wanted -= {"cpu"}
     hierarchies = cgroups.discover(wanted)
+    dynmods = cgroups.favordynmods(hierarchies) if hierarchies else "no cgroup hierarchy in use"
     backend = MemoryBackend(hierarchies, settings)
     if preference == "cgroup" and not backend.kernel_enforced:
         backend.close()
@@ -408,7 +409,7 @@ def choose_backend(preference: str = "auto", settings: LimitSettings | None = No
     log.info("memory_backend", backend=backend.name, root=str(backend.root or ""))
     log.info("containment", groups=[str(h.root) for h in hierarchies], kill=backend.kill_method,
              pids_max=settings.pids_max if backend.has_pids else None,
-             cpu_mb_per_vcpu=settings.cpu_mb_per_vcpu if backend.has_cpu else None)
+             cpu_mb_per_vcpu=settings.cpu_mb_per_vcpu if backend.has_cpu else None, favordynmods=dynmods)
     if not hierarchies:
         log.warning("no_cgroups", note="workers' descendants are found by process tree and uid, "
                                        "and have no process or CPU limit beyond RLIMIT_NPROC")

@@ -29,11 +29,12 @@ PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (D
 # A worker that must join control groups starts as this shell, waiting at a gate (one line on
 # its stdin) while the daemon writes its pid into every cgroup.procs of its group; only then
 # does it exec the worker, so every process the worker ever starts is born inside the group.
-# The shell runs as the function's uid already (Popen's user=), never as root. Nothing of the
-# function runs before the gate opens — not even a library its environment preloads: the shell
-# gets the worker's environment under other names (LD_PRELOAD as FNHOST_ENV_LD_PRELOAD) and
-# puts the real names back only for the exec after the gate. eval sees names only (checked
-# against _SHELL_NAME), never values. Exit status 125: the daemon never opened the gate.
+# The shell runs as the function's uid already (setpriv or Popen's user=), never as root.
+# Nothing of the function runs before the gate opens — not even a library its environment
+# preloads: the shell gets the worker's environment under other names (LD_PRELOAD as
+# FNHOST_ENV_LD_PRELOAD) and puts the real names back only for the exec after the gate. eval
+# sees names only (checked against _SHELL_NAME), never values. Exit status 125: the daemon
+# never opened the gate.
 #
 # In its own namespaces (isolation.py) the gate shell runs as root instead, because bubblewrap
 # must: it only waits, and the environment is restored by a second shell that runs after
@@ -48,6 +49,16 @@ _RESTORE = (
 )
 _GATE = _WAIT + _RESTORE
 _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+# Without namespaces, the uid is dropped by util-linux setpriv in front of the gate shell rather
+# than by Popen's user=/group=: CPython will not vfork a child that changes its uid, so user=
+# copies the daemon's whole address space (fork: 3.2 ms for a small daemon, more for a big one,
+# against 0.3 ms vforked, bench/spawnsteps.py). setpriv runs as root for one exec, on the same
+# shifted environment the namespaced path gives it (no LD_PRELOAD of the function's in force),
+# and does what user= did: uid, gid, no supplementary groups. Only behind the gate, whose
+# environment is shifted; an ungated worker (no control groups) and a host without setpriv
+# keep user=.
+_SETPRIV = shutil.which("setpriv")
 
 _scratch_ids = itertools.count(1)
 
@@ -162,6 +173,9 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
         elif join is not None:
             argv, env = _gated(argv, env)
         drop = identity if identity is not None and not as_root else None
+        if drop is not None and join is not None and _SETPRIV is not None:  # gated: env shifted
+            argv = [_SETPRIV, f"--reuid={drop.uid}", f"--regid={drop.gid}", "--clear-groups", "--", *argv]
+            drop = None
         proc = subprocess.Popen(
             argv,
             cwd=spec.cwd,
