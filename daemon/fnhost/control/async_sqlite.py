@@ -14,7 +14,11 @@ hands when ``put`` returns, which survives SIGKILL of the daemon (the promise of
 power cut may lose the last commits. ``synchronous=FULL`` (``[daemon] async_durability = "full"``) fsyncs every
 commit and survives that too, at a cost bench/async_invoke.py measures.
 
-Every statement runs on one connection in a worker thread, never on the event loop. Operations
+Every statement runs on one connection in a thread of the queue's own, never on the event loop
+(a write that the kernel throttles would stall every invocation): a job queue and one
+``call_soon_threadsafe`` per transaction, about 100 µs a round trip here, where anyio's
+``to_thread`` (a thread pool and its cancel scope) took 160 µs, most of an acceptance's cost
+(bench/async_invoke.py). Operations
 that arrive while a transaction is being written wait and go together into the next one (group
 commit): a burst of accepts costs one commit, not one each. An operation that refuses (a dead
 letter that is not there) does so before it writes, and fails alone; a failure of SQLite itself
@@ -24,8 +28,10 @@ fails the whole transaction, and every operation in it gets QueueUnavailable.
 from __future__ import annotations
 
 import asyncio
+import queue
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -128,7 +134,9 @@ class SqliteQueue:
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flushing = False
-        self._limiter = anyio.CapacityLimiter(1)
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Callable[[tuple[bool, Any]], None]] | None] = \
+            queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -150,14 +158,46 @@ class SqliteQueue:
             return db
 
         try:
-            self._db = await anyio.to_thread.run_sync(open_db, limiter=self._limiter)
+            self._thread = threading.Thread(target=self._serve, name="fnhost-async-sqlite", daemon=True)
+            self._thread.start()
+            self._db = await self._in_thread(open_db)
         except sqlite3.Error as exc:
             raise QueueUnavailable(f"cannot open the asynchronous queue {self.path}: {exc}") from exc
 
     async def close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
-            await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
+            await self._in_thread(db.close)
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
+
+    # --- the queue's thread -------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """The thread: run each job, hand its outcome back to the loop; a None job ends it."""
+        while (job := self._jobs.get()) is not None:
+            fn, done = job
+            try:
+                outcome: tuple[bool, Any] = (True, fn())
+            except BaseException as exc:  # handed to the caller, whatever it is
+                outcome = (False, exc)
+            done(outcome)
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the queue's thread; returns what it returned or raises what it raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[bool, Any]] = loop.create_future()
+
+        def settle(outcome: tuple[bool, Any]) -> None:
+            if not future.done():  # its caller may have been cancelled meanwhile
+                future.set_result(outcome)
+
+        self._jobs.put((fn, lambda outcome: loop.call_soon_threadsafe(settle, outcome)))
+        ok, value = await future
+        if not ok:
+            raise value
+        return value
 
     # --- group commit -------------------------------------------------------------------------
 
@@ -207,7 +247,7 @@ class SqliteQueue:
             return results
 
         try:
-            results = await anyio.to_thread.run_sync(transaction, limiter=self._limiter)
+            results = await self._in_thread(transaction)
         except (sqlite3.Error, QueueUnavailable) as exc:
             error = exc if isinstance(exc, QueueUnavailable) else QueueUnavailable(
                 f"the asynchronous queue ({self.path}) cannot be written: {exc}")
