@@ -55,3 +55,14 @@ def test_bad_function_name_in_config(tmp_path: Path) -> None:
 def test_unknown_memory_backend(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="memory_backend"):
         settings_from({"memory_backend": "magic"})
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("queue", "redis://localhost", "daemon.queue: use"),
+    ("event_source_nats", "http://localhost:4222", "daemon.event_source_nats: use nats://"),
+    ("async_retry_base_s", -1, "daemon.async_retry_base_s"),
+])
+def test_asynchronous_settings_are_checked(key: str, value: object, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        settings_from({key: value})
+    assert settings_from({"queue": "nats://127.0.0.1:4222"}).queue == "nats://127.0.0.1:4222"

@@ -46,11 +46,14 @@ from .common import _fail
               help="Access keys (AWS shared-credentials format) every Lambda API request must be signed with.")
 @click.option("--queue", default=None, metavar="nats://HOST:PORT",
               help="Keep the asynchronous queue in NATS JetStream there (default: SQLite in the state directory).")
+@click.option("--event-source-nats", default=None, metavar="nats://HOST:PORT",
+              help="The JetStream server event source mappings poll (default: --queue's, when it is NATS).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, examples: bool,
           detach: bool, metrics_listen: str | None, tls_cert: str | None, tls_key: str | None,
           tls_client_ca: str | None, token_file: str | None, insecure: bool, http_listen: str | None,
-          http_credentials_file: str | None, url_listen: str | None, queue: str | None, log_level: str) -> None:
+          http_credentials_file: str | None, url_listen: str | None, queue: str | None, event_source_nats: str | None,
+          log_level: str) -> None:
     """Run the daemon in the foreground (as systemd expects) until SIGTERM or SIGINT."""
     import anyio
 
@@ -68,7 +71,7 @@ def serve(state_dir: Path | None, listen: str | None, config_path: Path | None, 
                                  tls_client_ca=tls_client_ca, token_file=token_file,
                                  insecure=True if insecure else None, http_listen=http_listen,
                                  http_credentials_file=http_credentials_file, url_listen=url_listen,
-                                 queue=queue)
+                                 queue=queue, event_source_nats=event_source_nats)
     except ConfigError as exc:
         _fail(f"invalid config: {exc}")
     if detach:

@@ -407,6 +407,10 @@ def settings_from(daemon: dict[str, Any], **overrides: Any) -> Settings:
     queue = values.get("queue", "")
     if queue and not queue.startswith(("nats://", "tls://")):
         raise ConfigError("daemon.queue: use \"\" (SQLite in the state directory) or nats://HOST:PORT (JetStream)")
+    event_source_nats = values.get("event_source_nats", "")
+    if event_source_nats and not event_source_nats.startswith(("nats://", "tls://")):
+        raise ConfigError("daemon.event_source_nats: use nats://HOST:PORT (the JetStream server event source "
+                          "mappings poll), or \"\" for the queue's server")
     if values.get("async_retry_base_s", 60.0) < 0:
         raise ConfigError("daemon.async_retry_base_s: use seconds, 0 or more (default 60, Lambda's spacing)")
     if values.get("async_durability", "normal") not in ("normal", "full"):
