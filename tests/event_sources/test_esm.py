@@ -129,6 +129,9 @@ def test_records_in_sqs_shape_in_batches(lam: Any, make_function: Any, stream: S
     exposed = metrics(esm_daemon)
     assert f'fnhost_esm_records_total{{function="{fn}",mapping="{uuid}",outcome="received"}} 23.0' in exposed
     assert f'fnhost_esm_backlog{{function="{fn}",mapping="{uuid}"}} 0.0' in exposed
+    with esm_daemon.client() as client:  # the same counts in GetStats (and so `fnhost stats`)
+        [mine] = [m for m in client.stats().event_source_mappings if m.uuid == uuid]
+    assert (mine.function_name, mine.records, mine.batches, mine.backlog) == (fn, 23, len(sizes), 0)
     lam.delete_event_source_mapping(UUID=uuid)
 
 

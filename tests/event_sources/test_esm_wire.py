@@ -45,6 +45,9 @@ def test_cli_create_get_update_list_delete(esm_daemon: Daemon, make_function: An
 
     listed = fnhost(esm_daemon, "event-source", "list", fn)
     assert listed.returncode == 0 and uuid in listed.stdout and "Enabled" in listed.stdout, listed.stdout
+    stats = fnhost(esm_daemon, "stats")
+    [row] = [line.split() for line in stats.stdout.splitlines() if line.startswith(uuid)]
+    assert row[1] == fn and int(row[3]) == 2, stats.stdout  # function, records delivered
     refused = fnhost(esm_daemon, "event-source", "create", fn, "arn:aws:sqs:us-east-1:000000000000:q")
     assert refused.returncode != 0 and "InvalidParameterValueException" in refused.stderr
     deleted = fnhost(esm_daemon, "event-source", "delete", uuid)

@@ -31,6 +31,14 @@ def mapping_message(m: Mapping, settings: Any, state: str = "") -> pb.EventSourc
         last_modified=m.last_modified)
 
 
+def mapping_stats_messages(stats: list[tuple[str, str, dict[str, int]]]) -> list[pb.EventSourceMappingStats]:
+    """``GetStats``' event_source_mappings: (uuid, function, the poller's counters) each."""
+    return [pb.EventSourceMappingStats(
+        uuid=uuid, function_name=function, records=s["records"], failed_records=s["failed_records"],
+        exhausted_records=s["exhausted_records"], sent_to_destination=s["sent_to_destination"],
+        batches=s["batches"], concurrent_batches=s["pollers"], backlog=s["backlog"]) for uuid, function, s in stats]
+
+
 def _given(request: Any, field: str) -> Any:
     return getattr(request, field) if request.HasField(field) else None
 

@@ -24,7 +24,7 @@ from ..v1 import fnhost_pb2 as pb
 from ..v1 import fnhost_pb2_grpc as pb_grpc
 from . import grpc_wire as wire
 from .grpc_async import AsyncServicer, async_stats_messages
-from .grpc_esm import EsmServicer
+from .grpc_esm import EsmServicer, mapping_stats_messages
 from . import url_ops
 from .grpc_layers import METHODS as LAYER_METHODS
 from .grpc_layers import LayerServicer
@@ -282,6 +282,7 @@ class Servicer(LayerServicer, AsyncServicer, EsmServicer, pb_grpc.FnhostServicer
             uptime_s=self.sup.uptime_s,
             memory_backend=self.sup.backend.name,
             async_queues=async_stats_messages(self.sup.async_events.stats()),
+            event_source_mappings=mapping_stats_messages(self.sup.event_sources.stats()),
         )
 
     @_api

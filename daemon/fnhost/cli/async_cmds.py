@@ -36,6 +36,20 @@ def print_async_stats(snapshot: Any) -> None:
     _table(rows)
 
 
+def print_mapping_stats(snapshot: Any) -> None:
+    """``fnhost stats``' third table: each running event source mapping's poller."""
+    if not snapshot.event_source_mappings:
+        return
+    click.echo("")
+    rows = [("EVENT SOURCE MAPPING", "FUNCTION", "BATCHES", "RECORDS", "FAILED", "EXHAUSTED", "TO ON-FAILURE",
+             "RUNNING", "BACKLOG")]
+    for m in snapshot.event_source_mappings:
+        rows.append((m.uuid, m.function_name, str(m.batches), str(m.records), str(m.failed_records),
+                     str(m.exhausted_records), str(m.sent_to_destination), str(m.concurrent_batches),
+                     str(m.backlog)))
+    _table(rows)
+
+
 def _age(since: float) -> str:
     seconds = max(0, int(time.time() - since))
     if seconds < 120:

@@ -237,6 +237,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
                      str(f.cold_starts), str(f.timeouts), str(f.queued)))
     _table(rows)
     async_cmds.print_async_stats(snapshot)
+    async_cmds.print_mapping_stats(snapshot)
 
 
 def _since(text: str | None) -> int:

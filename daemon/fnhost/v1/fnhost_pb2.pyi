@@ -554,16 +554,40 @@ class FunctionStats(_message.Message):
     def __init__(self, function_name: _Optional[str] = ..., workers: _Optional[_Mapping[str, int]] = ..., invocations: _Optional[int] = ..., errors: _Optional[int] = ..., throttles: _Optional[int] = ..., cold_starts: _Optional[int] = ..., timeouts: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("functions", "uptime_s", "memory_backend", "async_queues")
+    __slots__ = ("functions", "uptime_s", "memory_backend", "async_queues", "event_source_mappings")
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BACKEND_FIELD_NUMBER: _ClassVar[int]
     ASYNC_QUEUES_FIELD_NUMBER: _ClassVar[int]
+    EVENT_SOURCE_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
     functions: _containers.RepeatedCompositeFieldContainer[FunctionStats]
     uptime_s: int
     memory_backend: str
     async_queues: _containers.RepeatedCompositeFieldContainer[AsyncQueueStats]
-    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ..., async_queues: _Optional[_Iterable[_Union[AsyncQueueStats, _Mapping]]] = ...) -> None: ...
+    event_source_mappings: _containers.RepeatedCompositeFieldContainer[EventSourceMappingStats]
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ..., async_queues: _Optional[_Iterable[_Union[AsyncQueueStats, _Mapping]]] = ..., event_source_mappings: _Optional[_Iterable[_Union[EventSourceMappingStats, _Mapping]]] = ...) -> None: ...
+
+class EventSourceMappingStats(_message.Message):
+    __slots__ = ("uuid", "function_name", "records", "failed_records", "exhausted_records", "sent_to_destination", "batches", "concurrent_batches", "backlog")
+    UUID_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EXHAUSTED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    SENT_TO_DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENT_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    BACKLOG_FIELD_NUMBER: _ClassVar[int]
+    uuid: str
+    function_name: str
+    records: int
+    failed_records: int
+    exhausted_records: int
+    sent_to_destination: int
+    batches: int
+    concurrent_batches: int
+    backlog: int
+    def __init__(self, uuid: _Optional[str] = ..., function_name: _Optional[str] = ..., records: _Optional[int] = ..., failed_records: _Optional[int] = ..., exhausted_records: _Optional[int] = ..., sent_to_destination: _Optional[int] = ..., batches: _Optional[int] = ..., concurrent_batches: _Optional[int] = ..., backlog: _Optional[int] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ("since_unix_s",)
