@@ -279,6 +279,11 @@ class Worker:
     def kill_for_memory(self) -> None:
         """Called by the sampler when the tree is over its limit (psutil backend)."""
         self.killed_for = OutOfMemory
+        if self.state is State.IDLE:
+            # Out of the pool at once (its escaped child grew while it waited): the exit is seen
+            # a moment later, and an invocation handed the dead worker meanwhile would fail as
+            # out of memory for memory it never used.
+            self._set(State.STOPPING)
         self._signal_group(signal.SIGKILL)
 
     # --- channel ------------------------------------------------------------------------------
