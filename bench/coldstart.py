@@ -9,9 +9,13 @@ Deploy: CreateFunction with code the daemon has never seen (a copy with a nonce 
 runtimes that compile at deploy (Go, Java, C#): hashing, building, registering. The toolchains'
 own caches (Go's build cache, for one) stay warm, as they would on a build host.
 
-``python -m bench.coldstart``: cold starts alone, on two daemons side by side, one giving each
-worker its own namespaces (bubblewrap, the default where the host allows it) and one not
-(``worker_namespaces = false``); the two alternate call by call, so outside load hits both alike.
+``python -m bench.coldstart``: cold starts alone, on daemons side by side that differ in one
+setting each, alternating call by call so that outside load hits them alike:
+
+- ``forked``: the default: each worker in its own namespaces (bubblewrap, where the host allows
+  it), and forked from a warm zygote where its runtime has one (Python; execution/zygote.py);
+- ``spawned``: the same namespaces, every worker started afresh (``zygote = false``);
+- ``shared``: spawned, in the host's filesystem view (``worker_namespaces = false``).
 """
 
 from __future__ import annotations
@@ -106,16 +110,23 @@ def _one_cold(client: Client, fn: EchoFunction, payload: bytes) -> tuple[float, 
     return first, cold.report.init_duration_ms
 
 
-def namespaces_compared(runtimes: list[str], reps: int) -> dict[str, object]:
-    """Cold starts with and without worker namespaces, alternating; per runtime and mode, the
-    client's first-invoke ms and Init Duration ms."""
+MODES = {
+    "forked": "worker_namespaces = true\nzygote = true\n",
+    "spawned": "worker_namespaces = true\nzygote = false\n",
+    "shared": "worker_namespaces = false\nzygote = false\n",
+}
+
+
+def modes_compared(runtimes: list[str], reps: int, modes: list[str] | None = None) -> dict[str, object]:
+    """Cold starts in each of ``modes`` (MODES), alternating; per runtime and mode, the client's
+    first-invoke ms and Init Duration ms."""
     work = Path(tempfile.mkdtemp(prefix="fnhc-", dir="/tmp"))  # short: unix socket paths
     os.chmod(work, 0o711)
     daemons: dict[str, Daemon] = {}
     try:
         fns, skipped = functions.discover(RuntimeRegistry(), runtimes, fixtures=readable_copy(work / "fixtures"))
-        for mode, on in (("namespaces", True), ("shared", False)):
-            daemons[mode] = Daemon(work / mode, config=DAEMON_CONFIG + f"worker_namespaces = {str(on).lower()}\n",
+        for mode in modes or list(MODES):
+            daemons[mode] = Daemon(work / mode, config=DAEMON_CONFIG + MODES[mode],
                                    base_env=functions.child_env()).start()
         views = {}
         for mode, d in daemons.items():
@@ -150,9 +161,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.split("\n\n")[-1])
     parser.add_argument("--runtimes", default="python,node,go", help="comma-separated (default: python,node,go)")
     parser.add_argument("--reps", type=int, default=10, help="cold starts per runtime and mode (default 10)")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
-    r = namespaces_compared(args.runtimes.split(","), args.reps)
+    r = modes_compared(args.runtimes.split(","), args.reps, args.modes.split(","))
     if args.out:
         args.out.write_text(json.dumps(r, indent=1) + "\n")
     print(f"{'runtime':8} {'mode':11} {'first invoke p50 (min-max) ms':32} init duration p50 ms")

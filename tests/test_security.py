@@ -92,7 +92,9 @@ def _wait(call, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="workers change identity only under a root daemon")
-def test_workers_of_a_root_daemon_are_sandboxed(fresh_daemon: Daemon, pki: Path) -> None:
+@pytest.mark.parametrize("zygote", [True, False], ids=["forked", "spawned"])
+def test_workers_of_a_root_daemon_are_sandboxed(fresh_daemon: Daemon, pki: Path, zygote: bool) -> None:
+    fresh_daemon.config = f"[daemon]\nzygote = {str(zygote).lower()}\n"
     fresh_daemon.start()
     event = {"state_dir": str(fresh_daemon.state_dir), "socket": str(fresh_daemon.socket),
              "token_file": str(pki / "token")}
@@ -108,7 +110,14 @@ def test_workers_of_a_root_daemon_are_sandboxed(fresh_daemon: Daemon, pki: Path)
     assert a["created_mode"] == "0o600"  # umask 077
     assert a["nofile"] == 1024
     assert a["list_state"] == "denied"
+    assert a["status"]["CapEff"] == a["status"]["CapPrm"] == "0000000000000000"
+    # Nothing open but stdio and its two protocol pipes: no socket, nothing of the daemon or a zygote.
+    fds = sorted(a["open_fds"].values())
+    assert fds.count("pipe:") == 4 and "socket:" not in fds and len(fds) == 5, a["open_fds"]
     if NAMESPACES:
+        # No capability of any kind, and none to be had (bounding set empty, no_new_privs).
+        assert {k: int(v, 16) if k.startswith("Cap") else int(v) for k, v in a["status"].items() if k != "Seccomp"} == {
+            "CapInh": 0, "CapPrm": 0, "CapEff": 0, "CapBnd": 0, "CapAmb": 0, "NoNewPrivs": 1}
         # TMPDIR and HOME are its own /tmp (a tmpfs no other worker sees: tests/hostile/
         # test_filesystem_view.py); the state directory is an empty 0711 tmpfs with only its own
         # code bound back, read-only; the token lived in the host's /tmp, which it cannot see.

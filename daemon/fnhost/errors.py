@@ -228,6 +228,11 @@ class RuntimeExit(FunctionError):
     code = "Runtime.ExitError"
 
 
+class ForkLost(RuntimeExit):
+    """A worker forked from a zygote was killed before it said HELLO: none of its function's
+    code had run, so the pool starts another in its place instead of failing the caller."""
+
+
 class ResponseTooLarge(FunctionError):
     """The handler returned more than Lambda's 6 MB synchronous response limit."""
 

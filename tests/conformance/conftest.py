@@ -1,5 +1,9 @@
 """Per-runtime fixtures for the conformance suite: every runtime passes the same tests.
 
+A runtime with a zygote (execution/zygote.py; Python's) passes them twice: as ``python``, on the
+shared daemon, whose workers are forked from the zygote (the default), and as
+``python-spawned``, on a daemon with ``zygote = false``, whose workers are started afresh.
+
 A runtime whose toolchain is missing is skipped with that reason, unless it is listed in
 ``FNHOST_REQUIRE_RUNTIMES`` (comma-separated; CI lists every runtime it installs), in which case
 the missing toolchain fails the run instead of hiding behind a skip.
@@ -13,14 +17,19 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+from collections.abc import Iterator
+
 import pytest
 
-from fnhost.errors import ToolchainMissing
+from fnhost.client import Client
 from fnhost.control.runtimes import RuntimeRegistry
-from tests.conftest import FIXTURES
+from fnhost.errors import ToolchainMissing
+from tests.conftest import FIXTURES, Daemon, short_tempdir
 
 REGISTRY = RuntimeRegistry()
 RUNTIMES = [r.name for r in REGISTRY if (FIXTURES / r.name / "handlers.toml").exists()]
+SPAWNED = "-spawned"  # the same runtime, its workers started afresh rather than forked
+FORKING = [r.name for r in REGISTRY if r.name in RUNTIMES and r.variants[0].zygote_argv]
 
 
 def awscore_code_with_jar() -> Path:
@@ -47,9 +56,9 @@ def required_runtimes() -> set[str]:
     return {r.strip() for r in os.environ.get("FNHOST_REQUIRE_RUNTIMES", "").split(",") if r.strip()}
 
 
-@pytest.fixture(params=RUNTIMES)
+@pytest.fixture(params=[*RUNTIMES, *(name + SPAWNED for name in FORKING)])
 def runtime(request: pytest.FixtureRequest) -> str:
-    name = request.param
+    name = request.param.removesuffix(SPAWNED)
     try:
         REGISTRY.get(name).select()
     except ToolchainMissing as exc:
@@ -57,3 +66,25 @@ def runtime(request: pytest.FixtureRequest) -> str:
             pytest.fail(f"runtime {name} is required here (FNHOST_REQUIRE_RUNTIMES) but: {exc.message}")
         pytest.skip(f"{name}: toolchain not installed on this host ({exc.message})")
     return name
+
+
+@pytest.fixture(scope="session")
+def spawned_daemon() -> Iterator[Daemon]:
+    """The shared daemon's twin with ``zygote = false``: every worker spawned."""
+    state = short_tempdir()
+    d = Daemon(state / "state", config="[daemon]\ninit_timeout_s = 5\nqueue_timeout_s = 1.0\nzygote = false\n")
+    d.start()
+    yield d
+    assert d.stop() == 0, d.log_tail()
+    assert d.leftovers == [], "workers outlived their daemon"
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def client(request: pytest.FixtureRequest) -> Iterator[Client]:
+    """The shared daemon's client, or the spawned twin's for a ``-spawned`` runtime."""
+    callspec = getattr(request.node, "callspec", None)
+    spawned = callspec is not None and str(callspec.params.get("runtime", "")).endswith(SPAWNED)
+    d = request.getfixturevalue("spawned_daemon" if spawned else "daemon")
+    with d.client() as c:
+        yield c

@@ -32,7 +32,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"namespaces per worker need a root daemon and bubblewrap: {isolation.probe(os.geteuid() == 0)}",
 )
 
-METRICS = f"127.0.0.1:{free_port()}"  # the module daemon's Prometheus listener
 
 APP = '''\
 import json
@@ -70,11 +69,16 @@ def handler(event, context):
 '''
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
+@pytest.fixture(scope="module", params=["forked", "spawned"])
+def daemon(request: pytest.FixtureRequest) -> Iterator[Daemon]:
+    """Every test twice: Python workers forked from the zygote (the default) and spawned."""
     state = short_tempdir()
     # No worker_namespaces: on by default where the host allows it.
-    d = Daemon(state / "state", config=f'[daemon]\ninit_timeout_s = 10\nmetrics_listen = "{METRICS}"\n')
+    zygote = str(request.param == "forked").lower()
+    metrics = f"127.0.0.1:{free_port()}"
+    d = Daemon(state / "state", config=f'[daemon]\ninit_timeout_s = 10\nmetrics_listen = "{metrics}"\n'
+                                       f'zygote = {zygote}\n')
+    d.metrics = metrics  # type: ignore[attr-defined]
     d.start()
     yield d
     assert d.stop() == 0, d.log()[-3000:]
@@ -157,7 +161,8 @@ def test_namespaces_can_be_turned_off(fresh_daemon: Daemon, code: Path) -> None:
 
 
 def test_the_daemon_measures_the_worker_not_bubblewrap(daemon: Daemon, code: Path) -> None:
-    # The process the daemon starts is bubblewrap; the worker is its grandchild, pid 2 inside.
+    # The process the daemon starts is bubblewrap; the worker is its grandchild, pid 2 inside
+    # (forked: the process it watches is the namespace's init, the worker its child).
     # Its memory high-water mark must be the worker's: read from bubblewrap's pid, Max Memory Used
     # said 5 MB for a Python worker whose own VmHWM was 11 MB, and the memory metric 2 MB.
     name = unique("view-pid")
@@ -171,7 +176,7 @@ def test_the_daemon_measures_the_worker_not_bubblewrap(daemon: Daemon, code: Pat
         worker = host_pid(daemon.pid, seen["pid"], uid=seen["uid"])
         assert result.report is not None
         assert result.report.max_memory_used_mb >= math.ceil(seen["hwm_kb"] / 1024) > 8, (result.report, seen)
-        metrics = urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10).read().decode()
+        metrics = urllib.request.urlopen(f"http://{daemon.metrics}/metrics", timeout=10).read().decode()
         [line] = [m for m in metrics.splitlines() if m.startswith(f'fnhost_worker_memory_bytes{{function="{name}"}}')]
         rss = psutil.Process(worker).memory_info().rss
         assert float(line.split()[-1]) >= rss * 0.9, (line, rss)  # the worker's resident memory

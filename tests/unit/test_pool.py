@@ -76,7 +76,7 @@ class FakeWorker(Worker):
         super().__init__(spec, generation, on_dead, observe)
         host.created.append(self)
 
-    async def start(self, backend: object) -> None:
+    async def start(self, backend: object, zygotes: object = None) -> None:
         host = self.host
         host.starts += 1
         self.pid = next(_pids)

@@ -283,6 +283,10 @@ class Servicer(LayerServicer, AsyncServicer, EsmServicer, pb_grpc.FnhostServicer
             memory_backend=self.sup.backend.name,
             async_queues=async_stats_messages(self.sup.async_events.stats()),
             event_source_mappings=mapping_stats_messages(self.sup.event_sources.stats()),
+            zygotes=[pb.ZygoteStats(runtime=z.runtime, command=z.command, pid=z.pid, forks=z.forks,
+                                    failures=z.failures, restarts=z.restarts, memory_uss_bytes=z.uss_bytes,
+                                    workers=z.workers, workers_memory_uss_bytes=z.workers_uss_bytes)
+                     for z in await self.sup.zygote_report()],
         )
 
     @_api

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import psutil
@@ -20,9 +20,11 @@ from prometheus_client.registry import Collector
 from ..control.async_model import AsyncStats
 from ..execution.accounting import PoolSnapshot
 from ..execution.states import State
+from ..control.zygote_stats import ZygoteReport
 
 Snapshots = Callable[[], list[PoolSnapshot]]
 AsyncSnapshots = Callable[[], dict[str, AsyncStats]]
+ZygoteReports = Callable[[], Awaitable[list[ZygoteReport]]]
 
 # Every state a live worker can be in: the gauge shows zeros too, so a series never vanishes.
 _LIVE_STATES = [s.value for s in State if s is not State.DEAD]
@@ -115,6 +117,36 @@ class AsyncQueueCollector(Collector):
         yield from (received, dropped, retries, throttled, dead, delivered, depth, age)
 
 
+class ZygoteCollector(Collector):
+    """Each zygote: forks, failures, restarts, its memory, its live workers and theirs."""
+
+    def __init__(self, report: ZygoteReports, loop: asyncio.AbstractEventLoop) -> None:
+        self.report = report
+        self.loop = loop
+
+    def collect(self) -> Iterator[Any]:
+        labels = ["runtime", "command"]
+        forks = CounterMetricFamily("fnhost_zygote_forks", "Workers a zygote forked.", labels=labels)
+        failures = CounterMetricFamily("fnhost_zygote_failures", "Forks a zygote could not do (the worker was "
+                                       "spawned instead).", labels=labels)
+        restarts = CounterMetricFamily("fnhost_zygote_restarts", "Times a zygote was started again after it died.",
+                                       labels=labels)
+        memory = GaugeMetricFamily("fnhost_zygote_memory_uss_bytes", "A zygote's unique memory (what its workers "
+                                   "share with it is counted here once).", labels=labels)
+        workers = GaugeMetricFamily("fnhost_zygote_workers", "Live workers a zygote forked.", labels=labels)
+        workers_memory = GaugeMetricFamily("fnhost_zygote_workers_memory_uss_bytes", "The unique memory of a "
+                                           "zygote's live workers, all together.", labels=labels)
+        for z in asyncio.run_coroutine_threadsafe(self.report(), self.loop).result(timeout=30):
+            values = [z.runtime, z.command]
+            forks.add_metric(values, z.forks)
+            failures.add_metric(values, z.failures)
+            restarts.add_metric(values, z.restarts)
+            memory.add_metric(values, z.uss_bytes)
+            workers.add_metric(values, z.workers)
+            workers_memory.add_metric(values, z.workers_uss_bytes)
+        yield from (forks, failures, restarts, memory, workers, workers_memory)
+
+
 def _rss(pids: tuple[int, ...]) -> int:
     total = 0
     for pid in pids:
@@ -126,11 +158,12 @@ def _rss(pids: tuple[int, ...]) -> int:
 
 
 def serve_metrics(snapshots: Snapshots, listen: str, registry: CollectorRegistry,
-                  async_stats: AsyncSnapshots | None = None) -> Any:
+                  async_stats: AsyncSnapshots | None = None, zygote_report: ZygoteReports | None = None) -> Any:
     """Start the HTTP listener (``HOST:PORT``); returns the server, whose ``shutdown()`` stops it.
 
     ``snapshots`` is called on the event loop at each scrape (``Supervisor.snapshot`` with
-    histograms); so is ``async_stats`` (``supervisor.async_events.stats``) when given.
+    histograms); so is ``async_stats`` (``supervisor.async_events.stats``) when given; and
+    ``zygote_report`` (``Supervisor.zygote_report``) is awaited there.
     """
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
@@ -138,6 +171,8 @@ def serve_metrics(snapshots: Snapshots, listen: str, registry: CollectorRegistry
     registry.register(PoolCollector(snapshots, asyncio.get_running_loop()))
     if async_stats is not None:
         registry.register(AsyncQueueCollector(async_stats, asyncio.get_running_loop()))
+    if zygote_report is not None:
+        registry.register(ZygoteCollector(zygote_report, asyncio.get_running_loop()))
     ProcessCollector(namespace="fnhost", registry=registry)
     server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
     return server

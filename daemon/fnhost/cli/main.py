@@ -236,8 +236,24 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         rows.append((f.function_name, workers, str(f.invocations), str(f.errors), str(f.throttles),
                      str(f.cold_starts), str(f.timeouts), str(f.queued)))
     _table(rows)
+    _print_zygotes(snapshot)
     async_cmds.print_async_stats(snapshot)
     async_cmds.print_mapping_stats(snapshot)
+
+
+def _print_zygotes(snapshot: Any) -> None:
+    """``fnhost stats``' zygotes: what each costs, what it forked, and what its live workers cost."""
+    if not snapshot.zygotes:
+        return
+    click.echo("")
+    mib = 1024 * 1024
+    rows = [("ZYGOTE", "PID", "FORKS", "FAILURES", "RESTARTS", "USS", "WORKERS", "WORKERS USS", "COMMAND")]
+    for z in snapshot.zygotes:
+        per = f" ({z.workers_memory_uss_bytes / z.workers / mib:.1f} MiB each)" if z.workers else ""
+        rows.append((z.runtime, str(z.pid) if z.pid else "stopped", str(z.forks), str(z.failures), str(z.restarts),
+                     f"{z.memory_uss_bytes / mib:.1f} MiB", str(z.workers),
+                     f"{z.workers_memory_uss_bytes / mib:.1f} MiB{per}", z.command))
+    _table(rows)
 
 
 def _since(text: str | None) -> int:

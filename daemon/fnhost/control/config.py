@@ -190,6 +190,9 @@ class Settings:
     # Each worker in mount and pid namespaces of its own (bubblewrap; execution/isolation.py)
     # where the host allows it (a root daemon, bubblewrap and setpriv); false: the host's view.
     worker_namespaces: bool = True
+    # Workers of a runtime with a zygote (Python) forked from a warm interpreter rather than
+    # started (execution/zygote.py); reloadable: false spawns every new worker.
+    zygote: bool = True
     max_functions: int = 5000  # a bound on what the network can make the daemon hold
     max_stream_in_flight: int = 256  # InvokeStream: invocations running per stream before reading pauses
     function_log_max_bytes: int = LOG_MAX_BYTES  # logged per invocation; the rest is discarded
@@ -285,6 +288,7 @@ _SETTING_TYPES: dict[str, type] = {
     "worker_pids_max": int,
     "cpu_mb_per_vcpu": int,
     "worker_namespaces": bool,
+    "zygote": bool,
     "max_functions": int,
     "max_stream_in_flight": int,
     "function_log_max_bytes": int,

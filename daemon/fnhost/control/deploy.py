@@ -18,12 +18,13 @@ from pathlib import Path
 import anyio
 import structlog
 
-from ..errors import ApiError, InvalidParameter
+from ..errors import ApiError, InvalidParameter, ToolchainMissing
 from ..execution import isolation, protocol, sandbox
 from ..execution.invocation import LATEST
 from ..execution.limits import MemoryBackend
 from ..execution.logcapture import LOG_MAX_BYTES
 from ..execution.spawn import WorkerSpec
+from ..execution.zygote import ZygoteKey
 from .config import RESERVED_ENV, FunctionConfig, Settings, validate_config
 from .credentials import Credentials, lambda_environment
 from .layers import LayerStore
@@ -277,6 +278,24 @@ def worker_cache_dir(runtime: str) -> str:
     return str(root / runtime)
 
 
+def base_env(launch_env: dict[str, str]) -> dict[str, str]:
+    """What every worker's environment starts from, before its function's names and variables."""
+    return {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC",
+            **launch_env}
+
+
+def plain_zygote(runtime: Runtime) -> ZygoteKey | None:
+    """The zygote of a function of ``runtime`` that sets nothing read at start-up: started with
+    the daemon, so that the first worker need not wait for it. None: none (or no toolchain)."""
+    try:
+        values = runtime.values(code_dir="", build_dir="", handler="", memory_mb="128",
+                                cache_dir=worker_cache_dir(runtime.name))
+        _, launch_env = runtime.launch(values)
+    except ToolchainMissing:
+        return None
+    return runtime.zygote(values, base_env(launch_env))
+
+
 def compose_worker_spec(
     runtime: Runtime,
     *,
@@ -327,10 +346,7 @@ def compose_worker_spec(
     log_group = f"/aws/lambda/{name}"
     log_stream = f"{day}/[{version}]{uuid.uuid4().hex}"
     env = {
-        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "LANG": "C.UTF-8",
-        "TZ": ":UTC",
-        **launch_env,
+        **base_env(launch_env),
         "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_VERSION": version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
@@ -378,4 +394,5 @@ def compose_worker_spec(
         kill_grace_s=kill_grace_s,
         log_max_bytes=log_max_bytes,
         view=view,
+        zygote=runtime.zygote(values, env),
     )

@@ -25,6 +25,7 @@ from ..errors import BuildFailed, InvalidParameter, ToolchainMissing
 from ..execution import sandbox
 from ..execution.limits import MemoryBackend
 from ..execution.sandbox import Identity, executable_by_others
+from ..execution.zygote import ZygoteKey, key_for
 
 log = structlog.get_logger("fnhost.runtimes")
 
@@ -66,6 +67,8 @@ class Variant:
     build_timeout_s: float = 300.0
     build_memory_mb: int = 2048
     prepare_argv: tuple[str, ...] = ()
+    zygote_argv: tuple[str, ...] = ()  # [zygote]: a warm process that forks workers (execution/zygote.py)
+    startup_env: tuple[str, ...] = ()  # [zygote]: variables read only at start-up (fnmatch patterns)
 
 
 @dataclass(slots=True)
@@ -135,6 +138,14 @@ class Runtime:
         argv = [substitute(a, values) for a in variant.launch_argv]
         env = {k: substitute(v, values) for k, v in variant.launch_env.items()}
         return argv, env
+
+    def zygote(self, values: dict[str, str], env: dict[str, str]) -> ZygoteKey | None:
+        """Which zygote forks a worker that ``launch`` would start with ``env``; None: none does."""
+        variant, _ = self.select()
+        if not variant.zygote_argv:
+            return None
+        argv = [substitute(a, values) for a in variant.zygote_argv]
+        return key_for(self.name, argv, values["runtime_dir"], env, variant.startup_env, values.get("cache_dir", ""))
 
     def installed_under(self, directory: str) -> bool:
         """Whether one of the chosen variant's toolchains really lives under ``directory``."""
@@ -375,6 +386,7 @@ def _variant(name: str, table: dict[str, Any], where: str) -> Variant:
     if not launch or not launch.get("argv"):
         raise ValueError(f"{where}: [launch] argv is required")
     build = table.get("build", {})
+    zygote = table.get("zygote", {})
     return Variant(
         name=name,
         toolchains=toolchains,
@@ -385,6 +397,8 @@ def _variant(name: str, table: dict[str, Any], where: str) -> Variant:
         build_timeout_s=float(build.get("timeout_s", 300)),
         build_memory_mb=int(build.get("memory_mb", 2048)),
         prepare_argv=tuple(build.get("prepare_argv", ())),
+        zygote_argv=tuple(zygote.get("argv", ())),
+        startup_env=tuple(zygote.get("startup_env", ())),
     )
 
 

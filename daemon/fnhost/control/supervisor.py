@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import structlog
@@ -26,6 +27,9 @@ from ..execution.invocation import (
     function_arn,
 )
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
+from ..execution.zygote import Zygotes
+from .zygote_stats import ZygoteReport, forked_workers
+from .zygote_stats import report as zygote_report
 from ..execution.pool import Pool, PoolConfig
 from ..execution.spawn import WorkerSpec
 from ..observability.billing import FLUSH_INTERVAL_S, FunctionUsage, Meter, UsageStore
@@ -35,7 +39,7 @@ from . import codestore
 from .async_backends import open_backend
 from .async_invoke import AsyncInvocations
 from .config import FunctionConfig, Settings
-from .deploy import CodeSource, Deployer
+from .deploy import CodeSource, Deployer, plain_zygote
 from .event_configs import EventConfigs
 from .event_sources import EventSources
 from .function_urls import UrlConfigs
@@ -92,6 +96,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
                 "worker_isolation", view="the host's filesystem view",
                 reason=unavailable or "worker_namespaces is off",
                 note="file permissions and uids keep functions apart; /tmp is shared")
+        self.zygotes = Zygotes(enabled=settings.zygote, namespaced=self.deployer.isolated)
         self.pools: dict[str, Pool] = {}  # by label: "name" ($LATEST), "name:N" (a version)
         self.published: dict[str, FunctionRecord] = {}  # versions, by label
         self.routes: dict[str, Route] = {}  # aliases, by "name:alias"
@@ -131,6 +136,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
                             log.error("function_not_loaded", function=record.config.name,
                                       error=getattr(exc, "message", None) or repr(exc))
                     self._load_versions()
+                    self._warm_zygotes()
                     await tg.start(self.async_events.run)  # after the functions: events need their pools
                     await tg.start(self.event_sources.run)
                     tg.start_soon(self._reaper)
@@ -148,6 +154,16 @@ class Supervisor(Qualifiers, SupervisorLayers):
             with anyio.CancelScope(shield=True):
                 await self.shutdown()
 
+    def _warm_zygotes(self) -> None:
+        """Start each runtime's plain zygote now, in the background: a first worker that finds
+        its zygote still starting is spawned instead."""
+        if not self.zygotes.enabled:
+            return
+        for runtime in self.deployer.runtimes:
+            key = plain_zygote(runtime)
+            if key is not None:
+                self._spawn_background(partial(anyio.to_thread.run_sync, self.zygotes.warm, key))
+
     async def shutdown(self) -> None:
         """Stop every worker and release the host resources; safe to call twice."""
         self.draining = True
@@ -159,6 +175,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
                 tg.start_soon(pool.stop_all)
         self.flush_usage()
         self.report_log.flush()
+        await anyio.to_thread.run_sync(self.zygotes.close)
         self.backend.close()
         self.usage.close()
         self.registry.close()
@@ -231,6 +248,8 @@ class Supervisor(Qualifiers, SupervisorLayers):
         """A reloaded config's daemon settings; those needing a restart were kept by the caller."""
         self.settings = settings
         self.deployer.settings = settings
+        for key in self.zygotes.reconfigure(settings.zygote):  # turned back on: warm before they are needed
+            self._spawn_background(partial(anyio.to_thread.run_sync, self.zygotes.warm, key))
         for label, pool in list(self.pools.items()):
             record = self.published.get(label) or self.registry.get(label)
             pool.apply_settings(self._pool_config(record.config, label, self._min_warm(record)))
@@ -350,7 +369,9 @@ class Supervisor(Qualifiers, SupervisorLayers):
         """A pool for one version of a function, starting its min_warm workers in the background."""
         pool = Pool(config, spec or self.deployer.worker_spec(record), backend=self.backend,
                     spawn_background=self._spawn_background, busy_registry=self.busy,
-                    request_ids=self.request_ids, report_log=self.report_log)
+                    request_ids=self.request_ids, report_log=self.report_log, zygotes=self.zygotes)
+        if pool.spec.zygote is not None and self.zygotes.enabled:  # warm before its first worker needs it
+            self._spawn_background(partial(anyio.to_thread.run_sync, self.zygotes.warm, pool.spec.zygote))
         self._spawn_background(pool.ensure_warm)
         return pool
 
@@ -369,6 +390,11 @@ class Supervisor(Qualifiers, SupervisorLayers):
     def snapshot(self, *, with_histograms: bool = False) -> list[PoolSnapshot]:
         """Every pool's counts, by function name: for stats, metrics, status and readiness."""
         return [self.pools[name].snapshot(with_histograms=with_histograms) for name in sorted(self.pools)]
+
+    async def zygote_report(self) -> list[ZygoteReport]:
+        """Each zygote with its live workers and their memory (for stats and metrics)."""
+        workers = forked_workers(w for pool in list(self.pools.values()) for w in pool.workers)
+        return await anyio.to_thread.run_sync(zygote_report, self.zygotes, workers)
 
     @property
     def uptime_s(self) -> int:

@@ -159,14 +159,19 @@ def _ns_pid(pid: int) -> int | None:
     return int(fields[-1]) if len(fields) > 1 else None
 
 
-def worker_pid(outer: int) -> int | None:
-    """The host pid of the worker that ``wrap`` started under ``outer`` (bubblewrap's pid).
+def worker_pid(outer: int, namespaced: bool = True) -> int | None:
+    """The host pid of the worker below ``outer``: bubblewrap's (``wrap``) or a zygote-forked
+    worker's init, whose worker is its child.
 
-    Walks bubblewrap's children (its init) and theirs for the process that is pid 2 in the
-    namespace; a hundred microseconds of /proc reads, once per worker. None when it is not (or no
-    longer) there, or /proc has no ``children`` lists (a kernel without CONFIG_PROC_CHILDREN).
+    Walks ``outer``'s children and theirs for the process that is pid 2 in the namespace (or,
+    ``namespaced`` False, takes the init's child); a hundred microseconds of /proc reads, once per
+    worker. None when it is not (or no longer) there, or /proc has no ``children`` lists (a
+    kernel without CONFIG_PROC_CHILDREN).
     """
-    for init in _children(outer):
+    if not namespaced:
+        children = _children(outer)
+        return children[0] if children else None
+    for init in (outer, *_children(outer)):
         for pid in _children(init):
             if _ns_pid(pid) == WORKER_NS_PID:
                 return pid

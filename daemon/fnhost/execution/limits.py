@@ -112,6 +112,11 @@ class WorkerLimits:
         return self.group.join if self.group is not None else None
 
     @property
+    def procs_files(self) -> tuple[str, ...]:
+        """Each directory's ``cgroup.procs``: what a forked worker writes itself into."""
+        return tuple(str(path / "cgroup.procs") for _, path in self.group.dirs) if self.group is not None else ()
+
+    @property
     def path(self) -> Path | None:
         """A directory of the group (each lists every process of the worker); None without one."""
         return self.group.dirs[0][1] if self.group is not None and self.group.dirs else None

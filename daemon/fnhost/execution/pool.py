@@ -21,17 +21,33 @@ from collections.abc import Awaitable, Callable
 import anyio
 import structlog
 
-from ..errors import (FunctionError, InitError, RequestTooLarge, ResourceNotFound, ResponseTooLarge,
-                      ShuttingDown, TooManyRequests, WorkerProtocolError)
+from ..errors import (
+    ForkLost,
+    FunctionError,
+    InitError,
+    RequestTooLarge,
+    ResourceNotFound,
+    ResponseTooLarge,
+    ShuttingDown,
+    TooManyRequests,
+    WorkerProtocolError,
+)
 from ..observability.logs import ReportLog
 from ..observability.report import Report, RequestIds
 from . import protocol
 from .accounting import Accounts, PoolSnapshot
-from .invocation import SYNC_PAYLOAD_MAX, Invocation, InvocationType, Outcome, client_context_object
+from .invocation import (
+    SYNC_PAYLOAD_MAX,
+    Invocation,
+    InvocationType,
+    Outcome,
+    client_context_object,
+)
 from .limits import MemoryBackend
 from .spawn import WorkerSpec
 from .states import State, StateCounts
 from .worker import Worker
+from .zygote import Zygotes
 
 log = structlog.get_logger("fnhost.pool")
 
@@ -89,10 +105,12 @@ WorkerFactory = Callable[..., Worker]  # Worker's signature; a unit test passes 
 class Pool:
     def __init__(self, config: PoolConfig, spec: WorkerSpec, *, backend: MemoryBackend,
                  spawn_background: Spawner, busy_registry: set[Worker], request_ids: RequestIds,
-                 report_log: ReportLog, worker_factory: WorkerFactory = Worker) -> None:
+                 report_log: ReportLog, worker_factory: WorkerFactory = Worker,
+                 zygotes: Zygotes | None = None) -> None:
         self.config = config
         self.spec = spec
         self.backend = backend
+        self.zygotes = zygotes
         self.spawn_background = spawn_background
         self.busy_registry = busy_registry  # the daemon's BUSY workers, for the memory sampler
         self.request_ids = request_ids
@@ -248,12 +266,19 @@ class Pool:
 
     # --- starting workers ---------------------------------------------------------------------
 
-    async def _start_worker(self, *, for_request: bool) -> Worker:
+    async def _start_worker(self, *, for_request: bool, retried: bool = False) -> Worker:
         worker = self._new_worker(self.spec, self.generation, self._on_dead, self._observe)
         self.workers.add(worker)
         self.live += 1
         try:
-            await worker.start(self.backend)
+            # A retry after a lost fork spawns: whatever killed that worker may be killing forks.
+            await worker.start(self.backend, None if retried else self.zygotes)
+        except ForkLost as exc:
+            log.warning("forked_worker_lost", function=self.config.function, error=exc.message,
+                        note="killed before any of its code ran: a spawned worker takes its place")
+            if retried or self.closed:
+                raise
+            return await self._start_worker(for_request=for_request, retried=True)
         except FunctionError as exc:
             if worker.generation != self.generation and not self.closed:
                 # Old code failed to start after an update: the new code deserves its own try.

@@ -6,8 +6,10 @@ that touches file descriptors and exec.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
+import json
 import os
 import re
 import shutil
@@ -23,6 +25,7 @@ import anyio
 from . import isolation, protocol, sandbox
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
+from .zygote import Forked, Zygote, ZygoteKey
 
 PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
 
@@ -84,18 +87,22 @@ class WorkerSpec:
     view: isolation.View | None = None  # its own mount and pid namespaces (needs an identity)
     scratch_root: Path | None = None  # where each worker gets its private TMPDIR/HOME
     log_max_bytes: int = LOG_MAX_BYTES  # output logged per invocation; the rest is discarded
+    zygote: ZygoteKey | None = None  # the zygote that can fork it (zygote.py); None: always spawned
 
 
 @dataclass(slots=True)
 class Spawned:
     """A started worker process and the daemon's ends of its pipes (non-blocking)."""
 
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | Forked
     to_worker: int
     from_worker: int
     stdout: int
     stderr: int
     scratch: Path | None
+    # The process started leads a pid namespace (bubblewrap, or a forked worker's init) and
+    # reports its worker's death by signal N as status 128 + N; its worker is a descendant.
+    has_init: bool = False
 
 
 def _set_pipe_size(fd: int) -> None:
@@ -131,6 +138,23 @@ def _isolated(argv: list[str], env: dict[str, str], spec: WorkerSpec, scratch: P
     return outer, _shifted(env)
 
 
+def _environment(spec: WorkerSpec, child_in: int, child_out: int) -> tuple[dict[str, str], Path | None]:
+    """The worker's environment (but its control fds) and its scratch directory, if it gets one."""
+    env = dict(spec.env)
+    scratch = None
+    if spec.identity is not None:
+        # Shims reopen their pipes through /proc/self/fd to get close-on-exec, and the pipe's
+        # inode (mode 0600, owned by its creator) must let the worker's uid do that.
+        for fd in (child_in, child_out):
+            os.fchown(fd, spec.identity.uid, spec.identity.gid)
+    if spec.view is not None:
+        env["TMPDIR"] = env["HOME"] = "/tmp"  # its own, of ephemeral_storage_mb: nothing else to write
+    elif spec.scratch_root is not None:
+        scratch = sandbox.prepare_scratch(spec.scratch_root, f"w{next(_scratch_ids)}", spec.identity)
+        env["TMPDIR"] = env["HOME"] = str(scratch)
+    return env, scratch
+
+
 def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawned:
     """Start the worker as ``spec`` says; raises OSError with nothing left open or behind.
 
@@ -150,18 +174,8 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
     try:
         for fd in (to_worker, from_worker):
             _set_pipe_size(fd)
-        env = dict(spec.env)
+        env, scratch = _environment(spec, child_in, child_out)
         env[protocol.CONTROL_FDS_ENV] = f"{child_in},{child_out}"
-        if identity is not None:
-            # Shims reopen their pipes through /proc/self/fd to get close-on-exec, and the pipe's
-            # inode (mode 0600, owned by its creator) must let the worker's uid do that.
-            for fd in (child_in, child_out):
-                os.fchown(fd, identity.uid, identity.gid)
-        if spec.view is not None:
-            env["TMPDIR"] = env["HOME"] = "/tmp"  # its own, of ephemeral_storage_mb: nothing else to write
-        elif spec.scratch_root is not None:
-            scratch = sandbox.prepare_scratch(spec.scratch_root, f"w{next(_scratch_ids)}", identity)
-            env["TMPDIR"] = env["HOME"] = str(scratch)
         argv = sandbox.limited_argv(spec.argv, identity is not None and identity.own)
         stdin: int = subprocess.DEVNULL
         if join is not None:
@@ -214,7 +228,65 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
             os.close(gate)
     for fd in (to_worker, from_worker):
         os.set_blocking(fd, False)
-    return Spawned(proc, to_worker, from_worker, out_r, err_r, scratch)
+    return Spawned(proc, to_worker, from_worker, out_r, err_r, scratch, has_init=spec.view is not None)
+
+
+async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) -> Spawned:
+    """The worker forked by ``zygote``, entering ``cgroup_procs`` itself (the groups ``spawn``'s
+    ``join`` would put it in); raises ZygoteUnavailable or OSError with nothing left open.
+
+    On the event loop, not in a spawn thread: nothing here blocks (a thread hop costs more than
+    the fork), and the zygote's answer is awaited. The spec goes to the worker in a pipe of its
+    own that the zygote passes on unread: no function's environment ever enters the zygote."""
+    child_in, to_worker = os.pipe()
+    from_worker, child_out = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    status_r, status_w = os.pipe()
+    spec_r, spec_w = os.pipe()
+    ours = [to_worker, from_worker, out_r, err_r, status_r]
+    theirs = [child_in, child_out, out_w, err_w, status_w, spec_r]
+    scratch: Path | None = None
+    try:
+        for path in cgroup_procs:  # the worker writes itself in, from a view where /sys is read-only
+            theirs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+        for fd in (to_worker, from_worker):
+            _set_pipe_size(fd)
+        env, scratch = _environment(spec, child_in, child_out)
+        identity = spec.identity
+        view = spec.view
+        if view is not None and scratch is not None:
+            view = replace(view, writable=(*view.writable, str(scratch)))
+        request = json.dumps({
+            "argv": spec.argv,  # what /proc shows as its command line (nothing runs it)
+            "cwd": spec.cwd,
+            "env": env,
+            "identity": None if identity is None else {"uid": identity.uid, "gid": identity.gid, "own": identity.own},
+            "view": None if view is None else {
+                "hidden": list(view.hidden), "readable": list(view.readable), "writable": list(view.writable),
+                "tmp_mb": view.tmp_mb, "opt": view.opt},
+        }).encode()
+        if len(request) > 65536:
+            _set_pipe_size(spec_w)
+        if os.write(spec_w, request) != len(request):  # an empty pipe takes it whole (64 KiB, or 1 MiB)
+            raise OSError(errno.E2BIG, "the worker's spec does not fit its pipe")
+        os.close(spec_w)
+        spec_w = -1
+        pid = await zygote.fork({"namespaced": view is not None}, theirs)
+    except BaseException:
+        for fd in ours:
+            os.close(fd)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    finally:
+        for fd in theirs:
+            os.close(fd)
+        if spec_w >= 0:
+            os.close(spec_w)
+    for fd in (to_worker, from_worker):
+        os.set_blocking(fd, False)
+    return Spawned(Forked(pid, status_r, zygote), to_worker, from_worker, out_r, err_r, scratch, has_init=True)
 
 
 def describe_exit(returncode: int, namespaced: bool = False) -> str:

@@ -24,12 +24,30 @@ from pathlib import Path
 import anyio
 import structlog
 
-from ..errors import FunctionError, InitError, OutOfMemory, RuntimeExit, SandboxTimeout, WorkerProtocolError
+from ..errors import (
+    ForkLost,
+    FunctionError,
+    InitError,
+    OutOfMemory,
+    RuntimeExit,
+    SandboxTimeout,
+    WorkerProtocolError,
+)
 from . import isolation, protocol
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
-from .spawn import PIPE_SIZE, SPAWN_THREADS, WorkerSpec, describe_exit, spawn, write_all, write_now
+from .spawn import (
+    PIPE_SIZE,
+    SPAWN_THREADS,
+    WorkerSpec,
+    describe_exit,
+    fork,
+    spawn,
+    write_all,
+    write_now,
+)
 from .states import IllegalTransition, State
+from .zygote import Forked, Zygotes, ZygoteUnavailable
 
 log = structlog.get_logger("fnhost.worker")
 
@@ -80,9 +98,16 @@ class Worker:
         self._exited = asyncio.Event()
         self._to_worker = self._from_worker = self._pidfd = -1
         self._logs: LogCapture | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | Forked | None = None
+        self._has_init = False  # the process started leads a pid namespace: the worker is below it
+        self.forked = False  # by a zygote, not spawned
         self._scratch: Path | None = None
         observe(self, None, State.STARTING)
+
+    @property
+    def leader(self) -> int:
+        """The process the daemon started and watches: the worker, or the init above it."""
+        return self._leader
 
     # --- state machine ------------------------------------------------------------------------
 
@@ -95,8 +120,8 @@ class Worker:
 
     # --- start --------------------------------------------------------------------------------
 
-    async def start(self, backend: MemoryBackend) -> None:
-        """Spawn, then HELLO and INIT within the init timeout.
+    async def start(self, backend: MemoryBackend, zygotes: Zygotes | None = None) -> None:
+        """Spawn (or fork from the spec's zygote), then HELLO and INIT within the init timeout.
 
         Raises InitError, RuntimeExit, WorkerProtocolError (HELLO or INIT's reply was not what
         the protocol says: the worker was killed).
@@ -111,9 +136,20 @@ class Worker:
             # Off the event loop: fork/exec blocks its caller until the child has exec'd, measured
             # at 35-80 ms when both cores are busy. Shielded: a process spawned for a caller that
             # went away meanwhile is still ours to stop.
+            zygote = zygotes.get(spec.zygote) if zygotes is not None and spec.zygote is not None else None
+            spawned = None
             with anyio.CancelScope(shield=True):
-                spawned = await self._loop.run_in_executor(
-                    SPAWN_THREADS, partial(spawn, spec, join=limits.join if limits is not None else None))
+                if zygote is not None:
+                    try:
+                        spawned = await fork(spec, zygote, limits.procs_files if limits is not None else ())
+                    except ZygoteUnavailable as exc:
+                        log.warning("zygote_fallback", function=spec.function, reason=str(exc),
+                                    note="this worker is spawned")
+                        if not zygote.running:  # started again in the background, for the next one
+                            self._loop.run_in_executor(SPAWN_THREADS, zygotes.warm, spec.zygote)
+                if spawned is None:
+                    spawned = await self._loop.run_in_executor(
+                        SPAWN_THREADS, partial(spawn, spec, join=limits.join if limits is not None else None))
         except OSError as exc:
             if limits is not None:
                 limits.close()
@@ -125,6 +161,8 @@ class Worker:
                 raise RuntimeExit(f"cannot start the worker: its code directory {spec.cwd} is gone") from exc
             raise RuntimeExit(f"cannot start the worker {spec.argv[0]}: {exc.strerror}") from exc
         self._proc = spawned.proc
+        self._has_init = spawned.has_init
+        self.forked = isinstance(spawned.proc, Forked)
         self._to_worker, self._from_worker, self._scratch = spawned.to_worker, spawned.from_worker, spawned.scratch
         self.pid = self._leader = self._proc.pid
         self._logs = LogCapture(spec.function, spawned.stdout, spawned.stderr, self._loop, spec.log_max_bytes)
@@ -138,10 +176,17 @@ class Worker:
 
         try:
             with anyio.fail_after(spec.init_timeout_s):
-                hello = await self._next_frame()
+                try:
+                    hello = await self._next_frame()
+                except RuntimeExit as exc:
+                    if self.forked and self.returncode is not None and (self.returncode > 128 or self.returncode < 0):
+                        # A signal before HELLO: no function code ran (specialisation had not
+                        # ended); a failure to specialise exits 125 and is reported as it is.
+                        raise ForkLost(exc.message) from exc
+                    raise
                 version = protocol.parse_hello(hello.body)["protocol"]
-                if spec.view is not None:  # the shim's host pid (HELLO's "pid" is the namespace's 2)
-                    self.pid = isolation.worker_pid(self._leader) or self._leader  # or it just died
+                if self._has_init:  # the shim's host pid (HELLO's "pid" is the namespace's 2)
+                    self.pid = isolation.worker_pid(self._leader, spec.view is not None) or self._leader
                     if self.memory is not None and self.pid != self._leader:
                         self.memory.measure(self.pid)  # VmHWM: the shim's, not bubblewrap's
                 self._encode_invoke = protocol.INVOKE_ENCODERS[version]
@@ -386,7 +431,7 @@ class Worker:
                 "(only the runtime's shim may write to its control pipe, one frame when asked)")
         code = self.returncode if self.returncode is not None else -signal.SIGKILL
         tail = self._logs.stderr_tail(STDERR_TAIL) if self._logs else ""
-        message = f"Runtime exited with error: {describe_exit(code, self.spec.view is not None)}"
+        message = f"Runtime exited with error: {describe_exit(code, self._has_init)}"
         return RuntimeExit(f"{message}\n{tail}" if tail else message)
 
     def _signal_group(self, sig: int) -> None:

@@ -554,18 +554,42 @@ class FunctionStats(_message.Message):
     def __init__(self, function_name: _Optional[str] = ..., workers: _Optional[_Mapping[str, int]] = ..., invocations: _Optional[int] = ..., errors: _Optional[int] = ..., throttles: _Optional[int] = ..., cold_starts: _Optional[int] = ..., timeouts: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("functions", "uptime_s", "memory_backend", "async_queues", "event_source_mappings")
+    __slots__ = ("functions", "uptime_s", "memory_backend", "async_queues", "event_source_mappings", "zygotes")
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BACKEND_FIELD_NUMBER: _ClassVar[int]
     ASYNC_QUEUES_FIELD_NUMBER: _ClassVar[int]
     EVENT_SOURCE_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    ZYGOTES_FIELD_NUMBER: _ClassVar[int]
     functions: _containers.RepeatedCompositeFieldContainer[FunctionStats]
     uptime_s: int
     memory_backend: str
     async_queues: _containers.RepeatedCompositeFieldContainer[AsyncQueueStats]
     event_source_mappings: _containers.RepeatedCompositeFieldContainer[EventSourceMappingStats]
-    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ..., async_queues: _Optional[_Iterable[_Union[AsyncQueueStats, _Mapping]]] = ..., event_source_mappings: _Optional[_Iterable[_Union[EventSourceMappingStats, _Mapping]]] = ...) -> None: ...
+    zygotes: _containers.RepeatedCompositeFieldContainer[ZygoteStats]
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ..., async_queues: _Optional[_Iterable[_Union[AsyncQueueStats, _Mapping]]] = ..., event_source_mappings: _Optional[_Iterable[_Union[EventSourceMappingStats, _Mapping]]] = ..., zygotes: _Optional[_Iterable[_Union[ZygoteStats, _Mapping]]] = ...) -> None: ...
+
+class ZygoteStats(_message.Message):
+    __slots__ = ("runtime", "command", "pid", "forks", "failures", "restarts", "memory_uss_bytes", "workers", "workers_memory_uss_bytes")
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    FORKS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_MEMORY_USS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    runtime: str
+    command: str
+    pid: int
+    forks: int
+    failures: int
+    restarts: int
+    memory_uss_bytes: int
+    workers: int
+    workers_memory_uss_bytes: int
+    def __init__(self, runtime: _Optional[str] = ..., command: _Optional[str] = ..., pid: _Optional[int] = ..., forks: _Optional[int] = ..., failures: _Optional[int] = ..., restarts: _Optional[int] = ..., memory_uss_bytes: _Optional[int] = ..., workers: _Optional[int] = ..., workers_memory_uss_bytes: _Optional[int] = ...) -> None: ...
 
 class EventSourceMappingStats(_message.Message):
     __slots__ = ("uuid", "function_name", "records", "failed_records", "exhausted_records", "sent_to_destination", "batches", "concurrent_batches", "backlog")

@@ -1,0 +1,366 @@
+"""Zygotes: warm interpreters that fork workers instead of starting them.
+
+A runtime whose descriptor has a ``[zygote]`` table (Python's: runtimes/python/zygote.py) gets
+one long-lived process per interpreter and start-up environment, started as the daemon's user
+with the shim already imported. A new worker of a function that matches it is a fork of it,
+specialised there, before any of the function's code loads, exactly as a spawned worker is set up
+(control groups, namespaces and view, rlimits, umask, uid and gid, capabilities, environment,
+working directory); the zygote's docstring says how. A fork costs a few hundred microseconds where
+a spawn costs an interpreter's start-up, and shares every page the worker does not write.
+
+What the daemon gets back is the pid of the worker's *init* (the first process of its pid
+namespace, as bubblewrap's is for a spawned worker): it watches it with a pidfd, signals its
+process group, and reads how the worker ended from a status pipe, because the process is the
+zygote's child, not the daemon's. The zygote keeps it unreaped (so its pid, which is also its
+process group's id, cannot be reused) until the daemon says ``reap``.
+
+A zygote starts with the environment variables the interpreter reads only as it starts
+(``startup_env`` in the descriptor: ``PYTHONPATH``, ``LD_PRELOAD``, a locale...) set as the
+function's are, so a function that sets one differently gets a zygote of its own; past
+MAX_ZYGOTES of them, its workers are spawned (the log says so). So is every worker while its
+zygote is unavailable. A zygote that
+dies is started again at the next fork; the worker being forked then is spawned instead, so no
+invocation waits on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import structlog
+
+log = structlog.get_logger("fnhost.zygote")
+
+START_TIMEOUT_S = 30.0  # a cold interpreter on a saturated host; the zygote says "ready" when warm
+FORK_TIMEOUT_S = 10.0  # a fork answers in about a millisecond: this only catches a stuck zygote
+MAX_ZYGOTES = 4  # distinct interpreter start-ups kept warm; past that, functions are spawned
+REFUSALS = 3  # forks in a row it could not specialise: it is not used again until a reload
+
+
+class ZygoteUnavailable(Exception):
+    """This fork cannot be had from the zygote now (the worker is spawned instead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZygoteKey:
+    """Which zygote can fork a worker: the same program, directory and start-up environment."""
+
+    runtime: str
+    argv: tuple[str, ...]
+    cwd: str  # the runtime's directory: the zygote's program, and init.c if it has one
+    env: tuple[tuple[str, str], ...]  # the variables the interpreter reads as it starts, sorted
+    cache_dir: str = ""  # where init.c is compiled to, once per host; "": no cache, no fnhost-init
+
+    def describe(self) -> str:
+        return " ".join(self.argv)
+
+
+def startup_env(env: dict[str, str], patterns: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in env.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)))
+
+
+def key_for(runtime: str, argv: list[str], cwd: str, env: dict[str, str], patterns: tuple[str, ...],
+            cache_dir: str = "") -> ZygoteKey:
+    return ZygoteKey(runtime, tuple(argv), cwd, startup_env(env, patterns), cache_dir)
+
+
+def init_binary(key: ZygoteKey) -> str:
+    """fnhost-init built from the runtime's ``init.c`` into the cache (once per host and source),
+    or "" when there is no source, no cache or no C compiler (the zygote's Python init stands in:
+    a megabyte more per worker). Blocking: a compile is a fraction of a second."""
+    source = Path(key.cwd) / "init.c"
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if not key.cache_dir or not source.is_file() or compiler is None:
+        return ""
+    text = source.read_bytes()
+    target = Path(key.cache_dir) / f"fnhost-init-{hashlib.sha256(text).hexdigest()[:16]}"
+    if os.access(target, os.X_OK):
+        return str(target)
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    for static in (["-static"], []):  # static: a few pages per init; glibc's static archive may be missing
+        done = subprocess.run([compiler, "-O2", *static, "-o", str(partial), str(source)], capture_output=True,
+                              timeout=120)
+        if done.returncode == 0:
+            os.chmod(partial, 0o755)
+            os.replace(partial, target)
+            return str(target)
+    log.warning("zygote_init_not_built", source=str(source), compiler=compiler,
+                error=done.stderr.decode(errors="replace")[-500:], note="the Python init stands in")
+    return ""
+
+
+@dataclass(slots=True)
+class ZygoteStats:
+    key: ZygoteKey
+    pid: int
+    forks: int
+    failures: int
+    restarts: int
+    uss_bytes: int
+
+
+class Forked:
+    """A worker the zygote forked, as the daemon sees it: its init's pid and how it ended.
+
+    Duck-types the two things Worker uses of a Popen: ``pid`` and ``wait()``.
+    """
+
+    def __init__(self, pid: int, status_r: int, zygote: Zygote) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._status_r = status_r
+        self._zygote = zygote
+        self._process = zygote.process
+
+    def wait(self) -> int:
+        """How the worker ended (its init has exited: the pidfd said so, or it was SIGKILLed)."""
+        if self.returncode is None:
+            data = os.read(self._status_r, 1)  # EOF once init has exited; one byte if it reported
+            os.close(self._status_r)
+            # No report: the init itself was killed (SIGKILL to its group), as bubblewrap's would be.
+            self.returncode = data[0] if data else -signal.SIGKILL
+            self._zygote.reap(self._process, self.pid)
+        return self.returncode
+
+
+class Zygote:
+    """One zygote process; forks are one at a time (the zygote is single-threaded)."""
+
+    def __init__(self, key: ZygoteKey, lifeline: int, namespaced: bool) -> None:
+        self.key = key
+        self._lifeline = lifeline
+        self._namespaced = namespaced  # the kind of worker to keep a spare of from the start
+        self._lock = threading.Lock()  # starting and stopping (threads)
+        self._forking = asyncio.Lock()  # one fork at a time (the event loop)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self.forks = self.failures = self.restarts = 0
+        self.refusals_in_row = 0  # forks it answered with an error: a host that cannot (see Zygotes.get)
+        self._died = False  # lost (not stopped): its next start is a restart
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the zygote and wait until it is warm; raises ZygoteUnavailable."""
+        try:
+            init = init_binary(self.key)
+        except (OSError, subprocess.SubprocessError) as exc:
+            log.warning("zygote_init_not_built", error=str(exc), note="the Python init stands in")
+            init = ""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = {"FNHOST_ZYGOTE_INIT": init, "PATH": os.environ.get("PATH", "/usr/bin:/bin"), **dict(self.key.env),
+               "FNHOST_ZYGOTE_FDS": f"{theirs.fileno()},{self._lifeline}",
+               "FNHOST_ZYGOTE_SPARE": "namespaced" if self._namespaced else "shared"}
+        try:
+            process = subprocess.Popen(
+                list(self.key.argv), cwd=self.key.cwd, env=env, stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(), self._lifeline), start_new_session=True)
+        except OSError as exc:
+            ours.close()
+            raise ZygoteUnavailable(f"cannot start {self.key.describe()}: {exc.strerror}") from exc
+        finally:
+            theirs.close()
+        ours.settimeout(START_TIMEOUT_S)
+        try:
+            ready = json.loads(ours.recv(4096) or b"null")
+        except (OSError, ValueError) as exc:
+            ready = None
+            log.warning("zygote_not_ready", zygote=self.key.describe(), error=str(exc))
+        if not isinstance(ready, dict) or "ready" not in ready:
+            ours.close()
+            _end(process)
+            raise ZygoteUnavailable(f"{self.key.describe()} did not come up (its output is in the daemon's log)")
+        ours.setblocking(False)
+        if self._died:
+            self.restarts += 1
+            self._died = False
+        self.process, self._sock = process, ours
+        log.info("zygote_started", zygote=self.key.describe(), pid=process.pid)
+
+    def _lost(self, why: str) -> None:
+        """Forget a zygote that failed (blocking: it is waited for)."""
+        self._died = True
+        log.warning("zygote_lost", zygote=self.key.describe(), pid=self.process.pid if self.process else 0,
+                    reason=why, note="it is started again at the next fork; this worker is spawned")
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self.process is not None:
+            _end(self.process)
+
+    def ensure(self) -> None:
+        """Start it if it is not running (blocking)."""
+        with self._lock:
+            if self._sock is None:
+                self._start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()  # the zygote exits on EOF; its workers live on (their lifeline is the daemon)
+                self._sock = None
+            if self.process is not None:
+                _end(self.process)
+
+    # --- fork and reap --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._sock is not None
+
+    async def fork(self, request: dict[str, Any], fds: list[int]) -> int:
+        """Fork one worker; the pid of its init. On the event loop: the request is one datagram
+        and the answer comes in well under a millisecond.
+
+        ``request``: ``{"namespaced": bool}``, all the zygote is told. ``fds``: the worker's
+        control input and output, stdout, stderr, the status pipe's write end, the spec pipe's
+        read end and each cgroup.procs to enter; the caller keeps (and closes) them. Raises
+        ZygoteUnavailable, at once when the zygote is not running (it takes a cold interpreter's
+        start-up to start one: never on this path).
+        """
+        loop = asyncio.get_running_loop()
+        async with self._forking:
+            sock = self._sock
+            if sock is None:
+                raise ZygoteUnavailable("the zygote is not running")
+            try:
+                socket.send_fds(sock, [json.dumps({"fork": request}).encode()], fds)
+                raw = await asyncio.wait_for(loop.sock_recv(sock, 4096), FORK_TIMEOUT_S)
+            except (OSError, asyncio.TimeoutError) as exc:  # it died (or hangs): a fresh one next time
+                self.failures += 1
+                why = str(exc) or type(exc).__name__
+                await loop.run_in_executor(None, self._lost, why)
+                raise ZygoteUnavailable(f"the zygote failed: {why}") from exc
+            if not raw:
+                self.failures += 1
+                await loop.run_in_executor(None, self._lost, "it exited")
+                raise ZygoteUnavailable("the zygote exited")
+        reply = json.loads(raw)
+        if "pid" not in reply:
+            self.failures += 1
+            self.refusals_in_row += 1
+            raise ZygoteUnavailable(str(reply.get("error", reply)))
+        self.forks += 1
+        self.refusals_in_row = 0
+        return int(reply["pid"])
+
+    def reap(self, process: subprocess.Popen[bytes] | None, pid: int) -> None:
+        """Let the zygote that forked ``pid`` reap it (a restarted zygote is not its parent)."""
+        sock = self._sock
+        if process is not self.process or sock is None:
+            return  # its zygote is gone: the init was reparented to the host's init, which reaps it
+        try:
+            sock.send(json.dumps({"reap": pid}).encode())  # one datagram: atomic beside a fork's
+        except OSError:
+            pass  # a full socket (a stuck zygote): the zombie is the host init's once it goes
+
+    def stats(self) -> ZygoteStats:
+        pid = self.process.pid if self.process is not None and self._sock is not None else 0
+        uss = 0
+        if pid:
+            try:
+                uss = psutil.Process(pid).memory_full_info().uss
+            except psutil.Error:
+                pass
+        return ZygoteStats(self.key, pid, self.forks, self.failures, self.restarts, uss)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Stop a zygote: EOF first (it exits at once), SIGKILL if it does not."""
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass(slots=True)
+class Zygotes:
+    """The daemon's zygotes, by key; ``enabled`` follows the ``zygote`` setting (reloadable)."""
+
+    enabled: bool = True
+    namespaced: bool = False  # its workers get namespaces of their own (the daemon's isolation)
+    _zygotes: dict[ZygoteKey, Zygote] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lifeline: tuple[int, int] = (-1, -1)
+    _refused: set[ZygoteKey] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # Every forked worker's init holds the read end; only the daemon holds the write end, so
+        # when the daemon dies, however it dies, every forked worker dies with it.
+        self._lifeline = os.pipe()
+
+    def get(self, key: ZygoteKey) -> Zygote | None:
+        """The zygote for ``key``, made (not started) on first use; None when off or too many."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            zygote = self._zygotes.get(key)
+            if zygote is not None and zygote.refusals_in_row >= REFUSALS:
+                if key not in self._refused:
+                    self._refused.add(key)
+                    log.warning("zygote_disabled", zygote=key.describe(), refusals=REFUSALS,
+                                note="its workers are spawned until the configuration is reloaded (SIGHUP)")
+                return None
+            if zygote is None:
+                if len(self._zygotes) >= MAX_ZYGOTES:
+                    if key not in self._refused:
+                        self._refused.add(key)
+                        log.info("zygote_limit", zygote=key.describe(), limit=MAX_ZYGOTES,
+                                 note="workers of this start-up environment are spawned")
+                    return None
+                zygote = self._zygotes[key] = Zygote(key, self._lifeline[0], self.namespaced)
+            return zygote
+
+    def stats(self) -> list[ZygoteStats]:
+        with self._lock:
+            zygotes = list(self._zygotes.values())
+        return [z.stats() for z in zygotes]
+
+    def reconfigure(self, enabled: bool) -> list[ZygoteKey]:
+        """A reload: the ``zygote`` setting, and another chance for a zygote that kept failing.
+        Returns the zygotes to start again (in the background: ``warm``) when it is turned on."""
+        was, self.enabled = self.enabled, enabled
+        with self._lock:
+            self._refused.clear()
+            for zygote in self._zygotes.values():
+                zygote.refusals_in_row = 0
+            zygotes = list(self._zygotes.values())
+        if not enabled:
+            for zygote in zygotes:
+                zygote.close()  # each exits at EOF; the workers it forked live on; its counters stay
+            return []
+        return [z.key for z in zygotes] if not was else []
+
+    def warm(self, key: ZygoteKey) -> None:
+        """Start the zygote for ``key`` now (blocking; for a background thread), so that the first
+        worker does not wait for it; logs rather than raises."""
+        zygote = self.get(key)
+        if zygote is None:
+            return
+        try:
+            zygote.ensure()
+        except ZygoteUnavailable as exc:
+            log.warning("zygote_unavailable", zygote=key.describe(), reason=str(exc))
+
+    def close(self) -> None:
+        with self._lock:
+            zygotes = list(self._zygotes.values())
+        for zygote in zygotes:
+            zygote.close()
+        # The lifeline stays open: forked workers still running are stopped by the daemon's
+        # shutdown, and those it could not reach die when the daemon exits.

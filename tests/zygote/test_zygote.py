@@ -1,0 +1,330 @@
+"""Python workers forked from a warm zygote (issue #13; execution/zygote.py, runtimes/python/zygote.py).
+
+Real daemons, real zygotes and forked workers. What a forked worker is set up as (uid, groups,
+capabilities, umask, rlimits, namespaces, view) is checked where the spawned one's is, by the
+same tests run both ways (tests/test_security.py, tests/hostile/test_filesystem_view.py, the
+conformance suite's ``python`` and ``python-spawned``); here: that workers are forked at all and
+look as if exec'd, that nothing of one function reaches another through the zygote, that a bad
+function does not poison it, that killing it (or its spare) at any moment loses no invocation
+and leaves no process behind, the start-up environment rule, the reload switch and the stats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fnhost.client import Client
+from fnhost.execution import isolation
+from tests.conftest import Daemon, public_code, short_tempdir, unique, wait_gone
+from tests.worker_pids import host_pid
+
+NAMESPACES = os.geteuid() == 0 and isolation.probe(True) is None
+
+APP = '''\
+import builtins
+import json
+import os
+import sys
+import time
+import uuid
+
+WORKER = uuid.uuid4().hex
+LEAKED_BEFORE = getattr(builtins, "fnhost_test_secret", None)  # set by another function, if it could reach us
+builtins.fnhost_test_secret = os.environ["AWS_LAMBDA_FUNCTION_NAME"]
+
+
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"pid": os.getpid(), "uid": os.getuid(), "worker": WORKER, "leaked": LEAKED_BEFORE,
+            "modules": sorted(m for m in sys.modules if m.startswith("app")), "sys_path": sys.path,
+            "argv": sys.argv, "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "tz": time.tzname[0]}
+'''
+
+BAD = {
+    "import_error.py": "import no_such_module_here\n\ndef handler(e, c):\n    return 1\n",
+    "init_raise.py": "raise RuntimeError('no thanks')\n\ndef handler(e, c):\n    return 1\n",
+    "hang.py": "import time\ntime.sleep(60)\n\ndef handler(e, c):\n    return 1\n",
+    "hog.py": "HOG = bytearray(400 * 1024 * 1024)\n\ndef handler(e, c):\n    return 1\n",
+    "exits.py": "import sys\n\ndef handler(e, c):\n    print('bye', flush=True)\n    sys.exit(7)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def code() -> Iterator[Path]:
+    path = public_code({"app.py": APP, **BAD})
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    state = short_tempdir()
+    d = Daemon(state / "state", config="[daemon]\ninit_timeout_s = 3\n")
+    d.start()
+    yield d
+    assert d.stop() == 0, d.log_tail()
+    assert d.leftovers == [], "workers outlived their daemon"
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def invoke(client: Client, name: str, **event: object) -> dict:
+    result = client.invoke(name, json.dumps(event).encode())
+    assert result.ok, result.payload
+    return json.loads(result.payload)
+
+
+def zygotes(client: Client) -> list:
+    return [z for z in client.stats().zygotes if z.runtime == "python"]
+
+
+def deploy(client: Client, code: Path, handler: str = "app.handler", **options: object) -> str:
+    name = unique("zy")
+    client.create_function(name, runtime="python", handler=handler, code=str(code), **options)
+    return name
+
+
+def test_python_workers_are_forked_and_look_exec_d(daemon: Daemon, code: Path) -> None:
+    with daemon.client() as client:
+        name = deploy(client, code)
+        seen = invoke(client, name)
+        [zygote] = zygotes(client)
+    assert zygote.pid > 0 and zygote.forks >= 1 and zygote.workers >= 1 and zygote.failures == 0
+    assert zygote.memory_uss_bytes > 1024 * 1024 and zygote.workers_memory_uss_bytes > 0
+    assert "zygote.py" in zygote.command
+    worker = psutil.Process(host_pid(daemon.pid, seen["pid"], uid=seen["uid"]))
+    init = worker.parent()
+    assert init is not None and init.parent().pid == zygote.pid  # zygote → the namespace's init → worker
+    # What ps and tools that look for a function's processes see: the worker, not the zygote.
+    assert worker.cmdline()[-1].endswith("/bootstrap.py") and "-s" in worker.cmdline()
+    assert worker.environ()["AWS_LAMBDA_FUNCTION_NAME"] == name
+    assert seen["argv"][0].endswith("/bootstrap.py")
+    assert seen["tz"] == "UTC"
+    if NAMESPACES:
+        assert seen["pid"] == isolation.WORKER_NS_PID
+
+
+def test_nothing_of_one_function_reaches_another(daemon: Daemon, code: Path) -> None:
+    with daemon.client() as client:
+        a, b = deploy(client, code), deploy(client, code)
+        seen_a, seen_b = invoke(client, a), invoke(client, b)
+        again = [invoke(client, b, sleep=0.2) for _ in range(1)]
+    # Each imported its module itself: the zygote holds the shim only, so no function's globals,
+    # modules or identity carry over, and no worker is handed out twice.
+    assert seen_a["leaked"] is None and seen_b["leaked"] is None
+    assert seen_a["modules"] == seen_b["modules"] == ["app"]
+    assert seen_a["worker"] != seen_b["worker"] and again[0]["worker"] == seen_b["worker"]
+    assert seen_a["uid"] != seen_b["uid"]
+    assert seen_a["name"] == a and seen_b["name"] == b
+
+
+def _memory_holds(pid: int, needle: bytes) -> bool:
+    """Whether any readable, private mapping of ``pid`` holds ``needle`` (root reads /proc/PID/mem)."""
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if not fields[1].startswith("r") or (len(fields) > 5 and fields[5].startswith(("[vvar", "[vsyscall"))):
+                continue
+            try:
+                mem.seek(start)
+                if needle in mem.read(end - start):
+                    return True
+            except (OSError, ValueError, OverflowError):
+                continue
+    return False
+
+
+def test_no_function_data_enters_the_zygote_or_a_later_worker(daemon: Daemon, code: Path) -> None:
+    # The spec (environment, paths) goes from the daemon to the spare in a pipe the zygote passes
+    # on unread: were it parsed there, freed memory would carry it into every later fork.
+    secret = os.urandom(16).hex()
+    with daemon.client() as client:
+        a = deploy(client, code, environment={"FNHOST_TEST_SECRET": secret})
+        seen_a = invoke(client, a)
+        seen_b = invoke(client, deploy(client, code))
+        [zygote] = zygotes(client)
+    worker_a = host_pid(daemon.pid, seen_a["pid"], uid=seen_a["uid"])
+    worker_b = host_pid(daemon.pid, seen_b["pid"], uid=seen_b["uid"])
+    assert _memory_holds(worker_a, secret.encode()), "the scan finds the secret where it is"
+    family = [zygote.pid, *(p.pid for p in psutil.Process(zygote.pid).children(recursive=True))]
+    holders = [pid for pid in {*family, worker_b} - {worker_a}
+               if _memory_holds(pid, secret.encode())]
+    assert holders == [], f"function A's secret is in the memory of {holders}"
+
+
+def test_bad_functions_get_lambdas_errors_and_do_not_poison_the_zygote(daemon: Daemon, code: Path) -> None:
+    expected = {
+        "import_error.handler": "Runtime.ImportModuleError",
+        "init_raise.handler": "Runtime.InitError",  # an exception at import
+        "hang.handler": "Runtime.InitError",  # past init_timeout_s (3 s here)
+        "hog.handler": "Runtime.OutOfMemory",  # 400 MB at import, 128 MB allowed
+        "exits.handler": "Runtime.ExitError",
+    }
+    with daemon.client() as client:
+        before = zygotes(client)[0] if zygotes(client) else None
+        for handler, error in expected.items():
+            name = deploy(client, code, handler=handler, memory_mb=128, timeout_s=5)
+            result = client.invoke(name, b"{}")
+            assert not result.ok, (handler, result.payload)
+            assert json.loads(result.payload)["errorType"] == error, (handler, result.payload)
+            if handler == "exits.handler":
+                assert "exit status 7" in json.loads(result.payload)["errorMessage"]
+        healthy = invoke(client, deploy(client, code))
+        [after] = zygotes(client)
+    assert healthy["leaked"] is None
+    assert after.failures == 0 and after.restarts == 0
+    if before is not None:
+        assert after.pid == before.pid and after.forks >= before.forks + len(expected) + 1
+
+
+def test_a_start_up_variable_gets_a_zygote_of_its_own_and_five_fall_back_to_spawning(
+        fresh_daemon: Daemon, code: Path) -> None:
+    fresh_daemon.start()
+    with fresh_daemon.client() as client:
+        plain = invoke(client, deploy(client, code))
+        for i in range(5):  # PYTHONPATH is read only as the interpreter starts
+            env = {"PYTHONPATH": f"/nowhere/{i}"}
+            # The first function of a start-up environment is spawned while its zygote starts
+            # (a new interpreter takes longer than a spawn); the next forks from it.
+            first = invoke(client, deploy(client, code, environment=env))
+            if i < 3:
+                _wait_for_event(fresh_daemon, "zygote_started", count=i + 2)
+            second = invoke(client, deploy(client, code, environment=env))
+            for seen in (first, second):
+                assert f"/nowhere/{i}" in seen["sys_path"], seen["sys_path"]  # as a spawned worker has it
+        assert not any(p.startswith("/nowhere") for p in plain["sys_path"])
+        found = zygotes(client)
+    assert len(found) == 4  # the plain one and three more: execution/zygote.py's MAX_ZYGOTES
+    assert all(z.forks >= 1 and z.pid > 0 for z in found), found
+    limits = [e for e in fresh_daemon.log_events() if e.get("event") == "zygote_limit"]
+    assert len(limits) == 2, limits  # the fourth and fifth PYTHONPATH: spawned, and said so once each
+
+
+def _cold_invoker(client: Client, code: Path, stop: threading.Event, results: list) -> None:
+    while not stop.is_set():
+        name = deploy(client, code)
+        result = client.invoke(name, b"{}")
+        results.append(result.ok or result.payload)
+        client.delete_function(name)
+
+
+def test_killing_the_zygote_or_its_spare_at_any_moment_loses_no_invocation(fresh_daemon: Daemon, code: Path) -> None:
+    fresh_daemon.start()
+    rng = random.Random(13)
+    results: list = []
+    stop = threading.Event()
+    with fresh_daemon.client() as client:
+        invoke(client, deploy(client, code))
+        threads = [threading.Thread(target=_cold_invoker, args=(client, code, stop, results)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        kills = {"zygote": 0, "spare": 0}
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.05, 0.4))
+            [z] = zygotes(client) or [None]
+            if z is None or not z.pid:
+                continue
+            try:
+                zygote = psutil.Process(z.pid)
+                if rng.random() < 0.5:
+                    zygote.send_signal(signal.SIGKILL)
+                    kills["zygote"] += 1
+                else:  # a spare: the zygote's child whose own child waits, function-less, for a request
+                    spares = [c for c in zygote.children() if "AWS_LAMBDA_FUNCTION_NAME" not in _environ(c)]
+                    for spare in spares:
+                        for p in [*spare.children(), spare]:
+                            p.send_signal(signal.SIGKILL)
+                    kills["spare"] += bool(spares)
+            except psutil.Error:
+                pass
+        stop.set()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+        assert invoke(client, deploy(client, code))["leaked"] is None  # and it still forks
+        [z] = zygotes(client)
+    assert kills["zygote"] >= 3 and kills["spare"] >= 3, kills
+    assert len(results) >= 10 and all(r is True for r in results), [r for r in results if r is not True][:3]
+    assert z.restarts >= 1
+    assert fresh_daemon.stop() == 0
+    assert fresh_daemon.leftovers == []
+
+
+def _environ(p: psutil.Process) -> dict:
+    """The environment of ``p``'s child (a spare's worker, until it becomes a function's)."""
+    try:
+        children = p.children()
+        return children[0].environ() if children else {}
+    except psutil.Error:
+        return {}
+
+
+def test_forked_workers_die_with_the_daemon_however_it_dies(fresh_daemon: Daemon, code: Path) -> None:
+    fresh_daemon.start()
+    with fresh_daemon.client() as client:
+        seen = [invoke(client, deploy(client, code)) for _ in range(3)]
+        [z] = zygotes(client)
+    workers = [host_pid(fresh_daemon.pid, s["pid"], uid=s["uid"]) for s in seen]
+    family = [z.pid, *(c.pid for c in psutil.Process(z.pid).children(recursive=True))]
+    os.kill(fresh_daemon.pid, signal.SIGKILL)
+    # The zygote sees its socket close; each init, the lifeline only the daemon held: every
+    # worker and spare goes within moments, with nothing left to the harness to kill.
+    assert wait_gone([*workers, *family], timeout=10) == []
+
+
+def test_reloading_with_the_zygote_off_spawns_new_workers(fresh_daemon: Daemon, code: Path) -> None:
+    fresh_daemon.config = "[daemon]\nzygote = true\n"
+    fresh_daemon.start()
+    config = Path(str(fresh_daemon.state_dir) + ".toml")
+    assert config.read_text().startswith("[daemon]")
+    with fresh_daemon.client() as client:
+        invoke(client, deploy(client, code))
+        [z] = zygotes(client)
+        assert z.pid > 0
+        config.write_text("[daemon]\nzygote = false\n")
+        os.kill(fresh_daemon.pid, signal.SIGHUP)
+        _wait_for_event(fresh_daemon, "reloaded")
+        seen = invoke(client, deploy(client, code))
+        worker = psutil.Process(host_pid(fresh_daemon.pid, seen["pid"], uid=seen["uid"]))
+        assert not _under(worker, z.pid), "a worker was forked with the zygote turned off"
+        assert [x.pid for x in zygotes(client)] == [0]  # stopped; its workers live on
+        config.write_text("[daemon]\nzygote = true\n")
+        os.kill(fresh_daemon.pid, signal.SIGHUP)
+        _wait_for_event(fresh_daemon, "reloaded", count=2)
+        _wait_for_event(fresh_daemon, "zygote_started", count=2)  # started again in the background
+        seen = invoke(client, deploy(client, code))
+        [z2] = zygotes(client)
+        assert z2.pid > 0 and _under(psutil.Process(host_pid(fresh_daemon.pid, seen["pid"], uid=seen["uid"])), z2.pid)
+
+
+def _under(p: psutil.Process, ancestor: int) -> bool:
+    return any(a.pid == ancestor for a in p.parents())
+
+
+def _wait_for_event(d: Daemon, event: str, count: int = 1, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(e.get("event") == event for e in d.log_events()) < count:
+        assert time.monotonic() < deadline, f"no {event!r} in the log:\n{d.log_tail()}"
+        time.sleep(0.05)
+
+
+def test_fnhost_stats_shows_the_zygote(daemon: Daemon, code: Path) -> None:
+    with daemon.client() as client:
+        invoke(client, deploy(client, code))
+    out = subprocess.run([sys.executable, "-m", "fnhost", "--address", daemon.address, "stats"],
+                         capture_output=True, timeout=60, check=True).stdout.decode()
+    assert "ZYGOTE" in out and "FORKS" in out and "zygote.py" in out, out
