@@ -76,10 +76,13 @@ def worker_memory(workers: list[psutil.Process], function: str) -> dict[str, obj
     rss, uss, pss = [], [], []
     for proc in workers:
         try:
-            env = proc.environ()
             # In its own namespaces the daemon's child is bubblewrap, which carries the worker's
-            # environment under other names (spawn.py); its tree (2 small processes more) counts.
-            if env.get("AWS_LAMBDA_FUNCTION_NAME", env.get("FNHOST_ENV_AWS_LAMBDA_FUNCTION_NAME")) != function:
+            # environment under other names (spawn.py); a forked worker's is its init, whose
+            # environment is the zygote's. Each tree (a small process or two more) counts whole.
+            tree = [proc, *proc.children(recursive=True)]
+            names = {p.environ().get("AWS_LAMBDA_FUNCTION_NAME", p.environ().get("FNHOST_ENV_AWS_LAMBDA_FUNCTION_NAME"))
+                     for p in tree[:3]}
+            if function not in names:
                 continue
             r, u, p = _tree_memory(proc)
         except psutil.Error:

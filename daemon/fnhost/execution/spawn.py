@@ -105,6 +105,38 @@ class Spawned:
     has_init: bool = False
 
 
+class _Pipes:
+    """A worker's control pipes and stdout/stderr: ``ours`` (the daemon's ends, and whatever the
+    start adds) and ``theirs`` (the child's, closed once it has them); ``abandon`` when the
+    start fails closes ours and removes the scratch directory."""
+
+    def __init__(self) -> None:
+        child_in, self.to_worker = os.pipe()
+        self.from_worker, child_out = os.pipe()
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        self.ours = [self.to_worker, self.from_worker, self.out_r, self.err_r]
+        self.theirs = [child_in, child_out, out_w, err_w]
+        self.scratch: Path | None = None
+        for fd in (self.to_worker, self.from_worker):
+            _set_pipe_size(fd)
+
+    def abandon(self) -> None:
+        for fd in self.ours:
+            os.close(fd)
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def close_theirs(self) -> None:
+        for fd in self.theirs:
+            os.close(fd)
+
+    def spawned(self, proc: subprocess.Popen[bytes] | Forked, *, has_init: bool) -> Spawned:
+        for fd in (self.to_worker, self.from_worker):
+            os.set_blocking(fd, False)
+        return Spawned(proc, self.to_worker, self.from_worker, self.out_r, self.err_r, self.scratch, has_init)
+
+
 def _set_pipe_size(fd: int) -> None:
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
@@ -162,25 +194,19 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
     of the worker (limits.WorkerLimits.join puts it in its control groups); if it raises, the
     child is killed and the OSError propagates.
     """
-    child_in, to_worker = os.pipe()
-    from_worker, child_out = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    ours = [to_worker, from_worker, out_r, err_r]
-    theirs = [child_in, child_out, out_w, err_w]
-    scratch: Path | None = None
+    pipes = _Pipes()
+    child_in, child_out, out_w, err_w = pipes.theirs
     identity = spec.identity
     gate = -1
     try:
-        for fd in (to_worker, from_worker):
-            _set_pipe_size(fd)
-        env, scratch = _environment(spec, child_in, child_out)
+        env, pipes.scratch = _environment(spec, child_in, child_out)
+        scratch = pipes.scratch
         env[protocol.CONTROL_FDS_ENV] = f"{child_in},{child_out}"
         argv = sandbox.limited_argv(spec.argv, identity is not None and identity.own)
         stdin: int = subprocess.DEVNULL
         if join is not None:
             stdin, gate = os.pipe()
-            theirs.append(stdin)
+            pipes.theirs.append(stdin)
         as_root = spec.view is not None  # bubblewrap needs root; setpriv drops to the uid inside
         if as_root:
             argv, env = _isolated(argv, env, spec, scratch, gated=join is not None)
@@ -216,19 +242,13 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
             except BrokenPipeError:
                 pass  # it died at its gate already: its exit says why
     except BaseException:
-        for fd in ours:
-            os.close(fd)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        pipes.abandon()
         raise
     finally:
-        for fd in theirs:
-            os.close(fd)
+        pipes.close_theirs()
         if gate >= 0:
             os.close(gate)
-    for fd in (to_worker, from_worker):
-        os.set_blocking(fd, False)
-    return Spawned(proc, to_worker, from_worker, out_r, err_r, scratch, has_init=spec.view is not None)
+    return pipes.spawned(proc, has_init=spec.view is not None)
 
 
 async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) -> Spawned:
@@ -238,21 +258,17 @@ async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) 
     On the event loop, not in a spawn thread: nothing here blocks (a thread hop costs more than
     the fork), and the zygote's answer is awaited. The spec goes to the worker in a pipe of its
     own that the zygote passes on unread: no function's environment ever enters the zygote."""
-    child_in, to_worker = os.pipe()
-    from_worker, child_out = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    pipes = _Pipes()
+    child_in, child_out = pipes.theirs[:2]
     status_r, status_w = os.pipe()
     spec_r, spec_w = os.pipe()
-    ours = [to_worker, from_worker, out_r, err_r, status_r]
-    theirs = [child_in, child_out, out_w, err_w, status_w, spec_r]
-    scratch: Path | None = None
+    pipes.ours.append(status_r)
+    pipes.theirs += [status_w, spec_r]
     try:
         for path in cgroup_procs:  # the worker writes itself in, from a view where /sys is read-only
-            theirs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
-        for fd in (to_worker, from_worker):
-            _set_pipe_size(fd)
-        env, scratch = _environment(spec, child_in, child_out)
+            pipes.theirs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+        env, pipes.scratch = _environment(spec, child_in, child_out)
+        scratch = pipes.scratch
         identity = spec.identity
         view = spec.view
         if view is not None and scratch is not None:
@@ -272,21 +288,15 @@ async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) 
             raise OSError(errno.E2BIG, "the worker's spec does not fit its pipe")
         os.close(spec_w)
         spec_w = -1
-        pid = await zygote.fork({"namespaced": view is not None}, theirs)
+        pid = await zygote.fork({"namespaced": view is not None}, pipes.theirs)
     except BaseException:
-        for fd in ours:
-            os.close(fd)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        pipes.abandon()
         raise
     finally:
-        for fd in theirs:
-            os.close(fd)
+        pipes.close_theirs()
         if spec_w >= 0:
             os.close(spec_w)
-    for fd in (to_worker, from_worker):
-        os.set_blocking(fd, False)
-    return Spawned(Forked(pid, status_r, zygote), to_worker, from_worker, out_r, err_r, scratch, has_init=True)
+    return pipes.spawned(Forked(pid, status_r, zygote), has_init=True)
 
 
 def describe_exit(returncode: int, namespaced: bool = False) -> str:

@@ -158,8 +158,17 @@ class Daemon:
         return [p.pid for p in self._children(recursive=True)]
 
     def workers(self) -> list[psutil.Process]:
-        """The daemon's direct children: one per worker (a worker's own children hang below it)."""
-        return self._children(recursive=False)
+        """One process per worker (a worker's own children hang below it): the daemon's children,
+        except that a zygote (execution/zygote.py) stands for its children, each a forked
+        worker's init (or a spare's, which has no function yet)."""
+        out = []
+        for child in self._children(recursive=False):
+            try:
+                forked = any(arg.endswith("/zygote.py") for arg in child.cmdline())
+                out += child.children() if forked else [child]
+            except psutil.Error:
+                continue
+        return out
 
     @property
     def http_url(self) -> str:
