@@ -12,9 +12,10 @@ own caches (Go's build cache, for one) stay warm, as they would on a build host.
 ``python -m bench.coldstart``: cold starts alone, on daemons side by side that differ in one
 setting each, alternating call by call so that outside load hits them alike:
 
-- ``forked``: the default: each worker in its own namespaces (bubblewrap, where the host allows
-  it), and forked from a warm zygote where its runtime has one (Python; execution/zygote.py);
-- ``spawned``: the same namespaces, every worker started afresh (``zygote = false``);
+- ``zygote``: the default: each worker in its own namespaces (bubblewrap, where the host allows
+  it), and forked from a warm zygote where its runtime has one (Python only; execution/zygote.py:
+  every other runtime's workers are spawned in this mode too);
+- ``no-zygote``: the same namespaces, every worker started afresh (``zygote = false``);
 - ``shared``: spawned, in the host's filesystem view (``worker_namespaces = false``).
 """
 
@@ -95,24 +96,32 @@ def deploys(client: Client, fn: EchoFunction, scratch: Path, reps: int,
     return {"deploy_s": value_summary(seconds, "s", 3)}
 
 
-def _one_cold(client: Client, fn: EchoFunction, payload: bytes) -> tuple[float, float]:
-    """One new function's first invoke: (client ms, Init Duration ms)."""
+WARM_CALLS = 20  # after each cold start, on the worker it started: the warm path of each mode
+
+
+def _one_cold(client: Client, fn: EchoFunction, payload: bytes) -> tuple[float, float, float]:
+    """One new function's first invoke: (client ms, Init Duration ms, median ms of WARM_CALLS after it)."""
     name = _name("cold", fn.runtime)
     client.create_function(name, runtime=fn.runtime, handler=fn.handler, code=str(fn.code_dir), timeout_s=60)
     try:
         t0 = time.perf_counter()
         cold = client.invoke(name, payload)
         first = (time.perf_counter() - t0) * 1000
+        warm = []
+        for _ in range(WARM_CALLS):
+            t0 = time.perf_counter()
+            client.invoke(name, payload)
+            warm.append((time.perf_counter() - t0) * 1000)
     finally:
         client.delete_function(name)
     if cold.function_error or cold.report is None or cold.report.init_duration_ms is None:
         raise RuntimeError(f"echo failed: {cold.payload[:300]!r}")
-    return first, cold.report.init_duration_ms
+    return first, cold.report.init_duration_ms, sorted(warm)[len(warm) // 2]
 
 
 MODES = {
-    "forked": "worker_namespaces = true\nzygote = true\n",
-    "spawned": "worker_namespaces = true\nzygote = false\n",
+    "zygote": "worker_namespaces = true\nzygote = true\n",
+    "no-zygote": "worker_namespaces = true\nzygote = false\n",
     "shared": "worker_namespaces = false\nzygote = false\n",
 }
 
@@ -133,7 +142,7 @@ def modes_compared(runtimes: list[str], reps: int, modes: list[str] | None = Non
             event = next(e for e in d.log_events() if e.get("event") == "worker_isolation")
             views[mode] = event["view"] + (f" ({event['reason']})" if event.get("reason") else "")
         payload = functions.json_payload(100)
-        raw: dict[str, dict[str, list[tuple[float, float]]]] = {f.runtime: {m: [] for m in daemons} for f in fns}
+        raw: dict[str, dict[str, list[tuple[float, float, float]]]] = {f.runtime: {m: [] for m in daemons} for f in fns}
         clients = {m: d.client(timeout=120.0) for m, d in daemons.items()}
         for fn in fns:  # a first, unmeasured cold start per daemon: page cache, lazy imports
             for mode, client in clients.items():
@@ -147,8 +156,9 @@ def modes_compared(runtimes: list[str], reps: int, modes: list[str] | None = Non
         out: dict[str, object] = {"views": views, "reps": reps, "skipped": skipped, "runtimes": {}}
         for runtime, modes in raw.items():
             out["runtimes"][runtime] = {  # type: ignore[index]
-                mode: {"first_invoke_ms": value_summary([a for a, _ in runs], "ms"),
-                       "init_duration_ms": value_summary([b for _, b in runs], "ms")}
+                mode: {"first_invoke_ms": value_summary([a for a, _, _ in runs], "ms"),
+                       "init_duration_ms": value_summary([b for _, b, _ in runs], "ms"),
+                       "warm_invoke_ms": value_summary([c for _, _, c in runs], "ms")}
                 for mode, runs in modes.items()}
         return out
     finally:
@@ -157,21 +167,57 @@ def modes_compared(runtimes: list[str], reps: int, modes: list[str] | None = Non
         shutil.rmtree(work, ignore_errors=True)
 
 
+def plot(r: dict[str, object], path: Path) -> str | None:
+    """A PNG of the first-invoke p50 (min-max) per runtime and mode; None, or why there is none."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed: no plot (pip install matplotlib)"
+    runtimes = list(r["runtimes"])  # type: ignore[call-overload]
+    modes = list(next(iter(r["runtimes"].values())))  # type: ignore[attr-defined]
+    fig, ax = plt.subplots(figsize=(1.5 * len(runtimes) + 3, 4.5))
+    width = 0.8 / len(modes)
+    for i, mode in enumerate(modes):
+        cells = [r["runtimes"][rt][mode]["first_invoke_ms"] for rt in runtimes]  # type: ignore[index]
+        med = [c["p50_ms"] for c in cells]
+        ax.bar([x + (i - (len(modes) - 1) / 2) * width for x in range(len(runtimes))], med, width,
+               yerr=[[m - c["min_ms"] for m, c in zip(med, cells)], [c["max_ms"] - m for m, c in zip(med, cells)]],
+               capsize=3, label=mode)
+        for x, m in enumerate(med):
+            ax.annotate(f"{m:.1f}", (x + (i - (len(modes) - 1) / 2) * width, m), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(runtimes)), runtimes)
+    ax.set_ylabel("ms, p50 (min-max)")
+    ax.set_title("First invoke of a never-seen function, end to end over gRPC")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.coldstart", description=__doc__.split("\n\n")[-1])
     parser.add_argument("--runtimes", default="python,node,go", help="comma-separated (default: python,node,go)")
     parser.add_argument("--reps", type=int, default=10, help="cold starts per runtime and mode (default 10)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    parser.add_argument("--plot", type=Path, help="also draw them into this PNG")
     args = parser.parse_args()
     r = modes_compared(args.runtimes.split(","), args.reps, args.modes.split(","))
     if args.out:
         args.out.write_text(json.dumps(r, indent=1) + "\n")
-    print(f"{'runtime':8} {'mode':11} {'first invoke p50 (min-max) ms':32} init duration p50 ms")
+    if args.plot and (why := plot(r, args.plot)):
+        print(why)
+    print(f"{'runtime':8} {'mode':9} {'first invoke p50 (min-max) ms':31} {'init p50 ms':12} warm p50 ms")
     for runtime, modes in r["runtimes"].items():  # type: ignore[attr-defined]
         for mode, f in modes.items():
-            a, b = f["first_invoke_ms"], f["init_duration_ms"]
-            print(f"{runtime:8} {mode:11} {a['p50_ms']:7.1f} ({a['min_ms']:.1f}-{a['max_ms']:.1f}){'':14} {b['p50_ms']:7.1f}")
+            a, b, c = f["first_invoke_ms"], f["init_duration_ms"], f["warm_invoke_ms"]
+            print(f"{runtime:8} {mode:9} {a['p50_ms']:7.1f} ({a['min_ms']:.1f}-{a['max_ms']:.1f}){'':14} "
+                  f"{b['p50_ms']:7.1f}      {c['p50_ms']:7.2f}")
     for mode, view in r["views"].items():  # type: ignore[attr-defined]
         print(f"{mode}: {view}")
 

@@ -114,10 +114,10 @@ def density(work: Path, mode: str, fn: functions.EchoFunction, n: int) -> dict[s
         return {
             "mode": mode, "runtime": fn.runtime, "functions": n, "workers_measured": len(values),
             "uss_total_mib": round((sum(values) + zygote_uss) / MiB, 1),
-            "uss_per_worker_mib": {"p50": round(percentile(values, 0.5) / MiB, 3) if values else None,
+            "uss_per_worker_mib": {"p50": round(percentile(values, 50) / MiB, 3) if values else None,
                                    "mean": round(sum(values) / len(values) / MiB, 3) if values else None},
             "zygote_uss_mib": round(zygote_uss / MiB, 2), "daemon_uss_mib": round(daemon_uss / MiB, 1),
-            "first_invoke_ms": {"p50": round(percentile(firsts, 0.5), 2), "p99": round(percentile(firsts, 0.99), 2)},
+            "first_invoke_ms": {"p50": round(percentile(firsts, 50), 2), "p99": round(percentile(firsts, 99), 2)},
             "deploy_s": round(deployed - started, 1), "invoke_all_s": round(invoked - deployed, 1),
             "zygote_forks": sum(z.forks for z in stats.zygotes),
         }
@@ -174,7 +174,7 @@ def growth(work: Path, fn: functions.EchoFunction, inflights: list[int], seconds
                         late = cold_starts - warmed
                         client.delete_function(name)
                     raw.setdefault((mode, inflight), []).append({
-                        "p50_ms": percentile(warm, 0.5), "p99_ms": percentile(warm, 0.99),
+                        "p50_ms": percentile(warm, 50), "p99_ms": percentile(warm, 99),
                         "calls_per_s": len(warm) / max(seconds - 1.0, 0.001),
                         "cold_starts": cold_starts, "cold_starts_after_warmup": late})
         for (mode, inflight), runs in sorted(raw.items(), key=lambda kv: (kv[0][1], kv[0][0])):

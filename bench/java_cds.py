@@ -159,15 +159,15 @@ def daemons_compared(reps: int) -> dict[str, object]:
         payload = functions.json_payload(100)
         for client in clients.values():  # unmeasured: the prepare step, the page cache
             _one_cold(client, fn, payload)
-        raw: dict[str, list[tuple[float, float]]] = {m: [] for m in daemons}
+        raw: dict[str, list[tuple[float, float, float]]] = {m: [] for m in daemons}
         for _ in range(reps):
             for mode, client in clients.items():
                 raw[mode].append(_one_cold(client, fn, payload))
         for client in clients.values():
             client.close()
         return {"reps": reps, "modes": {
-            mode: {"first_invoke_ms": value_summary([a for a, _ in runs], "ms"),
-                   "init_duration_ms": value_summary([b for _, b in runs], "ms")}
+            mode: {"first_invoke_ms": value_summary([a for a, _, _ in runs], "ms"),
+                   "init_duration_ms": value_summary([b for _, b, _ in runs], "ms")}
             for mode, runs in raw.items()}}
     finally:
         for d in daemons.values():
