@@ -74,6 +74,7 @@ def daemon() -> Iterator[Daemon]:
     state = short_tempdir()
     d = Daemon(state / "state", config="[daemon]\ninit_timeout_s = 3\n")
     d.start()
+    _wait_for_event(d, "zygote_started")  # started with the daemon, in the background
     yield d
     assert d.stop() == 0, d.log_tail()
     assert d.leftovers == [], "workers outlived their daemon"
@@ -193,6 +194,7 @@ def test_bad_functions_get_lambdas_errors_and_do_not_poison_the_zygote(daemon: D
 def test_a_start_up_variable_gets_a_zygote_of_its_own_and_five_fall_back_to_spawning(
         fresh_daemon: Daemon, code: Path) -> None:
     fresh_daemon.start()
+    _wait_for_event(fresh_daemon, "zygote_started")
     with fresh_daemon.client() as client:
         plain = invoke(client, deploy(client, code))
         for i in range(5):  # PYTHONPATH is read only as the interpreter starts
@@ -223,6 +225,7 @@ def _cold_invoker(client: Client, code: Path, stop: threading.Event, results: li
 
 def test_killing_the_zygote_or_its_spare_at_any_moment_loses_no_invocation(fresh_daemon: Daemon, code: Path) -> None:
     fresh_daemon.start()
+    _wait_for_event(fresh_daemon, "zygote_started")
     rng = random.Random(13)
     results: list = []
     stop = threading.Event()
@@ -244,11 +247,7 @@ def test_killing_the_zygote_or_its_spare_at_any_moment_loses_no_invocation(fresh
                     zygote.send_signal(signal.SIGKILL)
                     kills["zygote"] += 1
                 else:  # a spare: the zygote's child whose own child waits, function-less, for a request
-                    spares = [c for c in zygote.children() if "AWS_LAMBDA_FUNCTION_NAME" not in _environ(c)]
-                    for spare in spares:
-                        for p in [*spare.children(), spare]:
-                            p.send_signal(signal.SIGKILL)
-                    kills["spare"] += bool(spares)
+                    kills["spare"] += _kill_spares(zygote)
             except psutil.Error:
                 pass
         stop.set()
@@ -264,17 +263,34 @@ def test_killing_the_zygote_or_its_spare_at_any_moment_loses_no_invocation(fresh
     assert fresh_daemon.leftovers == []
 
 
-def _environ(p: psutil.Process) -> dict:
-    """The environment of ``p``'s child (a spare's worker, until it becomes a function's)."""
-    try:
-        children = p.children()
-        return children[0].environ() if children else {}
-    except psutil.Error:
-        return {}
+def _kill_spares(zygote: psutil.Process) -> int:
+    """SIGKILL each spare (an init whose worker has no function yet); how many there were.
+
+    The worker is stopped before its environment is read: a spare handed out meanwhile could
+    otherwise have become a worker running its function's code by the time the kill lands, and
+    killing that is an ordinary worker's death, reported as one."""
+    killed = 0
+    for init in zygote.children():
+        try:
+            workers = init.children()
+            if not workers:
+                continue
+            worker = workers[0]
+            worker.suspend()
+            if "AWS_LAMBDA_FUNCTION_NAME" in worker.environ():
+                worker.resume()
+                continue
+            worker.kill()
+            init.kill()
+            killed += 1
+        except psutil.Error:
+            continue
+    return killed
 
 
 def test_forked_workers_die_with_the_daemon_however_it_dies(fresh_daemon: Daemon, code: Path) -> None:
     fresh_daemon.start()
+    _wait_for_event(fresh_daemon, "zygote_started")
     with fresh_daemon.client() as client:
         seen = [invoke(client, deploy(client, code)) for _ in range(3)]
         [z] = zygotes(client)
@@ -289,6 +305,7 @@ def test_forked_workers_die_with_the_daemon_however_it_dies(fresh_daemon: Daemon
 def test_reloading_with_the_zygote_off_spawns_new_workers(fresh_daemon: Daemon, code: Path) -> None:
     fresh_daemon.config = "[daemon]\nzygote = true\n"
     fresh_daemon.start()
+    _wait_for_event(fresh_daemon, "zygote_started")
     config = Path(str(fresh_daemon.state_dir) + ".toml")
     assert config.read_text().startswith("[daemon]")
     with fresh_daemon.client() as client:
@@ -328,3 +345,28 @@ def test_fnhost_stats_shows_the_zygote(daemon: Daemon, code: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "fnhost", "--address", daemon.address, "stats"],
                          capture_output=True, timeout=60, check=True).stdout.decode()
     assert "ZYGOTE" in out and "FORKS" in out and "zygote.py" in out, out
+
+
+def test_without_fnhost_init_the_python_init_stands_in(code: Path) -> None:
+    # No cache directory (FNHOST_CACHE_DIR names none): fnhost-init cannot be built, and each
+    # forked worker's init stays a fork of the zygote, doing the same job in Python.
+    state = short_tempdir()
+    d = Daemon(state / "state", config="[daemon]\ninit_timeout_s = 3\n",
+               env={**os.environ, "FNHOST_CACHE_DIR": str(state / "no-such-cache")})
+    d.start()
+    _wait_for_event(d, "zygote_started")
+    try:
+        with d.client() as client:
+            seen = invoke(client, deploy(client, code))
+            exits = client.invoke(deploy(client, code, handler="exits.handler"), b"{}")
+            [z] = zygotes(client)
+        worker = psutil.Process(host_pid(d.pid, seen["pid"], uid=seen["uid"]))
+        init = worker.parent()
+        assert init.cmdline()[-1].endswith("/zygote.py") and init.parent().pid == z.pid
+        # It reports how its worker ended as fnhost-init does: the status, not a kill.
+        assert "exit status 7" in json.loads(exits.payload)["errorMessage"], exits.payload
+        assert z.forks >= 2 and z.failures == 0
+    finally:
+        assert d.stop() == 0, d.log_tail()
+        assert d.leftovers == []
+        shutil.rmtree(state, ignore_errors=True)
