@@ -233,6 +233,10 @@ def become_worker(spec, fds):
     os.chdir(spec["cwd"])
     os.umask(0o077)
     env = {**spec["env"], "FNHOST_CONTROL_FDS": f"{control_in},{control_out}"}
+    if spec.get("exec"):  # another runtime's worker: this process only set it up
+        if spec["identity"]:
+            drop_privileges(spec["identity"])
+        exec_worker(spec["argv"], env, (control_in, control_out))
     show_in_proc(spec["argv"], env)
     if spec["identity"]:
         drop_privileges(spec["identity"])
@@ -244,6 +248,17 @@ def become_worker(spec, fds):
         signal.signal(sig, signal.SIG_DFL)
     sys.argv = [bootstrap.__file__]
     gc.enable()
+
+
+def exec_worker(argv, env, control):
+    """Become ``argv`` (any runtime's worker), set up as above: what a spawned worker gets from
+    bubblewrap, setpriv and prlimit, without the processes that do it. Signals as a freshly
+    spawned process has them (Python ignores SIGPIPE and SIGXFSZ; exec keeps what is ignored)."""
+    for fd in control:
+        os.set_inheritable(fd, True)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    os.execve(argv[0], argv, env)  # raises OSError (the caller ends the process with it)
 
 
 def run_worker():

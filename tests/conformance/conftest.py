@@ -1,8 +1,9 @@
 """Per-runtime fixtures for the conformance suite: every runtime passes the same tests.
 
-A runtime with a zygote (execution/zygote.py; Python's) passes them twice: as ``python``, on the
-shared daemon, whose workers are forked from the zygote (the default), and as
-``python-spawned``, on a daemon with ``zygote = false``, whose workers are started afresh.
+Every runtime passes them twice: as ``<runtime>``, on the shared daemon, whose workers come from
+the zygote (the default: forked for Python, set up by a spare and exec'd for every other
+runtime; execution/zygote.py), and as ``<runtime>-spawned``, on a daemon with ``zygote = false``,
+whose workers are started by bubblewrap as before.
 
 A runtime whose toolchain is missing is skipped with that reason, unless it is listed in
 ``FNHOST_REQUIRE_RUNTIMES`` (comma-separated; CI lists every runtime it installs), in which case
@@ -29,7 +30,7 @@ from tests.conftest import FIXTURES, Daemon, short_tempdir
 REGISTRY = RuntimeRegistry()
 RUNTIMES = [r.name for r in REGISTRY if (FIXTURES / r.name / "handlers.toml").exists()]
 SPAWNED = "-spawned"  # the same runtime, its workers started afresh rather than forked
-FORKING = [r.name for r in REGISTRY if r.name in RUNTIMES and r.variants[0].zygote_argv]
+FORKING = RUNTIMES  # every runtime's workers come from the zygote by default
 
 
 def awscore_code_with_jar() -> Path:

@@ -11,7 +11,7 @@ import stat
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,6 +62,7 @@ class Deployer:
         self.registry = registry
         self.scratch_root = scratch_root
         self.public = public  # workers run as other users: code must be readable by them
+        self._exec_zygote: ZygoteKey | None | bool = False  # False: not looked up yet
 
     def check(self, config: FunctionConfig, *, cap: int | None = None, kept: list[str] | None = None) -> FunctionConfig:
         """Validate a configuration fully (runtime, handler, toolchain, layers included) without
@@ -158,7 +159,7 @@ class Deployer:
             log.info("function_layers", function=config.name, version=record.version, layers=config.layers,
                      seen_at="/opt (its own mount namespace)" if view is not None and view.opt else
                      f"{layers} through the runtime's search paths (no mount namespace)")
-        return compose_worker_spec(
+        spec = compose_worker_spec(
             runtime,
             name=config.name,
             handler=config.handler,
@@ -178,6 +179,19 @@ class Deployer:
             # Lambda's /opt where the worker has its own mount namespace; else the real path.
             layers_dir="/opt" if view is not None and view.opt else str(layers or ""),
         )
+        if spec.zygote is None and (setter := self.exec_zygote()) is not None:
+            # No zygote of its own: the Python zygote's spare sets the worker up and execs it.
+            spec = replace(spec, zygote=setter, exec_after_fork=True)
+        return spec
+
+    def exec_zygote(self) -> ZygoteKey | None:
+        """The zygote whose spares set up and exec other runtimes' workers: Python's plain one."""
+        if self._exec_zygote is False:
+            try:
+                self._exec_zygote = plain_zygote(self.runtimes.get("python"))
+            except InvalidParameter:  # no Python runtime in this registry
+                self._exec_zygote = None
+        return self._exec_zygote  # type: ignore[return-value]
 
     def layers_dir(self, record: FunctionRecord) -> Path | None:
         """The merged directory of the function's layers (made if missing); None without layers.

@@ -88,6 +88,9 @@ class WorkerSpec:
     scratch_root: Path | None = None  # where each worker gets its private TMPDIR/HOME
     log_max_bytes: int = LOG_MAX_BYTES  # output logged per invocation; the rest is discarded
     zygote: ZygoteKey | None = None  # the zygote that can fork it (zygote.py); None: always spawned
+    # Forked from ``zygote`` only to be set up (namespaces, view, groups, uid), then exec'ing its
+    # argv: another runtime's worker without bubblewrap, setpriv, shells and prlimit in between.
+    exec_after_fork: bool = False
 
 
 @dataclass(slots=True)
@@ -274,7 +277,8 @@ async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) 
         if view is not None and scratch is not None:
             view = replace(view, writable=(*view.writable, str(scratch)))
         request = json.dumps({
-            "argv": spec.argv,  # what /proc shows as its command line (nothing runs it)
+            "argv": spec.argv,  # what it execs, or what /proc shows as its command line
+            "exec": spec.exec_after_fork,
             "cwd": spec.cwd,
             "env": env,
             "identity": None if identity is None else {"uid": identity.uid, "gid": identity.gid, "own": identity.own},
