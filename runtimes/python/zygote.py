@@ -149,11 +149,16 @@ def read_spec(fd):
 def worker_main(request_sock, status_sock, namespaced):
     """Wait for the one request, become its worker, run the shim (never returns)."""
     try:
-        os.setpriority(os.PRIO_PROCESS, 0, SPARE_NICE)  # making a spare yields to the worker handed out
+        # Preparing a spare yields to the worker just handed out; only root may raise its
+        # priority back afterwards, so a zygote that is not root prepares at the normal one.
+        renice = os.geteuid() == 0
+        if renice:
+            os.setpriority(os.PRIO_PROCESS, 0, SPARE_NICE)
         if namespaced:
             os.umask(0)
             build_base()
-        os.setpriority(os.PRIO_PROCESS, 0, 0)
+        if renice:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
         msg, fds, _flags, _addr = socket.recv_fds(request_sock, 16, MAX_FDS)
     except (OSError, Refused) as exc:
         print(f"fnhost zygote: a spare worker could not be prepared: {exc}", file=sys.stderr)
