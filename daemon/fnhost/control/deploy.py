@@ -185,12 +185,10 @@ class Deployer:
         return spec
 
     def exec_zygote(self) -> ZygoteKey | None:
-        """The zygote whose spares set up and exec other runtimes' workers: Python's plain one."""
+        """The zygote whose spares set up and exec other runtimes' workers: the first runtime's
+        plain zygote (Python's: the only runtime with one); None when none can run here."""
         if self._exec_zygote is False:
-            try:
-                self._exec_zygote = plain_zygote(self.runtimes.get("python"))
-            except InvalidParameter:  # no Python runtime in this registry
-                self._exec_zygote = None
+            self._exec_zygote = next(filter(None, map(plain_zygote, self.runtimes)), None)
         return self._exec_zygote  # type: ignore[return-value]
 
     def layers_dir(self, record: FunctionRecord) -> Path | None:
@@ -300,7 +298,10 @@ def base_env(launch_env: dict[str, str]) -> dict[str, str]:
 
 def plain_zygote(runtime: Runtime) -> ZygoteKey | None:
     """The zygote of a function of ``runtime`` that sets nothing read at start-up: started with
-    the daemon, so that the first worker need not wait for it. None: none (or no toolchain)."""
+    the daemon, so that the first worker need not wait for it. None: none (or no toolchain).
+    Only a runtime with a [zygote] has its toolchain looked up."""
+    if not runtime.has_zygote:
+        return None
     try:
         values = runtime.values(code_dir="", build_dir="", handler="", memory_mb="128",
                                 cache_dir=worker_cache_dir(runtime.name))

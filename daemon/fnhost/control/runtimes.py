@@ -139,6 +139,11 @@ class Runtime:
         env = {k: substitute(v, values) for k, v in variant.launch_env.items()}
         return argv, env
 
+    @property
+    def has_zygote(self) -> bool:
+        """Whether any variant has a [zygote]: known without looking for a toolchain."""
+        return any(v.zygote_argv for v in self.variants)
+
     def zygote(self, values: dict[str, str], env: dict[str, str]) -> ZygoteKey | None:
         """Which zygote forks a worker that ``launch`` would start with ``env``; None: none does."""
         variant, _ = self.select()

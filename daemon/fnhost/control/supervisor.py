@@ -27,7 +27,7 @@ from ..execution.invocation import (
     function_arn,
 )
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
-from ..execution.zygote import Zygotes
+from ..execution.zygote import ZygoteKey, Zygotes
 from .zygote_stats import ZygoteReport, forked_workers
 from .zygote_stats import report as zygote_report
 from ..execution.pool import Pool, PoolConfig
@@ -155,14 +155,16 @@ class Supervisor(Qualifiers, SupervisorLayers):
                 await self.shutdown()
 
     def _warm_zygotes(self) -> None:
-        """Start each runtime's plain zygote now, in the background: a first worker that finds
-        its zygote still starting is spawned instead."""
-        if not self.zygotes.enabled:
-            return
+        """Start each runtime's plain zygote now: a first worker that finds its zygote still
+        starting is spawned instead."""
         for runtime in self.deployer.runtimes:
-            key = plain_zygote(runtime)
-            if key is not None:
-                self._spawn_background(partial(anyio.to_thread.run_sync, self.zygotes.warm, key))
+            if (key := plain_zygote(runtime)) is not None:
+                self._warm(key)
+
+    def _warm(self, key: ZygoteKey) -> None:
+        """Start the zygote for ``key`` in the background unless it runs (or is off)."""
+        if self.zygotes.needs_start(key):
+            self._spawn_background(partial(anyio.to_thread.run_sync, self.zygotes.warm, key))
 
     async def shutdown(self) -> None:
         """Stop every worker and release the host resources; safe to call twice."""
@@ -249,7 +251,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
         self.settings = settings
         self.deployer.settings = settings
         for key in self.zygotes.reconfigure(settings.zygote):  # turned back on: warm before they are needed
-            self._spawn_background(partial(anyio.to_thread.run_sync, self.zygotes.warm, key))
+            self._warm(key)
         for label, pool in list(self.pools.items()):
             record = self.published.get(label) or self.registry.get(label)
             pool.apply_settings(self._pool_config(record.config, label, self._min_warm(record)))
@@ -370,8 +372,8 @@ class Supervisor(Qualifiers, SupervisorLayers):
         pool = Pool(config, spec or self.deployer.worker_spec(record), backend=self.backend,
                     spawn_background=self._spawn_background, busy_registry=self.busy,
                     request_ids=self.request_ids, report_log=self.report_log, zygotes=self.zygotes)
-        if pool.spec.zygote is not None and self.zygotes.enabled:  # warm before its first worker needs it
-            self._spawn_background(partial(anyio.to_thread.run_sync, self.zygotes.warm, pool.spec.zygote))
+        if pool.spec.zygote is not None:  # warm before its first worker needs it
+            self._warm(pool.spec.zygote)
         self._spawn_background(pool.ensure_warm)
         return pool
 

@@ -346,6 +346,11 @@ class Zygotes:
             return []
         return [z.key for z in zygotes] if not was else []
 
+    def needs_start(self, key: ZygoteKey) -> bool:
+        """Whether ``warm`` would have anything to do: on, and that zygote not running."""
+        zygote = self.get(key)
+        return zygote is not None and not zygote.running
+
     def warm(self, key: ZygoteKey) -> None:
         """Start the zygote for ``key`` now (blocking; for a background thread), so that the first
         worker does not wait for it; logs rather than raises."""
