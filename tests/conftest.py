@@ -111,7 +111,8 @@ def payload(result: InvokeResult) -> object:
 def daemon() -> Iterator[Daemon]:
     """One daemon shared by the tests that only deploy and invoke their own functions."""
     state = short_tempdir()
-    d = Daemon(state / "state", config="[daemon]\ninit_timeout_s = 5\nqueue_timeout_s = 1.0\n")
+    # No stem cells: the conformance suite's -stemcell twin (tests/conformance/conftest.py) has them.
+    d = Daemon(state / "state", config="[daemon]\ninit_timeout_s = 5\nqueue_timeout_s = 1.0\nstem_cells = 0\n")
     d.start()
     yield d
     code = d.stop()

@@ -215,7 +215,8 @@ async def serve(
                 log.info("urls_serving", address=settings.url_endpoint)
             if settings.metrics_listen:
                 metrics_server = serve_metrics(lambda: sup.snapshot(with_histograms=True), settings.metrics_listen,
-                                               sup.metrics_registry, sup.async_events.stats, sup.zygote_report)
+                                               sup.metrics_registry, sup.async_events.stats, sup.zygote_report,
+                                               sup.cell_report)
                 log.info("metrics_serving", address=f"http://{settings.metrics_listen}/metrics")
             if socket_path is not None:
                 _secure_socket(socket_path, settings)

@@ -2,6 +2,8 @@
 // fnhost worker for Node.js: HELLO first, then INIT loads the handler, then INVOKE frames one
 // at a time. Protocol: protos/worker-protocol.md. Files are .cjs so that a package.json with
 // "type": "module" above this folder cannot turn the shim into ESM.
+// A stem cell gets SPECIALISE instead of INIT: until then it knows no function, so nothing here
+// reads the environment it started with but FNHOST_CONTROL_FDS; the rest is read at INIT.
 
 const channel = require('./channel.cjs');
 
@@ -32,7 +34,7 @@ function send(buf) {
 }
 
 send(channel.encode(Kind.HELLO, Buffer.from(JSON.stringify({
-  protocol: 2,
+  protocol: 3,
   runtime: 'node',
   runtime_version: process.versions.node,
   pid: process.pid,
@@ -41,7 +43,8 @@ send(channel.encode(Kind.HELLO, Buffer.from(JSON.stringify({
 const net = require('net');
 const { loadHandler, classifyLoadError } = require('./loader.cjs');
 const { Runner, whenStdioFlushed } = require('./invoke.cjs');
-const { toErrorJson, platformError } = require('./errors.cjs');
+const { toErrorJson, platformError, simpleError } = require('./errors.cjs');
+const { specialise, SpecialiseFailure } = require('./specialise.cjs');
 
 let state = 'starting'; // → initializing → ready | failed
 let runner = null;
@@ -78,15 +81,39 @@ function functionInfo(init) {
   };
 }
 
-function onInit(body) {
-  if (state !== 'starting') die('INIT received twice', 1);
+function parseFirstFrame(name, body) {
+  if (state !== 'starting') die(`${name} received after INIT or SPECIALISE`, 1);
   state = 'initializing';
   let init;
   try {
     init = body.length ? JSON.parse(body.toString('utf8')) : {};
   } catch (err) {
-    die(`INIT body is not JSON: ${err.message}`, 1);
+    die(`${name} body is not JSON: ${err.message}`, 1);
   }
+  return init;
+}
+
+function onInit(body) {
+  initialise(parseFirstFrame('INIT', body));
+}
+
+// A stem cell takes the function's identity, environment and working directory, then goes on as
+// INIT does: everything below reads the environment it has from now on.
+function onSpecialise(body) {
+  const spec = parseFirstFrame('SPECIALISE', body);
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) die('SPECIALISE body is not a JSON object', 1);
+  try {
+    specialise(spec);
+  } catch (err) {
+    // Half specialised: neither the cell nor the function's worker. The daemon starts one another way.
+    const message = err instanceof SpecialiseFailure ? err.message : `specialise: ${toErrorJson(err).errorMessage}`;
+    initFailed(simpleError('Runtime.SpecialiseError', message));
+    return;
+  }
+  initialise(spec);
+}
+
+function initialise(init) {
   // A generic worker may be specialised after start-up: INIT's environment is authoritative.
   const environment = init.environment && typeof init.environment === 'object' ? init.environment : {};
   for (const [name, value] of Object.entries(environment)) {
@@ -129,6 +156,7 @@ function onInvoke(body) {
 const decoder = new channel.Decoder((kind, body) => {
   if (kind === Kind.INVOKE) onInvoke(body);
   else if (kind === Kind.INIT) onInit(body);
+  else if (kind === Kind.SPECIALISE) onSpecialise(body);
   else die(`unexpected frame kind ${kind} from the daemon`, 1);
 });
 

@@ -4,7 +4,7 @@
 const fs = require('fs');
 
 const Kind = Object.freeze({
-  HELLO: 1, INIT: 2, INIT_OK: 3, INIT_ERROR: 4, INVOKE: 5, RESULT: 6, ERROR: 7,
+  HELLO: 1, INIT: 2, INIT_OK: 3, INIT_ERROR: 4, INVOKE: 5, RESULT: 6, ERROR: 7, SPECIALISE: 8,
 });
 const MAX_FRAME = 16 * 1024 * 1024;
 const HEADER = 5;

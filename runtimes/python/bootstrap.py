@@ -12,8 +12,8 @@ import threading
 import time
 import traceback
 
-PROTOCOL_VERSION = 2
-HELLO, INIT, INIT_OK, INIT_ERROR, INVOKE, RESULT, ERROR = range(1, 8)
+PROTOCOL_VERSION = 3
+HELLO, INIT, INIT_OK, INIT_ERROR, INVOKE, RESULT, ERROR, SPECIALISE = range(1, 9)
 HEADER = struct.Struct(">IB")
 DEADLINE_CONTEXT = struct.Struct(">QI")  # INVOKE: deadline_ms, then the context's length
 
@@ -263,6 +263,36 @@ def serve(channel, init, func):
         channel.write(RESULT, id_head, out)
 
 
+def add_layers(layers):
+    """Lambda's order: the code (inserted at INIT), then the layers' site-packages, then /opt/python."""
+    if layers:
+        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+        sys.path[0:0] = [f"{layers}/python/lib/{version}/site-packages", f"{layers}/python"]
+
+
+def specialise(spec):
+    """SPECIALISE's steps 1-3: the function's identity, environment and working directory.
+    OSError names the step that failed."""
+    identity = spec.get("identity")
+    if identity:
+        uid, gid = identity["uid"], identity["gid"]
+        try:
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot take uid {uid} gid {gid}: {exc.strerror}") from None
+        if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
+            raise OSError(0, f"uid {uid} gid {gid} did not take: {os.getresuid()} {os.getresgid()}")
+    os.environ.clear()
+    os.environ.update(spec["process_environment"])
+    time.tzset()
+    try:
+        os.chdir(spec["cwd"])
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot enter {spec['cwd']}: {exc.strerror}") from None
+
+
 def main():
     fd_in, fd_out = (int(x) for x in os.environ.pop("FNHOST_CONTROL_FDS").split(","))
     # User code must not inherit the protocol pipes into processes it starts.
@@ -271,10 +301,6 @@ def main():
     # The shim's folder is sys.path[0]; the function's code takes its place.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         del sys.path[0]
-    layers = os.environ.get("FNHOST_LAYERS_DIR")
-    if layers:  # Lambda's order: the code (inserted at INIT), then the layers' site-packages, then /opt/python
-        version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-        sys.path[0:0] = [f"{layers}/python/lib/{version}/site-packages", f"{layers}/python"]
     channel = Channel(fd_in, fd_out)
     channel.write(
         HELLO,
@@ -290,10 +316,18 @@ def main():
     threading.Thread(target=watch_for_daemon_exit, args=(fd_in,), daemon=True).start()
 
     kind, body = channel.read()
-    if kind != INIT:
-        raise RuntimeError(f"expected INIT, got frame kind {kind}")
+    if kind not in (INIT, SPECIALISE):
+        raise RuntimeError(f"expected INIT or SPECIALISE, got frame kind {kind}")
     init = json.loads(body)
+    if kind == SPECIALISE:  # a stem cell (protos/worker-protocol.md): become the function's worker
+        try:
+            specialise(init)
+        except OSError as exc:
+            flush_std()
+            channel.write(INIT_ERROR, error_json("Runtime.SpecialiseError", str(exc)))
+            sys.exit(1)
     os.environ.update(init.get("environment") or {})
+    add_layers(os.environ.get("FNHOST_LAYERS_DIR"))
     if not init.get("invoked_function_arn"):  # the unqualified ARN, when the daemon sends none
         region = os.environ.get("AWS_REGION") or "local"
         init["invoked_function_arn"] = f"arn:aws:lambda:{region}:000000000000:function:{init['function_name']}"

@@ -32,7 +32,8 @@ ATTR_RDONLY, ATTR_NOSUID, ATTR_NODEV = 0x1, 0x2, 0x4
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x8, 0x4000, 1 << 18
 CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = (
     0x20000, 0x2000000, 0x4000000, 0x8000000, 0x20000000)
-PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 24, 36, 38
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 24, 36, 38
+CAP_SETGID, CAP_SETUID = 6, 7
 CAP_V3 = 0x20080522
 NOFILE = 1024  # the workers' limits (daemon/fnhost/execution/sandbox.py)
 NPROC = 4096
@@ -170,6 +171,41 @@ def make_parents(path, covered):
 # --- the worker --------------------------------------------------------------------------------
 
 
+def inject_view(part, target):
+    """Bind a function's code, build and layers into a stem cell's view from outside: what
+    ``build_view`` binds for a forked worker, into the mount namespace of the process that
+    ``target`` (a pidfd) is. In a process of its own: it leaves the zygote's namespace."""
+    readable = [(p, clone_tree(p, ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV), os.path.isdir(p)) for p in part["readable"]]
+    opt = clone_tree(part["opt"], ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV) if part["opt"] else None
+    check(libc.setns(target, CLONE_NEWNS), "setns to the stem cell's mount namespace")
+    os.chdir("/")
+    if opt is not None:
+        attach(opt, "/opt")  # over the cell's empty read-only /opt
+    covered = list(part["covered"])
+    for path, fd, is_dir in readable:
+        make_parents(path, covered)
+        if not os.path.lexists(path):
+            if is_dir:
+                os.mkdir(path, 0o711)
+            else:
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        attach(fd, path)
+
+
+def keep_only_setid():
+    """A stem cell waits as root holding CAP_SETUID and CAP_SETGID only, to take its function's
+    uid when it gets one (protos/worker-protocol.md, "Stem cells"); every other capability is
+    gone from its bounding set, so its exec (as root) gets these two and nothing else."""
+    for cap in range(CAP_LAST + 1):
+        if cap not in (CAP_SETUID, CAP_SETGID):
+            check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop the capability bounding set")
+    os.setgroups([])
+    two = (1 << CAP_SETUID) | (1 << CAP_SETGID)
+    caps = (CapData * 2)(CapData(two, two, 0), CapData(0, 0, 0))
+    check(libc.capset(ctypes.byref(CapHeader(CAP_V3, 0)), caps), "keep CAP_SETUID and CAP_SETGID only")
+    check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+
+
 def drop_privileges(identity):
     """What setpriv --reuid --regid --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs does."""
     for cap in range(CAP_LAST + 1):
@@ -180,6 +216,9 @@ def drop_privileges(identity):
     empty = (CapData * 2)()  # permitted and effective went with uid 0; inheritable must go too
     check(libc.capset(ctypes.byref(CapHeader(CAP_V3, 0)), empty), "clear the inheritable capabilities")
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+    # A uid change makes the process undumpable (its /proc files root's, no same-uid ptrace);
+    # a spawned worker's exec made it dumpable again, and so must this.
+    check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "stay dumpable")
 
 
 PR_SET_MM, PR_SET_MM_MAP = 35, 14
@@ -234,7 +273,10 @@ def become_worker(spec, fds):
     os.umask(0o077)
     env = {**spec["env"], "FNHOST_CONTROL_FDS": f"{control_in},{control_out}"}
     if spec.get("exec"):  # another runtime's worker: this process only set it up
-        if spec["identity"]:
+        if spec["identity"] and spec["identity"].get("cell"):
+            if os.geteuid() == 0:
+                keep_only_setid()
+        elif spec["identity"]:
             drop_privileges(spec["identity"])
         exec_worker(spec["argv"], env, (control_in, control_out))
     show_in_proc(spec["argv"], env)

@@ -15,6 +15,10 @@ It reads requests from one SOCK_SEQPACKET socket that only the daemon holds
   daemon): hand them to a spare worker, which specialises itself as the spec says, and answer
   ``{"pid": N}`` (the host pid of the worker's namespace init, which the daemon watches) or
   ``{"error": "..."}``.
+- ``{"inject": {"readable": [...], "opt": path or null, "covered": [...]}}`` with one file
+  descriptor, a pidfd of a stem cell (protos/worker-protocol.md): bind those paths into that
+  process's mount namespace (specialise.inject_view) from a child of this process, which alone
+  enters it, and answer ``{"ok": true}`` or ``{"error": "..."}``.
 - ``{"reap": N}``: the daemon has read that init's status; reap it. Until then the pid stays a
   zombie of this process, so it (and the process group it names) cannot be reused under the
   daemon's feet.
@@ -53,7 +57,7 @@ import sys
 
 from specialise import (CLONE_NEWCGROUP, CLONE_NEWPID, PR_SET_CHILD_SUBREAPER,
                         SYS_MOUNT_SETATTR, MountAttr, Refused, become_worker, build_base, build_view,
-                        check, close_all_but, libc, run_worker)
+                        check, close_all_but, inject_view, libc, run_worker)
 
 # A spare is made at once after a fork, and prepares itself at this niceness: on two cores the
 # worker just handed out, specialising, should not wait for it.
@@ -294,6 +298,41 @@ class Zygote:
             except (OSError, Refused):
                 self.spare = None  # the next request makes one, and says why it could not
 
+    def inject(self, part, fds):
+        """Bind a function's paths into a stem cell's view (see the module's docstring)."""
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            return {"error": f"an inject takes one file descriptor, got {len(fds)}"}
+        err_r, err_w = os.pipe()
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(err_r)
+                    os.umask(0)
+                    inject_view(part, fds[0])
+                    os._exit(0)
+                except BaseException as exc:  # noqa: BLE001 - whatever it was, the daemon hears of it
+                    os.write(err_w, str(exc).encode()[:4000] or type(exc).__name__.encode())
+                    os._exit(1)
+            os.close(err_w)
+            err_w = -1
+            reason = b""
+            while chunk := os.read(err_r, 4096):
+                reason += chunk
+            _, status = os.waitpid(pid, 0)
+            if status == 0:
+                return {"ok": True}
+            return {"error": reason.decode(errors="replace") or f"status {os.waitstatus_to_exitcode(status)}"}
+        except OSError as exc:
+            return {"error": str(exc)}
+        finally:
+            os.close(err_r)
+            if err_w >= 0:
+                os.close(err_w)
+            os.close(fds[0])
+
     def reap(self, pid):
         try:
             os.waitpid(pid, os.WNOHANG)
@@ -317,6 +356,9 @@ class Zygote:
             request = json.loads(msg)
             if "reap" in request:
                 self.reap(int(request["reap"]))
+                continue
+            if "inject" in request:
+                self.sock.send(json.dumps(self.inject(request["inject"], fds)).encode())
                 continue
             reply = self.fork(request["fork"], fds)
             self.sock.send(json.dumps(reply).encode())

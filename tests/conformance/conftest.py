@@ -1,9 +1,11 @@
 """Per-runtime fixtures for the conformance suite: every runtime passes the same tests.
 
 Every runtime passes them twice: as ``<runtime>``, on the shared daemon, whose workers come from
-the zygote (the default: forked for Python, set up by a spare and exec'd for every other
-runtime; execution/zygote.py), and as ``<runtime>-spawned``, on a daemon with ``zygote = false``,
-whose workers are started by bubblewrap as before.
+the zygote (forked for Python, set up by a spare and exec'd for every other runtime;
+execution/zygote.py), and as ``<runtime>-spawned``, on a daemon with ``zygote = false``, whose
+workers are started by bubblewrap as before. A runtime with stem cells passes them a third time,
+as ``<runtime>-stemcell``, on a daemon whose every function's first worker is a stem cell given
+its function by SPECIALISE (execution/stemcell.py); that daemon must log no failed cell.
 
 A runtime whose toolchain is missing is skipped with that reason, unless it is listed in
 ``FNHOST_REQUIRE_RUNTIMES`` (comma-separated; CI lists every runtime it installs), in which case
@@ -31,6 +33,8 @@ REGISTRY = RuntimeRegistry()
 RUNTIMES = [r.name for r in REGISTRY if (FIXTURES / r.name / "handlers.toml").exists()]
 SPAWNED = "-spawned"  # the same runtime, its workers started afresh rather than forked
 FORKING = RUNTIMES  # every runtime's workers come from the zygote by default
+STEMCELL = "-stemcell"  # the same runtime, its workers specialised stem cells
+CELLS = [r.name for r in REGISTRY if r.name in RUNTIMES and any(v.stem_argv for v in r.variants)]
 
 
 def awscore_code_with_jar() -> Path:
@@ -57,9 +61,9 @@ def required_runtimes() -> set[str]:
     return {r.strip() for r in os.environ.get("FNHOST_REQUIRE_RUNTIMES", "").split(",") if r.strip()}
 
 
-@pytest.fixture(params=[*RUNTIMES, *(name + SPAWNED for name in FORKING)])
+@pytest.fixture(params=[*RUNTIMES, *(name + SPAWNED for name in FORKING), *(name + STEMCELL for name in CELLS)])
 def runtime(request: pytest.FixtureRequest) -> str:
-    name = request.param.removesuffix(SPAWNED)
+    name = request.param.removesuffix(SPAWNED).removesuffix(STEMCELL)
     try:
         REGISTRY.get(name).select()
     except ToolchainMissing as exc:
@@ -81,11 +85,30 @@ def spawned_daemon() -> Iterator[Daemon]:
     shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def stemcell_daemon() -> Iterator[Daemon]:
+    """The shared daemon's twin with a stem cell of every kind: each function's first worker is one."""
+    state = short_tempdir()
+    d = Daemon(state / "state", config="[daemon]\ninit_timeout_s = 5\nqueue_timeout_s = 1.0\nstem_cells = 1\n")
+    d.start()
+    yield d
+    with d.client() as c:
+        taken = {cell.runtime: cell.taken for cell in c.stats().stem_cells if cell.taken}
+    failed = [e for e in d.log_events() if str(e.get("event", "")).startswith(("stem_cell", "forked_worker_lost"))
+              and e.get("event") != "stem_cells_evicted"]
+    assert d.stop() == 0, d.log_tail()
+    assert d.leftovers == [], "workers outlived their daemon"
+    assert failed == [], f"stem cells failed: {failed}"
+    assert taken, "no function's worker was a stem cell"
+    shutil.rmtree(state, ignore_errors=True)
+
+
 @pytest.fixture
 def client(request: pytest.FixtureRequest) -> Iterator[Client]:
-    """The shared daemon's client, or the spawned twin's for a ``-spawned`` runtime."""
+    """The shared daemon's client, or its spawned or stem cell twin's for ``-spawned`` and ``-stemcell``."""
     callspec = getattr(request.node, "callspec", None)
-    spawned = callspec is not None and str(callspec.params.get("runtime", "")).endswith(SPAWNED)
-    d = request.getfixturevalue("spawned_daemon" if spawned else "daemon")
+    param = str(callspec.params.get("runtime", "")) if callspec is not None else ""
+    d = request.getfixturevalue("spawned_daemon" if param.endswith(SPAWNED) else
+                                "stemcell_daemon" if param.endswith(STEMCELL) else "daemon")
     with d.client() as c:
         yield c

@@ -145,7 +145,7 @@ def test_a_header_over_its_kinds_limit_is_refused_before_the_body_is_buffered() 
 @pytest.mark.parametrize(
     "body",
     [b"", b"not json", b"\xff\xfe", b"[]", b"1", b'{"protocol": "1"}', b'{"protocol": true}',
-     b'{"protocol": 3, "runtime": "py", "runtime_version": "3", "pid": 1}',
+     b'{"protocol": 4, "runtime": "py", "runtime_version": "3", "pid": 1}',
      b'{"protocol": 1, "runtime": 5, "runtime_version": "", "pid": 1}',
      b'{"protocol": 1, "runtime": "py", "runtime_version": "3", "pid": "1"}', b"[" * 100_000],
 )

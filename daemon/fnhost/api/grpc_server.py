@@ -287,6 +287,11 @@ class Servicer(LayerServicer, AsyncServicer, EsmServicer, pb_grpc.FnhostServicer
                                     failures=z.failures, restarts=z.restarts, memory_uss_bytes=z.uss_bytes,
                                     workers=z.workers, workers_memory_uss_bytes=z.workers_uss_bytes)
                      for z in await self.sup.zygote_report()],
+            stem_cells=[pb.StemCellStats(runtime=c.key.runtime, memory_mb=c.key.memory_mb,
+                                         startup_env=list(c.key.startup), ready=c.ready, starting=c.starting,
+                                         taken=c.taken, failures=c.failures, given_up=c.given_up,
+                                         memory_uss_bytes=c.memory_uss_bytes)
+                        for c in await self.sup.cell_report()],
         )
 
     @_api

@@ -21,10 +21,12 @@ from ..control.async_model import AsyncStats
 from ..execution.accounting import PoolSnapshot
 from ..execution.states import State
 from ..control.zygote_stats import ZygoteReport
+from ..execution.stemcell import CellStats
 
 Snapshots = Callable[[], list[PoolSnapshot]]
 AsyncSnapshots = Callable[[], dict[str, AsyncStats]]
 ZygoteReports = Callable[[], Awaitable[list[ZygoteReport]]]
+CellReports = Callable[[], Awaitable[list[CellStats]]]
 
 # Every state a live worker can be in: the gauge shows zeros too, so a series never vanishes.
 _LIVE_STATES = [s.value for s in State if s is not State.DEAD]
@@ -147,6 +149,34 @@ class ZygoteCollector(Collector):
         yield from (forks, failures, restarts, memory, workers, workers_memory)
 
 
+class StemCellCollector(Collector):
+    """Each kind of stem cell: ready, taken, failures, given up, and the ready cells' memory."""
+
+    def __init__(self, report: CellReports, loop: asyncio.AbstractEventLoop) -> None:
+        self.report = report
+        self.loop = loop
+
+    def collect(self) -> Iterator[Any]:
+        labels = ["runtime", "memory_mb", "startup_env"]
+        ready = GaugeMetricFamily("fnhost_stem_cells_ready", "Stem cells waiting for a function.", labels=labels)
+        taken = CounterMetricFamily("fnhost_stem_cells_taken", "Stem cells that became a function's worker.",
+                                    labels=labels)
+        failures = CounterMetricFamily("fnhost_stem_cells_failures", "Stem cell births and specialisations that "
+                                       "failed (those workers started another way).", labels=labels)
+        given_up = GaugeMetricFamily("fnhost_stem_cells_given_up", "1: this kind failed too often and has no cells "
+                                     "until the configuration is reloaded.", labels=labels)
+        memory = GaugeMetricFamily("fnhost_stem_cells_memory_uss_bytes", "The ready stem cells' unique memory, all "
+                                   "together.", labels=labels)
+        for c in asyncio.run_coroutine_threadsafe(self.report(), self.loop).result(timeout=30):
+            values = [c.key.runtime, str(c.key.memory_mb), ",".join(c.key.startup)]
+            ready.add_metric(values, c.ready)
+            taken.add_metric(values, c.taken)
+            failures.add_metric(values, c.failures)
+            given_up.add_metric(values, int(c.given_up))
+            memory.add_metric(values, c.memory_uss_bytes)
+        yield from (ready, taken, failures, given_up, memory)
+
+
 def _rss(pids: tuple[int, ...]) -> int:
     total = 0
     for pid in pids:
@@ -158,12 +188,14 @@ def _rss(pids: tuple[int, ...]) -> int:
 
 
 def serve_metrics(snapshots: Snapshots, listen: str, registry: CollectorRegistry,
-                  async_stats: AsyncSnapshots | None = None, zygote_report: ZygoteReports | None = None) -> Any:
+                  async_stats: AsyncSnapshots | None = None, zygote_report: ZygoteReports | None = None,
+                  cell_report: CellReports | None = None) -> Any:
     """Start the HTTP listener (``HOST:PORT``); returns the server, whose ``shutdown()`` stops it.
 
     ``snapshots`` is called on the event loop at each scrape (``Supervisor.snapshot`` with
     histograms); so is ``async_stats`` (``supervisor.async_events.stats``) when given; and
-    ``zygote_report`` (``Supervisor.zygote_report``) is awaited there.
+    ``zygote_report`` and ``cell_report`` (``Supervisor.zygote_report``, ``cell_report``) are
+    awaited there.
     """
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
@@ -173,6 +205,8 @@ def serve_metrics(snapshots: Snapshots, listen: str, registry: CollectorRegistry
         registry.register(AsyncQueueCollector(async_stats, asyncio.get_running_loop()))
     if zygote_report is not None:
         registry.register(ZygoteCollector(zygote_report, asyncio.get_running_loop()))
+    if cell_report is not None:
+        registry.register(StemCellCollector(cell_report, asyncio.get_running_loop()))
     ProcessCollector(namespace="fnhost", registry=registry)
     server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
     return server

@@ -237,6 +237,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
                      str(f.cold_starts), str(f.timeouts), str(f.queued)))
     _table(rows)
     _print_zygotes(snapshot)
+    _print_stem_cells(snapshot)
     async_cmds.print_async_stats(snapshot)
     async_cmds.print_mapping_stats(snapshot)
 
@@ -253,6 +254,21 @@ def _print_zygotes(snapshot: Any) -> None:
         rows.append((z.runtime, str(z.pid) if z.pid else "stopped", str(z.forks), str(z.failures), str(z.restarts),
                      f"{z.memory_uss_bytes / mib:.1f} MiB", str(z.workers),
                      f"{z.workers_memory_uss_bytes / mib:.1f} MiB{per}", z.command))
+    _table(rows)
+
+
+def _print_stem_cells(snapshot: Any) -> None:
+    """``fnhost stats``' stem cells: each kind, how many wait, how many became workers, their memory."""
+    if not snapshot.stem_cells:
+        return
+    click.echo("")
+    mib = 1024 * 1024
+    rows = [("STEM CELLS", "MEMORY", "READY", "STARTING", "TAKEN", "FAILURES", "USS", "START-UP VARIABLES")]
+    for c in snapshot.stem_cells:
+        per = f" ({c.memory_uss_bytes / c.ready / mib:.1f} MiB each)" if c.ready else ""
+        rows.append((c.runtime, f"{c.memory_mb} MB", str(c.ready) + (" (given up)" if c.given_up else ""),
+                     str(c.starting), str(c.taken), str(c.failures), f"{c.memory_uss_bytes / mib:.1f} MiB{per}",
+                     ", ".join(c.startup_env) or "-"))
     _table(rows)
 
 

@@ -193,6 +193,11 @@ class Settings:
     # Workers of a runtime with a zygote (Python) forked from a warm interpreter rather than
     # started (execution/zygote.py); reloadable: false spawns every new worker.
     zygote: bool = True
+    # Stem cells (execution/stemcell.py): workers of Node, Java, Ruby and C# started before
+    # their function is known, this many per kind (runtime, memory size, start-up variables),
+    # for the 8 kinds used last; a function's next worker takes one over. They are born from
+    # the zygote, so ``zygote = false`` turns them off too. Reloadable; 0: none.
+    stem_cells: int = 1
     max_functions: int = 5000  # a bound on what the network can make the daemon hold
     max_stream_in_flight: int = 256  # InvokeStream: invocations running per stream before reading pauses
     function_log_max_bytes: int = LOG_MAX_BYTES  # logged per invocation; the rest is discarded
@@ -289,6 +294,7 @@ _SETTING_TYPES: dict[str, type] = {
     "cpu_mb_per_vcpu": int,
     "worker_namespaces": bool,
     "zygote": bool,
+    "stem_cells": int,
     "max_functions": int,
     "max_stream_in_flight": int,
     "function_log_max_bytes": int,
@@ -399,6 +405,8 @@ def settings_from(daemon: dict[str, Any], **overrides: Any) -> Settings:
         raise ConfigError("daemon.function_log_max_bytes: use a positive number of bytes (default 1048576)")
     if values.get("worker_pids_max", 1024) < 16:
         raise ConfigError("daemon.worker_pids_max: use at least 16 processes and threads per worker (default 1024)")
+    if not 0 <= values.get("stem_cells", 1) <= 16:
+        raise ConfigError("daemon.stem_cells: use 0 (none) to 16 stem cells of each kind (default 1)")
     if values.get("cpu_mb_per_vcpu", 1769) < 0:
         raise ConfigError("daemon.cpu_mb_per_vcpu: use a number of MB per vCPU (default 1769, Lambda's), or 0 for no CPU limit")
     if values.get("worker_uid_base", 80000) < 0 or values.get("worker_uid_count", 10000) < 1:

@@ -24,7 +24,8 @@ from ..execution.invocation import LATEST
 from ..execution.limits import MemoryBackend
 from ..execution.logcapture import LOG_MAX_BYTES
 from ..execution.spawn import WorkerSpec
-from ..execution.zygote import ZygoteKey
+from ..execution.cellkey import CellKey
+from ..execution.zygote import ZygoteKey, startup_env
 from .config import RESERVED_ENV, FunctionConfig, Settings, validate_config
 from .credentials import Credentials, lambda_environment
 from .layers import LayerStore
@@ -410,4 +411,27 @@ def compose_worker_spec(
         log_max_bytes=log_max_bytes,
         view=view,
         zygote=runtime.zygote(values, env),
+        stem_cell=stem_cell_key(runtime, values, launch_env, env, memory_mb, view, identity),
     )
+
+
+# Read by the C library as a process starts (the loader's paths, the allocator): every runtime's
+# cells are started with the function's values of these, as with its runtime's own startup_env.
+LIBC_STARTUP_ENV = ("LD_*", "MALLOC_*", "GLIBC_TUNABLES")
+
+
+def stem_cell_key(runtime: Runtime, values: dict[str, str], launch_env: dict[str, str], env: dict[str, str],
+                  memory_mb: int, view: isolation.View | None, identity: sandbox.Identity | None) -> CellKey | None:
+    """The stem cells that can become a worker of this function (execution/stemcell.py); None:
+    its runtime has none here."""
+    stem = runtime.stem_cell(values)
+    if stem is None:
+        return None
+    argv, patterns = stem
+    startup = startup_env(env, (*patterns, *LIBC_STARTUP_ENV))
+    cell_view = None if view is None else isolation.View(
+        hidden=view.hidden, readable=(str(runtime.directory),), writable=(), tmp_mb=view.tmp_mb,
+        opt="" if view.opt is not None else None)  # the layers are bound over it at SPECIALISE
+    return CellKey(runtime=runtime.name, argv=tuple(argv), env=tuple(sorted({**base_env(launch_env), **dict(startup)}.items())),
+                   memory_mb=memory_mb, view=cell_view, own_uid=identity is not None and identity.own,
+                   startup=tuple(k for k, _ in startup))

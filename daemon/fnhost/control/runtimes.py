@@ -30,6 +30,7 @@ from ..execution.zygote import ZygoteKey, key_for
 log = structlog.get_logger("fnhost.runtimes")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_FUNCTION_PLACEHOLDERS = {"code_dir", "build_dir", "handler", "layers_dir", "scratch_dir"}
 
 MiB = 1024 * 1024
 # What a build may leave: Lambda takes 250 MB of unzipped code, so four times that is a runaway
@@ -69,6 +70,8 @@ class Variant:
     prepare_argv: tuple[str, ...] = ()
     zygote_argv: tuple[str, ...] = ()  # [zygote]: a warm process that forks workers (execution/zygote.py)
     startup_env: tuple[str, ...] = ()  # [zygote]: variables read only at start-up (fnmatch patterns)
+    stem_argv: tuple[str, ...] = ()  # [stem_cell]: how a cell starts (execution/stemcell.py); (): no cells
+    stem_startup_env: tuple[str, ...] = ()  # [stem_cell]: variables read only at start-up
 
 
 @dataclass(slots=True)
@@ -151,6 +154,16 @@ class Runtime:
             return None
         argv = [substitute(a, values) for a in variant.zygote_argv]
         return key_for(self.name, argv, values["runtime_dir"], env, variant.startup_env, values.get("cache_dir", ""))
+
+    def stem_cell(self, values: dict[str, str]) -> tuple[list[str], tuple[str, ...]] | None:
+        """How a stem cell of this runtime starts (argv) and the variables it reads only then;
+        None when it has no [stem_cell], or its argv needs a cache there is not."""
+        variant, _ = self.select()
+        if not variant.stem_argv:
+            return None
+        if not values.get("cache_dir") and any("{cache_dir}" in a for a in variant.stem_argv):
+            return None
+        return [substitute(a, values) for a in variant.stem_argv], variant.stem_startup_env
 
     def installed_under(self, directory: str) -> bool:
         """Whether one of the chosen variant's toolchains really lives under ``directory``."""
@@ -392,6 +405,12 @@ def _variant(name: str, table: dict[str, Any], where: str) -> Variant:
         raise ValueError(f"{where}: [launch] argv is required")
     build = table.get("build", {})
     zygote = table.get("zygote", {})
+    stem = table.get("stem_cell")
+    stem_argv = tuple(stem.get("argv", launch["argv"])) if stem is not None else ()
+    function_owned = {k for a in stem_argv for k in _PLACEHOLDER.findall(a)} & _FUNCTION_PLACEHOLDERS
+    if function_owned:
+        raise ValueError(f"{where}: [stem_cell] argv may not use " + ", ".join(
+            f"{{{k}}}" for k in sorted(function_owned)) + ": a stem cell is of no function")
     return Variant(
         name=name,
         toolchains=toolchains,
@@ -404,6 +423,8 @@ def _variant(name: str, table: dict[str, Any], where: str) -> Variant:
         prepare_argv=tuple(build.get("prepare_argv", ())),
         zygote_argv=tuple(zygote.get("argv", ())),
         startup_env=tuple(zygote.get("startup_env", ())),
+        stem_argv=stem_argv,
+        stem_startup_env=tuple(stem.get("startup_env", ())) if stem is not None else (),
     )
 
 

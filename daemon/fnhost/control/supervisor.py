@@ -27,6 +27,8 @@ from ..execution.invocation import (
     function_arn,
 )
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
+from ..execution.stemcell import CellStats, StemCells
+from ..execution.stemcell import stats as cell_stats
 from ..execution.zygote import ZygoteKey, Zygotes
 from .zygote_stats import ZygoteReport, forked_workers
 from .zygote_stats import report as zygote_report
@@ -97,6 +99,9 @@ class Supervisor(Qualifiers, SupervisorLayers):
                 reason=unavailable or "worker_namespaces is off",
                 note="file permissions and uids keep functions apart; /tmp is shared")
         self.zygotes = Zygotes(enabled=settings.zygote, namespaced=self.deployer.isolated)
+        self.cells = StemCells(per_key=settings.stem_cells, backend=self.backend, zygotes=self.zygotes,
+                               exec_zygote=self.deployer.exec_zygote, spawn_background=self._spawn_background,
+                               kill_grace_s=settings.kill_grace_s, scratch_root=self.scratch_root)
         self.pools: dict[str, Pool] = {}  # by label: "name" ($LATEST), "name:N" (a version)
         self.published: dict[str, FunctionRecord] = {}  # versions, by label
         self.routes: dict[str, Route] = {}  # aliases, by "name:alias"
@@ -172,6 +177,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
         if self._closed:
             return
         self._closed = True
+        await self.cells.close()
         async with anyio.create_task_group() as tg:
             for pool in self.pools.values():
                 tg.start_soon(pool.stop_all)
@@ -188,14 +194,16 @@ class Supervisor(Qualifiers, SupervisorLayers):
         self._install(record)
         return record
 
-    def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> None:
+    def _spawn_background(self, fn: Callable[[], Awaitable[None]]) -> bool:
         """Run a pool's background work (a respawn, a stop) in the supervisor's task group.
 
-        Dropped once the group is shutting down. What it raises is one function's fault: logged,
-        and the daemon, its other tasks and every other function go on.
+        Dropped (False) once the group is shutting down. What it raises is one function's fault:
+        logged, and the daemon, its other tasks and every other function go on.
         """
-        if self._tg is not None:
-            self._tg.start_soon(_background, fn, name=getattr(fn, "__qualname__", None))
+        if self._tg is None:
+            return False
+        self._tg.start_soon(_background, fn, name=getattr(fn, "__qualname__", None))
+        return True
 
     async def _flush_usage(self) -> None:
         while True:
@@ -252,6 +260,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
         self.deployer.settings = settings
         for key in self.zygotes.reconfigure(settings.zygote):  # turned back on: warm before they are needed
             self._warm(key)
+        self.cells.reconfigure(settings.stem_cells)
         for label, pool in list(self.pools.items()):
             record = self.published.get(label) or self.registry.get(label)
             pool.apply_settings(self._pool_config(record.config, label, self._min_warm(record)))
@@ -371,7 +380,8 @@ class Supervisor(Qualifiers, SupervisorLayers):
         """A pool for one version of a function, starting its min_warm workers in the background."""
         pool = Pool(config, spec or self.deployer.worker_spec(record), backend=self.backend,
                     spawn_background=self._spawn_background, busy_registry=self.busy,
-                    request_ids=self.request_ids, report_log=self.report_log, zygotes=self.zygotes)
+                    request_ids=self.request_ids, report_log=self.report_log, zygotes=self.zygotes,
+                    cells=self.cells)
         if pool.spec.zygote is not None:  # warm before its first worker needs it
             self._warm(pool.spec.zygote)
         self._spawn_background(pool.ensure_warm)
@@ -392,6 +402,10 @@ class Supervisor(Qualifiers, SupervisorLayers):
     def snapshot(self, *, with_histograms: bool = False) -> list[PoolSnapshot]:
         """Every pool's counts, by function name: for stats, metrics, status and readiness."""
         return [self.pools[name].snapshot(with_histograms=with_histograms) for name in sorted(self.pools)]
+
+    async def cell_report(self) -> list[CellStats]:
+        """Each kind of stem cell: how many are ready and what they cost (for stats and metrics)."""
+        return await anyio.to_thread.run_sync(cell_stats, self.cells.snapshot())
 
     async def zygote_report(self) -> list[ZygoteReport]:
         """Each zygote with its live workers and their memory (for stats and metrics)."""

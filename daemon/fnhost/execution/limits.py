@@ -121,6 +121,11 @@ class WorkerLimits:
         """A directory of the group (each lists every process of the worker); None without one."""
         return self.group.dirs[0][1] if self.group is not None and self.group.dirs else None
 
+    def adopt(self, identity: Identity) -> None:
+        """A stem cell's group now holds ``identity``'s worker (it was prepared with none)."""
+        self.identity = identity
+        self.backend._count_uid(self)
+
     def started(self, pid: int, on_over_limit: Callable[[], None] | None = None) -> None:
         """The worker runs as ``pid``; ``on_over_limit`` runs on this (running) loop if the sampler kills it."""
         self.pid = pid
@@ -311,9 +316,13 @@ class MemoryBackend:
             except OSError as exc:
                 group.remove()
                 raise OSError(exc.errno, f"cannot set its limits in {exc.filename}: {exc.strerror}") from exc
-        if identity is not None and identity.own:
-            self._by_uid.setdefault(identity.uid, set()).add(worker)
+        self._count_uid(worker)
         return worker
+
+    def _count_uid(self, worker: WorkerLimits) -> None:
+        """``worker`` runs as its function's own uid: a live worker of that uid from now on."""
+        if worker.identity is not None and worker.identity.own:
+            self._by_uid.setdefault(worker.identity.uid, set()).add(worker)
 
     def attach(self, pid: int, limit_bytes: int) -> WorkerLimits:
         """A group for a process already started and held at a gate of its own until this returns

@@ -47,6 +47,7 @@ from .limits import MemoryBackend
 from .spawn import WorkerSpec
 from .states import State, StateCounts
 from .worker import Worker
+from .stemcell import StemCells
 from .zygote import Zygotes
 
 log = structlog.get_logger("fnhost.pool")
@@ -106,11 +107,14 @@ class Pool:
     def __init__(self, config: PoolConfig, spec: WorkerSpec, *, backend: MemoryBackend,
                  spawn_background: Spawner, busy_registry: set[Worker], request_ids: RequestIds,
                  report_log: ReportLog, worker_factory: WorkerFactory = Worker,
-                 zygotes: Zygotes | None = None) -> None:
+                 zygotes: Zygotes | None = None, cells: StemCells | None = None) -> None:
         self.config = config
         self.spec = spec
         self.backend = backend
         self.zygotes = zygotes
+        self.cells = cells
+        if cells is not None and spec.stem_cell is not None:
+            cells.want(spec.stem_cell)  # ready before its first worker is needed
         self.spawn_background = spawn_background
         self.busy_registry = busy_registry  # the daemon's BUSY workers, for the memory sampler
         self.request_ids = request_ids
@@ -266,18 +270,36 @@ class Pool:
 
     # --- starting workers ---------------------------------------------------------------------
 
-    async def _start_worker(self, *, for_request: bool, retried: bool = False) -> Worker:
-        worker = self._new_worker(self.spec, self.generation, self._on_dead, self._observe)
+    async def _start_worker(self, *, for_request: bool, retried: bool = False, use_cells: bool = True) -> Worker:
+        spec = self.spec
+        cell = None
+        if self.cells is not None and spec.stem_cell is not None and use_cells and not retried:
+            cell = await self.cells.take(spec.stem_cell)
+            if cell is not None and (self.closed or spec is not self.spec):
+                self.spawn_background(cell.stop)  # reconfigured meanwhile: its key may differ
+                cell = None
+                spec = self.spec
+        if cell is not None:
+            worker = cell
+            worker.adopt(spec, self.generation, self._on_dead, self._observe)
+        else:
+            worker = self._new_worker(spec, self.generation, self._on_dead, self._observe)
         self.workers.add(worker)
         self.live += 1
         try:
-            # A retry after a lost fork spawns: whatever killed that worker may be killing forks.
-            await worker.start(self.backend, None if retried else self.zygotes)
+            if cell is not None:
+                await self.cells.specialise(cell, spec)  # type: ignore[union-attr]
+            else:
+                # A retry after a lost fork spawns: whatever killed that worker may be killing forks.
+                await worker.start(self.backend, None if retried else self.zygotes)
         except ForkLost as exc:
             log.warning("forked_worker_lost", function=self.config.function, error=exc.message,
-                        note="killed before any of its code ran: a spawned worker takes its place")
+                        note="killed before any of its code ran: another worker takes its place")
             if retried or self.closed:
                 raise
+            # After a stem cell, the usual start; after a fork, a spawn.
+            if cell is not None:
+                return await self._start_worker(for_request=for_request, use_cells=False)
             return await self._start_worker(for_request=for_request, retried=True)
         except FunctionError as exc:
             if worker.generation != self.generation and not self.closed:
@@ -406,6 +428,8 @@ class Pool:
         """New code or configuration: later invocations only ever get new workers."""
         self.config = config
         self.spec = spec
+        if self.cells is not None and spec.stem_cell is not None:
+            self.cells.want(spec.stem_cell)
         self.generation += 1
         self.live = 0
         self.backoff = _InitBackoff()

@@ -14,11 +14,15 @@ import json
 import struct
 from typing import Any, NamedTuple
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 # Versions a worker may speak. Version 1 stays accepted because compiled runtimes (Go, Java, C#)
 # carry their shim inside the function's build: a function built before an upgrade keeps running,
 # without per-invocation context (its handler sees no client context), until it is redeployed.
-SUPPORTED_VERSIONS = (1, 2)
+# Version 3 only adds SPECIALISE, which a shim that cannot be a stem cell (Go's: its shim is the
+# function's own binary) has no use for: 2 is current for it.
+SUPPORTED_VERSIONS = (1, 2, 3)
+CONTEXT_VERSION = 2  # the first with INVOKE's context: older workers are from before an upgrade
+STEM_CELL_VERSION = 3  # the first with SPECIALISE
 MAX_FRAME = 16 * 1024 * 1024
 CONTROL_FDS_ENV = "FNHOST_CONTROL_FDS"
 
@@ -47,6 +51,7 @@ class Kind(enum.IntEnum):
     INVOKE = 5
     RESULT = 6
     ERROR = 7
+    SPECIALISE = 8
 
 
 class Frame(NamedTuple):
@@ -70,9 +75,9 @@ _KINDS = {k.value: k for k in Kind}  # a dict lookup; Kind(n) runs enum's Python
 
 # The largest body a worker may send per kind, indexed by the kind's value (a list: indexing it
 # with an IntEnum is a C-level __index__, where a dict would call Enum's Python-level __hash__).
-# Kinds only the daemon sends (INIT, INVOKE) are never accepted from a worker.
+# Kinds only the daemon sends (INIT, INVOKE, SPECIALISE) are never accepted from a worker.
 BODY_MAX_FROM_WORKER = [0, CONTROL_BODY_MAX, 0, CONTROL_BODY_MAX, INIT_ERROR_BODY_MAX, 0,
-                        MAX_FRAME - 1, MAX_FRAME - 1]
+                        MAX_FRAME - 1, MAX_FRAME - 1, 0]
 
 
 def encode(kind: Kind, body: bytes = b"") -> bytes:
@@ -104,7 +109,7 @@ def encode_invoke_v1(request_id: bytes, deadline_ms: int, payload: bytes, contex
     return [_HEADER.pack(1 + len(head) + len(payload), Kind.INVOKE) + head, payload]
 
 
-INVOKE_ENCODERS = {1: encode_invoke_v1, 2: encode_invoke}  # by the version a worker's HELLO gave
+INVOKE_ENCODERS = {1: encode_invoke_v1, 2: encode_invoke, 3: encode_invoke}  # by the version a worker's HELLO gave
 
 
 def encode_context(client_context: dict[str, Any] | None, invoked_function_arn: str) -> bytes:

@@ -25,6 +25,7 @@ import anyio
 from . import isolation, protocol, sandbox
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
+from .cellkey import CellKey
 from .zygote import Forked, Zygote, ZygoteKey
 
 PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
@@ -91,6 +92,12 @@ class WorkerSpec:
     # Forked from ``zygote`` only to be set up (namespaces, view, groups, uid), then exec'ing its
     # argv: another runtime's worker without bubblewrap, setpriv, shells and prlimit in between.
     exec_after_fork: bool = False
+    # The stem cells that can become its worker (stemcell.py); None: it has none.
+    stem_cell: CellKey | None = None
+    # This is a stem cell's spec (no function yet): forked, exec'd as root holding only
+    # CAP_SETUID and CAP_SETGID (``identity`` is None), and given its function by SPECIALISE.
+    cell: bool = False
+    own_uid: bool = False  # a cell: the function that takes it runs as a uid of its own (RLIMIT_NPROC)
 
 
 @dataclass(slots=True)
@@ -281,7 +288,8 @@ async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) 
             "exec": spec.exec_after_fork,
             "cwd": spec.cwd,
             "env": env,
-            "identity": None if identity is None else {"uid": identity.uid, "gid": identity.gid, "own": identity.own},
+            "identity": {"cell": True, "own": spec.own_uid} if spec.cell else None if identity is None else {
+                "uid": identity.uid, "gid": identity.gid, "own": identity.own},
             "view": None if view is None else {
                 "hidden": list(view.hidden), "readable": list(view.readable), "writable": list(view.writable),
                 "tmp_mb": view.tmp_mb, "opt": view.opt},

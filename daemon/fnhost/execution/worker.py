@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -101,8 +101,14 @@ class Worker:
         self._proc: subprocess.Popen[bytes] | Forked | None = None
         self._has_init = False  # the process started leads a pid namespace: the worker is below it
         self.forked = False  # by a zygote, not spawned
+        self.protocol_version = 0  # what its HELLO said
         self._scratch: Path | None = None
         observe(self, None, State.STARTING)
+
+    @property
+    def scratch(self) -> Path | None:
+        """Its private directory (TMPDIR and HOME) outside a mount namespace; None: none or /tmp."""
+        return self._scratch
 
     @property
     def leader(self) -> int:
@@ -126,8 +132,19 @@ class Worker:
         Raises InitError, RuntimeExit, WorkerProtocolError (HELLO or INIT's reply was not what
         the protocol says: the worker was killed).
         """
-        spec = self.spec
         started = time.perf_counter()
+        deadline = anyio.current_time() + self.spec.init_timeout_s
+        await self.launch(backend, zygotes, deadline=deadline)
+        await self._initialise(self.spec.init_frame, started, deadline)
+
+    async def launch(self, backend: MemoryBackend, zygotes: Zygotes | None = None, *,
+                     deadline: float | None = None, forked_only: bool = False) -> int:
+        """Start the process and read its HELLO by ``deadline`` (anyio's clock; default: the
+        init timeout from now); the protocol version HELLO gave. A stem cell stops here until
+        ``specialise``. ``forked_only``: raise ZygoteUnavailable rather than spawn."""
+        spec = self.spec
+        if deadline is None:
+            deadline = anyio.current_time() + spec.init_timeout_s
         limits = None
         try:
             if backend is not None:
@@ -143,20 +160,26 @@ class Worker:
                     try:
                         spawned = await fork(spec, zygote, limits.procs_files if limits is not None else ())
                     except ZygoteUnavailable as exc:
+                        if forked_only:
+                            raise
                         log.warning("zygote_fallback", function=spec.function, reason=str(exc),
                                     note="this worker is spawned")
                         if not zygote.running:  # started again in the background, for the next one
                             self._loop.run_in_executor(SPAWN_THREADS, zygotes.warm, spec.zygote)
+                elif forked_only:
+                    raise ZygoteUnavailable("no zygote is running")
                 if spawned is None:
                     spawned = await self._loop.run_in_executor(
                         SPAWN_THREADS, partial(spawn, spec, join=limits.join if limits is not None else None))
-        except OSError as exc:
+        except (OSError, ZygoteUnavailable) as exc:
             if limits is not None:
                 limits.close()
             # No process: nothing will ever exit, so the worker's death is reported here.
             self._exited.set()
             self._set(State.DEAD)
             self._on_dead(self)
+            if isinstance(exc, ZygoteUnavailable):
+                raise
             if not os.path.isdir(spec.cwd):
                 raise RuntimeExit(f"cannot start the worker: its code directory {spec.cwd} is gone") from exc
             raise RuntimeExit(f"cannot start the worker {spec.argv[0]}: {exc.strerror}") from exc
@@ -173,9 +196,8 @@ class Worker:
         self._loop.add_reader(self._from_worker, self._on_control)
         self._pidfd = os.pidfd_open(self._leader)
         self._loop.add_reader(self._pidfd, self._on_exit)
-
         try:
-            with anyio.fail_after(spec.init_timeout_s):
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                 try:
                     hello = await self._next_frame()
                 except RuntimeExit as exc:
@@ -185,34 +207,64 @@ class Worker:
                         raise ForkLost(exc.message) from exc
                     raise
                 version = protocol.parse_hello(hello.body)["protocol"]
-                if self._has_init:  # the shim's host pid (HELLO's "pid" is the namespace's 2)
-                    self.pid = isolation.worker_pid(self._leader, spec.view is not None) or self._leader
-                    if self.memory is not None and self.pid != self._leader:
-                        self.memory.measure(self.pid)  # VmHWM: the shim's, not bubblewrap's
-                self._encode_invoke = protocol.INVOKE_ENCODERS[version]
-                if version < protocol.PROTOCOL_VERSION:  # built before an upgrade: redeploy to rebuild
-                    log.warning("worker_protocol_outdated", function=spec.function, protocol=version)
+        except BaseException as exc:
+            failure = await self._failed_handshake(exc)
+            if failure is exc:
+                raise
+            raise failure from (None if isinstance(exc, TimeoutError) else exc)
+        if self._has_init:  # the shim's host pid (HELLO's "pid" is the namespace's 2)
+            self.pid = isolation.worker_pid(self._leader, spec.view is not None) or self._leader
+            if self.memory is not None and self.pid != self._leader:
+                self.memory.measure(self.pid)  # VmHWM: the shim's, not bubblewrap's
+        self._encode_invoke = protocol.INVOKE_ENCODERS[version]
+        if version < protocol.CONTEXT_VERSION:  # built before an upgrade: redeploy to rebuild
+            log.warning("worker_protocol_outdated", function=spec.function, protocol=version)
+        self.protocol_version = version
+        return version
+
+    def adopt(self, spec: WorkerSpec, generation: int, on_dead: Callable[[Worker], None],
+              observe: Callable[[Worker, State | None, State], None]) -> None:
+        """This stem cell (launched, waiting) now belongs to ``spec``'s pool; ``specialise`` next."""
+        self.spec, self.generation, self._on_dead, self._observe = spec, generation, on_dead, observe
+        observe(self, None, State.STARTING)
+        if self._logs is not None:
+            self._logs.function = spec.function
+        if self.memory is not None and spec.identity is not None:
+            self.memory.adopt(spec.identity)
+
+    async def specialise(self, frame: bytes, prepare: Callable[[Worker], Awaitable[None]]) -> None:
+        """Give this stem cell its function: ``prepare`` (binds its code into the cell's view),
+        then SPECIALISE, within the init timeout. Raises what ``start`` raises; ForkLost when
+        the cell was lost or could not be prepared before any of the function ran."""
+        started = time.perf_counter()
+        deadline = anyio.current_time() + self.spec.init_timeout_s
+        try:
+            await prepare(self)
+        except (OSError, ZygoteUnavailable) as exc:
+            await self._kill_and_reap()
+            raise ForkLost(f"the stem cell could not be prepared: {exc}") from exc
+        if self.state is not State.STARTING or self._exited.is_set():
+            await self._kill_and_reap()
+            raise ForkLost("the stem cell died before it got its function")
+        await self._initialise(frame, started, deadline)
+
+    async def _initialise(self, frame: bytes, started: float, deadline: float) -> None:
+        """Send INIT (or SPECIALISE) and take the answer by ``deadline``; IDLE on INIT_OK."""
+        try:
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                 self._inbox.expect = protocol.EXPECT_INIT_REPLY
-                await self._write([spec.init_frame])
+                await self._write([frame])
                 reply = await self._next_frame()
                 if reply.kind is protocol.Kind.INIT_OK:
                     protocol.parse_init_ok(reply.body)
                     error = None
                 else:
                     error = protocol.parse_init_error(reply.body)
-        except protocol.ProtocolError as exc:  # a body that the callback could not judge alone
-            self._violation(str(exc))
-            await self._kill_and_reap()
-            raise self._exit_error() from exc
-        except TimeoutError:
-            await self._kill_and_reap()
-            raise InitError(
-                "Runtime.InitError",
-                f"init did not finish within {spec.init_timeout_s:.2f} seconds; the worker was stopped",
-            ) from None
-        except FunctionError:
-            await self._kill_and_reap()
-            raise
+        except BaseException as exc:
+            failure = await self._failed_handshake(exc)
+            if failure is exc:
+                raise
+            raise failure from (None if isinstance(exc, TimeoutError) else exc)
         if error is not None:
             if self.state is State.STARTING:  # it may already have exited, as shims do after INIT_ERROR
                 self._set(State.FAILED)
@@ -227,6 +279,21 @@ class Worker:
             self.memory.init_done()  # from the start-up allowance to the function's CPU share
         self._logs.flush_init()
         self._set(State.IDLE)
+
+    async def _failed_handshake(self, exc: BaseException) -> BaseException:
+        """What HELLO or INIT's failure ``exc`` becomes, the worker killed and reaped first."""
+        if isinstance(exc, protocol.ProtocolError):  # a body that the callback could not judge alone
+            self._violation(str(exc))
+            await self._kill_and_reap()
+            return self._exit_error()
+        if isinstance(exc, TimeoutError):
+            await self._kill_and_reap()
+            return InitError(
+                "Runtime.InitError",
+                f"init did not finish within {self.spec.init_timeout_s:.2f} seconds; the worker was stopped")
+        if isinstance(exc, FunctionError):
+            await self._kill_and_reap()
+        return exc
 
     # --- invoke -------------------------------------------------------------------------------
 

@@ -258,6 +258,32 @@ class Zygote:
         self.refusals_in_row = 0
         return int(reply["pid"])
 
+    async def inject(self, part: dict[str, Any], pid: int) -> None:
+        """Bind a function's paths into stem cell ``pid``'s view (zygote.py's ``inject``); raises
+        ZygoteUnavailable. The cell is named by a pidfd: a pid reused meanwhile is never entered."""
+        loop = asyncio.get_running_loop()
+        pidfd = os.pidfd_open(pid)  # OSError: the cell is gone
+        try:
+            async with self._forking:
+                sock = self._sock
+                if sock is None:
+                    raise ZygoteUnavailable("the zygote is not running")
+                try:
+                    socket.send_fds(sock, [json.dumps({"inject": part}).encode()], [pidfd])
+                    raw = await asyncio.wait_for(loop.sock_recv(sock, 4096), FORK_TIMEOUT_S)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    why = str(exc) or type(exc).__name__
+                    await loop.run_in_executor(None, self._lost, why)
+                    raise ZygoteUnavailable(f"the zygote failed: {why}") from exc
+                if not raw:
+                    await loop.run_in_executor(None, self._lost, "it exited")
+                    raise ZygoteUnavailable("the zygote exited")
+        finally:
+            os.close(pidfd)
+        reply = json.loads(raw)
+        if not reply.get("ok"):
+            raise ZygoteUnavailable(f"cannot bind the function into the stem cell: {reply.get('error', reply)}")
+
     def reap(self, process: subprocess.Popen[bytes] | None, pid: int) -> None:
         """Let the zygote that forked ``pid`` reap it (a restarted zygote is not its parent)."""
         sock = self._sock

@@ -554,20 +554,44 @@ class FunctionStats(_message.Message):
     def __init__(self, function_name: _Optional[str] = ..., workers: _Optional[_Mapping[str, int]] = ..., invocations: _Optional[int] = ..., errors: _Optional[int] = ..., throttles: _Optional[int] = ..., cold_starts: _Optional[int] = ..., timeouts: _Optional[int] = ..., queued: _Optional[int] = ...) -> None: ...
 
 class Stats(_message.Message):
-    __slots__ = ("functions", "uptime_s", "memory_backend", "async_queues", "event_source_mappings", "zygotes")
+    __slots__ = ("functions", "uptime_s", "memory_backend", "async_queues", "event_source_mappings", "zygotes", "stem_cells")
     FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BACKEND_FIELD_NUMBER: _ClassVar[int]
     ASYNC_QUEUES_FIELD_NUMBER: _ClassVar[int]
     EVENT_SOURCE_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
     ZYGOTES_FIELD_NUMBER: _ClassVar[int]
+    STEM_CELLS_FIELD_NUMBER: _ClassVar[int]
     functions: _containers.RepeatedCompositeFieldContainer[FunctionStats]
     uptime_s: int
     memory_backend: str
     async_queues: _containers.RepeatedCompositeFieldContainer[AsyncQueueStats]
     event_source_mappings: _containers.RepeatedCompositeFieldContainer[EventSourceMappingStats]
     zygotes: _containers.RepeatedCompositeFieldContainer[ZygoteStats]
-    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ..., async_queues: _Optional[_Iterable[_Union[AsyncQueueStats, _Mapping]]] = ..., event_source_mappings: _Optional[_Iterable[_Union[EventSourceMappingStats, _Mapping]]] = ..., zygotes: _Optional[_Iterable[_Union[ZygoteStats, _Mapping]]] = ...) -> None: ...
+    stem_cells: _containers.RepeatedCompositeFieldContainer[StemCellStats]
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionStats, _Mapping]]] = ..., uptime_s: _Optional[int] = ..., memory_backend: _Optional[str] = ..., async_queues: _Optional[_Iterable[_Union[AsyncQueueStats, _Mapping]]] = ..., event_source_mappings: _Optional[_Iterable[_Union[EventSourceMappingStats, _Mapping]]] = ..., zygotes: _Optional[_Iterable[_Union[ZygoteStats, _Mapping]]] = ..., stem_cells: _Optional[_Iterable[_Union[StemCellStats, _Mapping]]] = ...) -> None: ...
+
+class StemCellStats(_message.Message):
+    __slots__ = ("runtime", "memory_mb", "startup_env", "ready", "starting", "taken", "failures", "given_up", "memory_uss_bytes")
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_MB_FIELD_NUMBER: _ClassVar[int]
+    STARTUP_ENV_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    STARTING_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_UP_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    runtime: str
+    memory_mb: int
+    startup_env: _containers.RepeatedScalarFieldContainer[str]
+    ready: int
+    starting: int
+    taken: int
+    failures: int
+    given_up: bool
+    memory_uss_bytes: int
+    def __init__(self, runtime: _Optional[str] = ..., memory_mb: _Optional[int] = ..., startup_env: _Optional[_Iterable[str]] = ..., ready: _Optional[int] = ..., starting: _Optional[int] = ..., taken: _Optional[int] = ..., failures: _Optional[int] = ..., given_up: _Optional[bool] = ..., memory_uss_bytes: _Optional[int] = ...) -> None: ...
 
 class ZygoteStats(_message.Message):
     __slots__ = ("runtime", "command", "pid", "forks", "failures", "restarts", "memory_uss_bytes", "workers", "workers_memory_uss_bytes")
