@@ -432,6 +432,7 @@ def stem_cell_key(runtime: Runtime, values: dict[str, str], launch_env: dict[str
     cell_view = None if view is None else isolation.View(
         hidden=view.hidden, readable=(str(runtime.directory),), writable=(), tmp_mb=view.tmp_mb,
         opt="" if view.opt is not None else None)  # the layers are bound over it at SPECIALISE
-    return CellKey(runtime=runtime.name, argv=tuple(argv), env=tuple(sorted({**base_env(launch_env), **dict(startup)}.items())),
+    base = base_env(launch_env)
+    return CellKey(runtime=runtime.name, argv=tuple(argv), env=tuple(sorted({**base, **dict(startup)}.items())),
                    memory_mb=memory_mb, view=cell_view, own_uid=identity is not None and identity.own,
-                   startup=tuple(k for k, _ in startup))
+                   startup=tuple(k for k, v in startup if base.get(k) != v))
