@@ -182,16 +182,21 @@ def test_bad_functions_get_lambdas_errors_and_do_not_poison_the_cells(daemon: Da
         assert all(c.failures == 0 and not c.given_up for c in cells(client))
 
 
-def test_a_start_up_variable_gets_cells_of_its_own(daemon: Daemon, code: Path) -> None:
-    options = {"NODE_OPTIONS": "--title=fnhost-cell-title"}
+def test_a_function_that_sets_a_start_up_variable_gets_no_cell(daemon: Daemon, code: Path) -> None:
+    # A cell is root until SPECIALISE: NODE_OPTIONS (--require) or LD_PRELOAD in force as it
+    # starts would run what the function chose as root. Such a function's worker starts without
+    # a cell, its variables read after its uid is dropped.
     with daemon.client() as client:
-        name = deploy(client, code, environment=options)
-        wait_ready(client, startup_env=["NODE_OPTIONS"])
-        other = deploy(client, code, environment=options)
-        seen = invoke(client, other)
-        assert [c.taken for c in cells(client, startup_env=["NODE_OPTIONS"])] == [1]
-        assert invoke(client, name)["title"] == "fnhost-cell-title"
-    assert seen["title"] == "fnhost-cell-title", "NODE_OPTIONS was in force as the cell started"
+        wait_ready(client)
+        before = taken(client)
+        for env in ({"NODE_OPTIONS": "--title=fnhost-cell-title"}, {"LD_PRELOAD": "/nonexistent/preload.so"}):
+            name = deploy(client, code, environment=env)
+            seen = invoke(client, name)
+            assert seen["env"].items() >= env.items() and seen["uid"] != 0
+            if "NODE_OPTIONS" in env:
+                assert seen["title"] == "fnhost-cell-title", "NODE_OPTIONS in force as the worker started"
+        assert taken(client) == before
+        assert all(not c.startup_env for c in cells(client))
 
 
 def test_killing_a_cell_or_the_zygote_loses_no_invocation(fresh_daemon: Daemon, code: Path) -> None:

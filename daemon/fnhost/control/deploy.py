@@ -410,29 +410,48 @@ def compose_worker_spec(
         kill_grace_s=kill_grace_s,
         log_max_bytes=log_max_bytes,
         view=view,
-        zygote=runtime.zygote(values, env),
+        # A zygote is root as it starts: never with a start-up variable the function chose.
+        zygote=None if function_startup(env, base_env(launch_env), runtime.select()[0].startup_env, view)
+        else runtime.zygote(values, env),
         stem_cell=stem_cell_key(runtime, values, launch_env, env, memory_mb, view, identity),
     )
 
 
-# Read by the C library as a process starts (the loader's paths, the allocator): every runtime's
-# cells are started with the function's values of these, as with its runtime's own startup_env.
+# Read by the C library as a process starts (the loader's paths and preloads, the allocator):
+# start-up variables of every runtime, beside its own [zygote] or [stem_cell] startup_env.
 LIBC_STARTUP_ENV = ("LD_*", "MALLOC_*", "GLIBC_TUNABLES")
+LAYERS_LIB = ("LD_LIBRARY_PATH", "/opt/lib")  # a layered function's, in a view of its own
+
+
+def function_startup(env: dict[str, str], base: dict[str, str], patterns: tuple[str, ...],
+                     view: isolation.View | None) -> list[tuple[str, str]]:
+    """The start-up variables (``patterns`` and the C library's) that a function's ``env`` sets
+    otherwise than ``base``: what a process started before the function's uid is taken (a
+    zygote, a stem cell: root) must never start with. ``PYTHONPATH`` with a sitecustomize.py
+    in the function's code, ``NODE_OPTIONS=--require``, ``JAVA_TOOL_OPTIONS=-agentpath:`` or
+    ``LD_PRELOAD`` would run the function's choice as root. The one exception is a layered
+    function's ``LD_LIBRARY_PATH=/opt/lib`` in a view of its own: there ``/opt`` is the host's
+    (root's) until the function's layers are bound over it."""
+    chosen = [(k, v) for k, v in startup_env(env, (*patterns, *LIBC_STARTUP_ENV)) if base.get(k) != v]
+    return [kv for kv in chosen if not (kv == LAYERS_LIB and view is not None and view.opt)]
 
 
 def stem_cell_key(runtime: Runtime, values: dict[str, str], launch_env: dict[str, str], env: dict[str, str],
                   memory_mb: int, view: isolation.View | None, identity: sandbox.Identity | None) -> CellKey | None:
     """The stem cells that can become a worker of this function (execution/stemcell.py); None:
-    its runtime has none here."""
+    none can. A function that sets a start-up variable gets none (``function_startup``): its
+    workers start as they would without cells, the variable read after the uid is dropped."""
     stem = runtime.stem_cell(values)
     if stem is None:
         return None
     argv, patterns = stem
-    startup = startup_env(env, (*patterns, *LIBC_STARTUP_ENV))
+    base = base_env(launch_env)
+    if function_startup(env, base, patterns, view):
+        return None
+    startup = [(k, v) for k, v in startup_env(env, (*patterns, *LIBC_STARTUP_ENV)) if base.get(k) != v]
     cell_view = None if view is None else isolation.View(
         hidden=view.hidden, readable=(str(runtime.directory),), writable=(), tmp_mb=view.tmp_mb,
         opt="" if view.opt is not None else None)  # the layers are bound over it at SPECIALISE
-    base = base_env(launch_env)
     return CellKey(runtime=runtime.name, argv=tuple(argv), env=tuple(sorted({**base, **dict(startup)}.items())),
                    memory_mb=memory_mb, view=cell_view, own_uid=identity is not None and identity.own,
-                   startup=tuple(k for k, v in startup if base.get(k) != v))
+                   startup=tuple(k for k, _ in startup))
