@@ -9,10 +9,12 @@ in_fd, out_fd = control.split(',').map { |fd| Integer(fd) }
 
 require_relative 'lib/fnhost/channel'
 channel = FnHost::Channel.new(in_fd, out_fd)
-# HELLO first, before even the json library loads: the daemon's clock is running.
+# HELLO first, before even the json library loads: the daemon's clock is running. Protocol 3: a
+# worker started as a stem cell, before its function is known, waits here for SPECIALISE
+# (lib/fnhost/stem_cell.rb) and must read nothing of a function's before it arrives.
 channel.write_frame(
   FnHost::Channel::HELLO,
-  %({"protocol":2,"runtime":"ruby","runtime_version":"#{RUBY_VERSION}","pid":#{Process.pid}})
+  %({"protocol":3,"runtime":"ruby","runtime_version":"#{RUBY_VERSION}","pid":#{Process.pid}})
 )
 
 # The daemon gone (end of file on <in>) means exit now, even in the middle of a handler. A

@@ -13,6 +13,7 @@ module FnHost
     INVOKE = 5
     RESULT = 6
     ERROR = 7
+    SPECIALISE = 8
 
     MAX_FRAME = 16 * 1024 * 1024
     EMPTY = ''.b.freeze

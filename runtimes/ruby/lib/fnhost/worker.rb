@@ -5,11 +5,12 @@ require_relative 'channel'
 require_relative 'context'
 require_relative 'errors'
 require_relative 'loader'
+require_relative 'stem_cell'
 
 module FnHost
-  # INIT, then INVOKE after INVOKE, for one function. Frames arrive through a queue filled by
-  # the reader thread (see bootstrap.rb), which is what lets the worker die on end of file even
-  # while a handler runs.
+  # INIT (or a stem cell's SPECIALISE), then INVOKE after INVOKE, for one function. Frames arrive
+  # through a queue filled by the reader thread (see bootstrap.rb), which is what lets the worker
+  # die on end of file even while a handler runs.
   class Worker
     # A RESULT frame also carries its kind byte, id_len byte and up to 255 bytes of request id.
     MAX_RESULT = Channel::MAX_FRAME - 257
@@ -20,7 +21,14 @@ module FnHost
     end
 
     def run
-      init = JSON.parse(expect(Channel::INIT))
+      kind, body = @inbox.pop
+      unless kind == Channel::INIT || kind == Channel::SPECIALISE
+        protocol_violation("expected INIT or SPECIALISE, got frame kind #{kind}")
+      end
+      init = JSON.parse(body)
+      specialise(init) if kind == Channel::SPECIALISE
+      # From here on a stem cell is what a spawned worker is at INIT: everything below reads the
+      # function's environment.
       @info = FunctionInfo.from_init(init)
       @handler = load_handler(init)
       flush_std
@@ -49,6 +57,12 @@ module FnHost
       Loader.new(init['handler'] || ENV['_HANDLER'], code_dir).load
     rescue InitFailure => e
       init_failed(e)
+    end
+
+    def specialise(spec)
+      StemCell.specialise(spec)
+    rescue StemCell::Failure => e
+      init_failed(InitFailure.new('Runtime.SpecialiseError', e.message))
     end
 
     # After INIT_ERROR nothing useful is left to do; exit! skips at_exit hooks of user code
