@@ -242,6 +242,8 @@ public class Build {
  * - shim.jsa: a dynamic archive (-XX:ArchiveClassesAtExit) on top of the JDK's default one, made
  *   by a worker that serves the example function INIT and a few INVOKEs over its control pipes.
  * - shim.key: the JDK and the sources (shim, this file, the example) the two were made from.
+ * - libfnhost-stem.so and libfnhost-stem.key: the stem cell's native half (native/stem.c, see
+ *   {@link #stemLibrary}) and the source and JDK it was compiled from.
  * - .prepare.lock: held while this step runs.
  *
  * Each file is replaced by an atomic rename, the archive only after a JVM started with
@@ -265,8 +267,72 @@ final class Prepare {
         try (java.nio.channels.FileChannel lock = java.nio.channels.FileChannel.open(cache.resolve(".prepare.lock"),
                 java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE)) {
             lock.lock();
+            Exception library = null;
+            try {
+                stemLibrary(runtime, cache);
+            } catch (Exception e) {
+                library = e; // the archive is made all the same; the step fails afterwards
+            }
             prepare(runtime, cache);
+            if (library != null) {
+                throw library;
+            }
         }
+    }
+
+    /**
+     * {@code libfnhost-stem.so}: what a stem cell (runtime.toml's [stem_cell]) needs to become a
+     * function's worker, compiled when the source or the JDK changed and a C compiler ({@code cc})
+     * is on PATH. Without a compiler there is none, and each cell answers SPECIALISE with
+     * Runtime.SpecialiseError (the daemon then starts that worker another way). Like the archive,
+     * it is replaced only by an atomic rename, so a cell never loads a half-written one.
+     */
+    private static void stemLibrary(Path runtime, Path cache) throws Exception {
+        Path source = runtime.resolve("native/stem.c");
+        Path library = cache.resolve("libfnhost-stem.so");
+        Path keyFile = cache.resolve("libfnhost-stem.key");
+        Path home = Path.of(System.getProperty("java.home"));
+        java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+        md.update(Files.readAllBytes(source));
+        String key = home + "\nstem.c sha256 " + java.util.HexFormat.of().formatHex(md.digest()) + "\n";
+        if (Files.isRegularFile(library) && Files.isRegularFile(keyFile) && Files.readString(keyFile).equals(key)) {
+            return;
+        }
+        // A library of an older shim beside the new shim's jar would only fail its cells' SPECIALISE.
+        Files.deleteIfExists(keyFile);
+        Files.deleteIfExists(library);
+        String cc = null;
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
+            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, "cc"))) {
+                cc = Path.of(dir, "cc").toString();
+                break;
+            }
+        }
+        if (cc == null) {
+            System.out.println("fnhost: no C compiler (cc) on PATH: Java stem cells cannot specialise; workers are spawned");
+            return;
+        }
+        Path made = Files.createTempFile(cache, ".libfnhost-stem", ".so");
+        try {
+            Process p = new ProcessBuilder(cc, "-O2", "-Wall", "-shared", "-fPIC", "-I" + home.resolve("include"),
+                    "-I" + home.resolve("include/linux"), "-o", made.toString(), source.toString()).inheritIO().start();
+            if (!p.waitFor(120, java.util.concurrent.TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+                throw new IOException(cc + " took over 120 s to compile " + source);
+            }
+            if (p.exitValue() != 0) {
+                throw new IOException(cc + " could not compile " + source + " (status " + p.exitValue() + ", output above)");
+            }
+            made.toFile().setReadable(true, false); // loaded by cells that become other uids
+            Files.move(made, library, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+            Path tmp = Files.createTempFile(cache, ".libfnhost-stem", ".key");
+            Files.writeString(tmp, key);
+            tmp.toFile().setReadable(true, false);
+            Files.move(tmp, keyFile, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } finally {
+            Files.deleteIfExists(made);
+        }
+        System.out.println("fnhost: compiled the Java stem cell library " + library);
     }
 
     private static void prepare(Path runtime, Path cache) throws Exception {

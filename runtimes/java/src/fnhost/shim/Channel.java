@@ -22,6 +22,7 @@ final class Channel {
     static final int INVOKE = 5;
     static final int RESULT = 6;
     static final int ERROR = 7;
+    static final int SPECIALISE = 8;
 
     static final int MAX_FRAME = 16 * 1024 * 1024;
 
@@ -96,7 +97,7 @@ final class Channel {
                     broken("frame length " + Integer.toUnsignedString(length) + " out of range");
                 }
                 int kind = head[4];
-                if (kind != INIT && kind != INVOKE) {
+                if (kind != INIT && kind != INVOKE && kind != SPECIALISE) {
                     broken("unexpected frame kind " + kind);
                 }
                 byte[] body = new byte[length - 1];
@@ -139,7 +140,7 @@ final class Channel {
         }
     }
 
-    /** The next INIT or INVOKE, waiting for it; an interrupt left behind by user code is ignored. */
+    /** The next INIT, SPECIALISE or INVOKE, waiting for it; an interrupt left behind by user code is ignored. */
     Frame take() {
         synchronized (mailbox) {
             while (mailbox.isEmpty()) {

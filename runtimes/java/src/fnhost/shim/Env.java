@@ -84,6 +84,60 @@ final class Env {
     }
 
     /**
+     * Gives a system property that the JVM fixed at start a new value, also in the copy that
+     * jdk.internal.util.StaticProperty keeps (what java.io and java.nio read): for a stem cell,
+     * which takes its uid and working directory after start. Null, or why it could not.
+     */
+    @SuppressWarnings("removal")
+    static String startupProperty(String name, String field, String value) {
+        System.setProperty(name, value);
+        sun.misc.Unsafe u = unsafe();
+        if (u == null) {
+            return "no sun.misc.Unsafe to set " + name + " with";
+        }
+        try {
+            Field f = Class.forName("jdk.internal.util.StaticProperty").getDeclaredField(field);
+            u.putObject(u.staticFieldBase(f), u.staticFieldOffset(f), value);
+            return null;
+        } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
+            return "cannot set " + name + ": " + e;
+        }
+    }
+
+    /**
+     * user.dir after a stem cell's chdir, wherever the JDK keeps it: java.io.File and java.nio's
+     * default file system (made while the JVM boots) resolve relative paths against copies of
+     * their own. The latter hands a relative path to the OS as it is only when its copy is the
+     * process's working directory, which it is again after this, as in a spawned worker.
+     */
+    @SuppressWarnings("removal")
+    static String workingDirectory(String dir) {
+        String error = startupProperty("user.dir", "USER_DIR", dir);
+        if (error != null) {
+            return error;
+        }
+        sun.misc.Unsafe u = unsafe();
+        try {
+            Field fs = java.io.File.class.getDeclaredField("fs");
+            Object files = u.getObject(u.staticFieldBase(fs), u.staticFieldOffset(fs));
+            u.putObject(files, u.objectFieldOffset(files.getClass().getDeclaredField("userDir")), dir);
+            Object nio = java.nio.file.FileSystems.getDefault();
+            Class<?> unix = Class.forName("sun.nio.fs.UnixFileSystem");
+            if (unix.isInstance(nio)) {
+                String jnu = System.getProperty("sun.jnu.encoding");
+                java.nio.charset.Charset cs = jnu != null && java.nio.charset.Charset.isSupported(jnu)
+                        ? java.nio.charset.Charset.forName(jnu) : java.nio.charset.Charset.defaultCharset();
+                String path = dir.length() > 1 && dir.endsWith("/") ? dir.substring(0, dir.length() - 1) : dir;
+                u.putObject(nio, u.objectFieldOffset(unix.getDeclaredField("defaultDirectory")), path.getBytes(cs));
+                u.putBoolean(nio, u.objectFieldOffset(unix.getDeclaredField("needToResolveAgainstDefaultDirectory")), false);
+            }
+            return null;
+        } catch (ReflectiveOperationException | RuntimeException | LinkageError e) {
+            return "cannot set the JDK's copies of the working directory: " + e;
+        }
+    }
+
+    /**
      * UTF-8 System.out and System.err whatever the locale, as Lambda's Java runtime sets them: a
      * C locale would otherwise print every non-ASCII character as '?'. Both flush on newline.
      */

@@ -21,6 +21,8 @@ final class Failure extends Exception {
     static final String MARSHAL = "Runtime.MarshalError";
     /** The daemon's name for a worker over its memory limit; the shim uses it for heap exhaustion. */
     static final String OUT_OF_MEMORY = "Runtime.OutOfMemory";
+    /** A stem cell could not take its function's identity, environment or working directory (Stem). */
+    static final String SPECIALISE = "Runtime.SpecialiseError";
 
     final String type;
     final String[] trace;

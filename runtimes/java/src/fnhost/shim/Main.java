@@ -25,7 +25,7 @@ public final class Main {
         Channel ch;
         try {
             ch = Channel.open(Integer.parseInt(fds.substring(0, comma).trim()), Integer.parseInt(fds.substring(comma + 1).trim()));
-            String hello = "{\"protocol\":2,\"runtime\":\"java\",\"runtime_version\":\"" + System.getProperty("java.version")
+            String hello = "{\"protocol\":3,\"runtime\":\"java\",\"runtime_version\":\"" + System.getProperty("java.version")
                     + "\",\"pid\":" + pid() + "}";
             ch.writeFrame(Channel.HELLO, hello.getBytes(StandardCharsets.UTF_8));
         } catch (IOException | NumberFormatException e) {

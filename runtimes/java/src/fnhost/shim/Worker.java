@@ -30,12 +30,13 @@ final class Worker implements Runnable {
         try {
             Env.hideControlFds();
             Env.utf8Stdio();
+            Stem.preload();
             while (true) {
                 // A handler may leave its thread interrupted; the next one should not start so.
                 Thread.interrupted();
                 Channel.Frame f = channel.take();
-                if (f.kind == Channel.INIT) {
-                    init(f.body);
+                if (f.kind == Channel.INIT || f.kind == Channel.SPECIALISE) {
+                    init(f.body, f.kind == Channel.SPECIALISE);
                 } else if (invoker == null) {
                     System.err.println("fnhost java shim: INVOKE before a successful INIT");
                     exit(1);
@@ -64,7 +65,11 @@ final class Worker implements Runnable {
         return e != null && !e.isEmpty() ? e : fallback;
     }
 
-    private void init(byte[] body) throws IOException {
+    /**
+     * INIT, or a stem cell's SPECIALISE: the same, once the cell has become the function's worker
+     * (Stem); everything below then reads the function's environment, not the cell's.
+     */
+    private void init(byte[] body, boolean specialise) throws IOException {
         if (invoker != null) {
             System.err.println("fnhost java shim: a second INIT");
             exit(1);
@@ -74,9 +79,13 @@ final class Worker implements Runnable {
             try {
                 parsed = Json.parse(body);
             } catch (Json.SyntaxError e) {
-                throw new Failure(Failure.INIT, "INIT frame is not JSON: " + e.getMessage());
+                throw new Failure(specialise ? Failure.SPECIALISE : Failure.INIT,
+                        (specialise ? "SPECIALISE" : "INIT") + " frame is not JSON: " + e.getMessage());
             }
             Map<?, ?> m = parsed instanceof Map ? (Map<?, ?>) parsed : Map.of();
+            if (specialise) {
+                Stem.specialise(m);
+            }
             String handler = text(m, "handler", "_HANDLER", null);
             String codeDir = text(m, "code_dir", "LAMBDA_TASK_ROOT", System.getProperty("user.dir"));
             String name = text(m, "function_name", "AWS_LAMBDA_FUNCTION_NAME", "");
