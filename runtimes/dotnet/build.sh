@@ -3,8 +3,16 @@
 #
 #   build.sh mono   <mcs>    <runtime_dir> <code_dir> <build_dir> <handler>
 #   build.sh dotnet <dotnet> <runtime_dir> <code_dir> <build_dir> <handler>
+#   build.sh prepare mono|dotnet <compiler> <runtime_dir> <cache_dir>
 #
-# It compiles the shim (src/*.cs) into <build_dir>, then the function's assembly, named by the
+# prepare ([build] prepare_argv, run once per daemon as its own user) compiles the shim alone into
+# <cache_dir>, for stem cells ([stem_cell] in runtime.toml): a cell starts before any function is
+# known, runs that copy, and loads the function's assembly from its build at SPECIALISE. Each file
+# is compiled in a private directory and renamed into place, the shim itself last, so a cell never
+# starts from a half-written one; a cache already built from the same sources, script and compiler
+# is kept as it is.
+#
+# A build compiles the shim (src/*.cs) into <build_dir>, then the function's assembly, named by the
 # handler (Assembly::Namespace.Class::Method), from the first of:
 #   <code_dir>/<Assembly>.dll   already built (e.g. `dotnet publish` output): nothing to compile
 #   <code_dir>/<Assembly>/      its .cs files, recursively
@@ -26,12 +34,19 @@
 # expanded quoted, so a path or handler string is never parsed as shell code.
 set -eu
 
-if [ $# -ne 6 ]; then
+usage() {
     echo "usage: build.sh mono|dotnet <compiler> <runtime_dir> <code_dir> <build_dir> <handler>" >&2
+    echo "       build.sh prepare mono|dotnet <compiler> <runtime_dir> <cache_dir>" >&2
     exit 2
+}
+
+if [ "${1-}" = prepare ]; then
+    [ $# -eq 5 ] || usage
+    mode=prepare variant=$2 compiler=$3 runtime_dir=$4 cache_dir=$5
+else
+    [ $# -eq 6 ] || usage
+    mode=build variant=$1 compiler=$2 runtime_dir=$3 code_dir=$4 build_dir=$5 handler=$6
 fi
-variant=$1 compiler=$2 runtime_dir=$3 code_dir=$4 build_dir=$5 handler=$6
-assembly=${handler%%::*}
 
 fail() {
     printf '%s\n' "$@" >&2
@@ -44,20 +59,23 @@ errors_only() {
     printf '%s\n' "$1" | grep -v ': warning ' | awk 'NF && !seen[$0]++' || true
 }
 
-case $assembly in
-    '' | *[!A-Za-z0-9_.-]*) fail "Runtime.MalformedHandlerName: bad handler '$handler': expected Assembly::Namespace.Class::Method" ;;
-esac
-
-if [ -f "$code_dir/$assembly.dll" ]; then
-    sources=
-elif [ -d "$code_dir/$assembly" ]; then
-    sources=$assembly
-elif ls "$code_dir"/*.cs >/dev/null 2>&1; then
-    sources=.
-else
-    fail "Runtime.ImportModuleError: cannot build assembly '$assembly' named by handler '$handler':" \
-        "$code_dir has no $assembly.dll, no $assembly/ folder of .cs files and no .cs files of its own."
-fi
+# Sets assembly and sources (a folder of the code directory, or empty for a prebuilt dll).
+find_sources() {
+    assembly=${handler%%::*}
+    case $assembly in
+        '' | *[!A-Za-z0-9_.-]*) fail "Runtime.MalformedHandlerName: bad handler '$handler': expected Assembly::Namespace.Class::Method" ;;
+    esac
+    if [ -f "$code_dir/$assembly.dll" ]; then
+        sources=
+    elif [ -d "$code_dir/$assembly" ]; then
+        sources=$assembly
+    elif ls "$code_dir"/*.cs >/dev/null 2>&1; then
+        sources=.
+    else
+        fail "Runtime.ImportModuleError: cannot build assembly '$assembly' named by handler '$handler':" \
+            "$code_dir has no $assembly.dll, no $assembly/ folder of .cs files and no .cs files of its own."
+    fi
+}
 
 # Source files relative to the code directory, so diagnostics read "Fixtures/Handlers.cs(3,5)".
 list_sources() {
@@ -72,14 +90,19 @@ write_build_info() {
         "        public const string RuntimeVersion = $1;" "    }" "}" >BuildInfo.cs
 }
 
-build_mono() {
+# The shim, Fnhost.Runtime.exe (and its debug symbols), into the directory $1.
+shim_mono() {
     # mcs and the mono runtime come from one Mono release, so the compiler's version is the runtime's.
     version=$("$compiler" --version | sed -n 's/.*version \([0-9][0-9.]*\).*/\1/p')
     write_build_info "\"mono ${version:-unknown}\""
     if ! out=$("$compiler" -nologo -target:exe -optimize+ -debug -unsafe \
-        -out:"$build_dir/Fnhost.Runtime.exe" "$runtime_dir"/src/*.cs BuildInfo.cs 2>&1); then
+        -out:"$1/Fnhost.Runtime.exe" "$runtime_dir"/src/*.cs BuildInfo.cs 2>&1); then
         fail "fnhost: the C# shim in $runtime_dir/src does not compile with $compiler (an fnhost bug):" "$out"
     fi
+}
+
+build_mono() {
+    shim_mono "$build_dir"
     [ -n "$sources" ] || return 0
 
     set -- -nologo -target:library -optimize+ -debug -out:"$build_dir/$assembly.dll" \
@@ -107,7 +130,8 @@ msbuild_path() {
         -e 's/\*/%2A/g' -e 's/?/%3F/g' -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g'
 }
 
-build_dotnet() {
+# Writes what the SDK reads from the working directory and sets tfm; before any dotnet_build.
+dotnet_setup() {
     # Found before any global.json above this directory: the SDK the host chose, nobody else's.
     printf '%s\n' '{ "sdk": { "rollForward": "latestMajor", "allowPrerelease": false } }' >global.json
     printf '%s\n' '<?xml version="1.0" encoding="utf-8"?>' \
@@ -115,12 +139,20 @@ build_dotnet() {
     # Target the framework of the SDK that builds it; the shim rolls forward to newer runtimes.
     sdk=$("$compiler" --version)
     tfm=net${sdk%%.*}.0
-    # No build servers or reused nodes: they would outlive the build holding its output pipes.
-    # Nothing imported from the directories above (see the top).
-    set -- -c Release -o "$build_dir" --nologo -v quiet -nodeReuse:false -p:UseSharedCompilation=false \
+}
+
+# dotnet build <project> into <output directory>. No build servers or reused nodes: they would
+# outlive the build holding its output pipes. Nothing imported from the directories above (see
+# the top).
+dotnet_build() {
+    "$compiler" build "$1" -c Release -o "$2" --nologo -v quiet -nodeReuse:false -p:UseSharedCompilation=false \
         -noAutoResponse -p:ImportDirectoryBuildProps=false -p:ImportDirectoryBuildTargets=false \
         -p:ImportDirectoryPackagesProps=false -p:RestoreConfigFile="$PWD/NuGet.Config"
+}
 
+# The shim, Fnhost.Runtime.dll (with its .runtimeconfig.json, .deps.json and .pdb), into the
+# directory $1.
+shim_dotnet() {
     mkdir -p shim
     # null: the shim asks Environment.Version, which on .NET is the runtime's own version.
     write_build_info null
@@ -145,9 +177,14 @@ build_dotnet() {
   </ItemGroup>
 </Project>
 EOF
-    if ! out=$("$compiler" build shim/Fnhost.Runtime.csproj "$@" 2>&1); then
+    if ! out=$(dotnet_build shim/Fnhost.Runtime.csproj "$1" 2>&1); then
         fail "fnhost: the C# shim in $runtime_dir/src does not build with $compiler (an fnhost bug):" "$(errors_only "$out")"
     fi
+}
+
+build_dotnet() {
+    dotnet_setup
+    shim_dotnet "$build_dir"
     [ -n "$sources" ] || return 0
 
     src=$(msbuild_path "$code_dir/$sources")
@@ -176,13 +213,57 @@ EOF
   </ItemGroup>
 </Project>
 EOF
-    if ! out=$("$compiler" build "function/$assembly.csproj" "$@" 2>&1); then
+    if ! out=$(dotnet_build "function/$assembly.csproj" "$build_dir" 2>&1); then
         fail "Runtime.UserCodeSyntaxError: $assembly.dll does not compile (dotnet build, $tfm):" "$(errors_only "$out")"
     fi
 }
 
-case $variant in
-    mono) build_mono ;;
-    dotnet) build_dotnet ;;
+# The shim alone into $cache_dir, for stem cells (see the top). Runs as the daemon's user on
+# trusted inputs only: this folder and the compiler.
+prepare() {
+    case $variant in
+        mono) main=Fnhost.Runtime.exe ;;
+        dotnet) main=Fnhost.Runtime.dll ;;
+        *) fail "build.sh: unknown variant '$variant' (mono or dotnet)" ;;
+    esac
+    cd "$cache_dir"
+    # What the shim in the cache was built from; the same again needs no compiler run.
+    stamp=$({ printf '%s\n' "$variant" "$compiler"; "$compiler" --version; cat "$runtime_dir/build.sh" "$runtime_dir"/src/*.cs; } | cksum)
+    if [ -f "$main" ] && [ -f Fnhost.Runtime.stamp ] && [ "$(cat Fnhost.Runtime.stamp)" = "$stamp" ]; then
+        return 0
+    fi
+    work=$(mktemp -d "$cache_dir/.shim-XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    mkdir "$work/out"
+    cd "$work"
+    # The SDK's first-run and telemetry stay quiet here too ([build].env is not prepare's).
+    export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 \
+        MSBUILDDISABLENODEREUSE=1 DOTNET_CLI_DO_NOT_USE_MSBUILD_SERVER=1
+    case $variant in
+        mono) shim_mono "$work/out" ;;
+        dotnet)
+            dotnet_setup
+            shim_dotnet "$work/out"
+            ;;
+    esac
+    [ -f "out/$main" ] || fail "build.sh prepare: $compiler left no $main"
+    for file in out/*; do
+        [ "$file" = "out/$main" ] || mv -f "$file" "$cache_dir/"
+    done
+    mv -f "out/$main" "$cache_dir/$main"
+    printf '%s\n' "$stamp" >stamp
+    mv -f stamp "$cache_dir/Fnhost.Runtime.stamp"
+}
+
+case $mode/$variant in
+    prepare/*) prepare ;;
+    build/mono)
+        find_sources
+        build_mono
+        ;;
+    build/dotnet)
+        find_sources
+        build_dotnet
+        ;;
     *) fail "build.sh: unknown variant '$variant' (mono or dotnet)" ;;
 esac

@@ -24,16 +24,34 @@ try {
 . "$PSScriptRoot/lib/Errors.ps1"
 . "$PSScriptRoot/lib/Runspace.ps1"
 . "$PSScriptRoot/lib/Handler.ps1"
+. "$PSScriptRoot/lib/Native.ps1"
+. "$PSScriptRoot/lib/Specialise.ps1"
 Set-ChannelCloseOnExec
 Start-UserRunspace
 
+# A spawned worker gets INIT. A stem cell, started before its function was known (nothing above
+# reads anything of a function), waits here silent for SPECIALISE, and takes the function's
+# identity, environment and working directory before INIT's work reads any of them.
 $frame = Read-Frame
-if ($frame.Kind -ne $FrameInit) { Stop-Worker "expected INIT (kind $FrameInit) first, got kind $($frame.Kind)" }
+if ($frame.Kind -ne $FrameInit -and $frame.Kind -ne $FrameSpecialise) {
+    Stop-Worker "expected INIT (kind $FrameInit) or SPECIALISE (kind $FrameSpecialise) first, got kind $($frame.Kind)"
+}
 $initJson = [System.Text.Encoding]::UTF8.GetString($ReadBuffer, $frame.Offset, $frame.Length)
-try {
-    $initError = Initialize-Function $initJson
-} catch {
-    $initError = New-ErrorInfo 'Runtime.Unknown' "The PowerShell runtime failed during INIT: $($_.Exception.GetBaseException().Message)" (Get-ScriptStackLines $_)
+$initError = $null
+if ($frame.Kind -eq $FrameSpecialise) {
+    try {
+        $initError = Invoke-Specialise $initJson
+        $initJson = $script:SpecialisedInitJson
+    } catch {
+        $initError = New-ErrorInfo 'Runtime.SpecialiseError' "The PowerShell runtime failed during SPECIALISE: $($_.Exception.GetBaseException().Message)" (Get-ScriptStackLines $_)
+    }
+}
+if ($null -eq $initError) {
+    try {
+        $initError = Initialize-Function $initJson
+    } catch {
+        $initError = New-ErrorInfo 'Runtime.Unknown' "The PowerShell runtime failed during INIT: $($_.Exception.GetBaseException().Message)" (Get-ScriptStackLines $_)
+    }
 }
 if ($null -ne $initError) {
     Sync-ConsoleOutput

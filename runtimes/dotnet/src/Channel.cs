@@ -8,7 +8,7 @@ namespace Fnhost.Runtime
 {
     internal static class Kind
     {
-        public const byte Hello = 1, Init = 2, InitOk = 3, InitError = 4, Invoke = 5, Result = 6, Error = 7;
+        public const byte Hello = 1, Init = 2, InitOk = 3, InitError = 4, Invoke = 5, Result = 6, Error = 7, Specialise = 8;
     }
 
     internal struct Frame

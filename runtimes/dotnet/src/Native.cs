@@ -3,8 +3,11 @@
 //
 // The control pipes are read and written with read(2)/write(2) because Mono's FileStream refuses
 // a raw inherited fd ("Invalid handle": it only accepts handles from its own table). The other
-// calls have managed fallbacks, so an unusual libc costs speed or fd hygiene, never correctness.
+// calls have managed fallbacks, so an unusual libc costs speed or fd hygiene, never correctness,
+// except a stem cell's identity and environment calls (SPECIALISE), which have none: there a
+// failure is the Runtime.SpecialiseError the protocol asks for.
 using System;
+using System.Collections.Generic;
 using System.Runtime.InteropServices;
 
 namespace Fnhost.Runtime
@@ -39,6 +42,36 @@ namespace Fnhost.Runtime
 
         [DllImport("libc", EntryPoint = "poll", SetLastError = true)]
         private static extern int poll(ref PollFd fds, UIntPtr nfds, int timeout);
+
+        [DllImport("libc", EntryPoint = "setgroups", SetLastError = true)]
+        private static extern int setgroups(UIntPtr size, IntPtr list);
+
+        [DllImport("libc", EntryPoint = "setresgid", SetLastError = true)]
+        private static extern int setresgid(uint rgid, uint egid, uint sgid);
+
+        [DllImport("libc", EntryPoint = "setresuid", SetLastError = true)]
+        private static extern int setresuid(uint ruid, uint euid, uint suid);
+
+        [DllImport("libc", EntryPoint = "getresgid", SetLastError = true)]
+        private static extern int getresgid(out uint rgid, out uint egid, out uint sgid);
+
+        [DllImport("libc", EntryPoint = "getresuid", SetLastError = true)]
+        private static extern int getresuid(out uint ruid, out uint euid, out uint suid);
+
+        [DllImport("libc", EntryPoint = "getgroups", SetLastError = true)]
+        private static extern int getgroups(int size, IntPtr list);
+
+        [DllImport("libc", EntryPoint = "clearenv", SetLastError = true)]
+        private static extern int clearenv();
+
+        [DllImport("libc", EntryPoint = "setenv", SetLastError = true)]
+        private static extern int setenv([MarshalAs(UnmanagedType.LPStr)] string name, [MarshalAs(UnmanagedType.LPStr)] string value, int overwrite);
+
+        [DllImport("libc", EntryPoint = "tzset")]
+        private static extern void tzset();
+
+        [DllImport("libc", EntryPoint = "strerror")]
+        private static extern IntPtr strerror(int errnum);
 
         /// <summary>Reads up to count bytes; 0 at end of file. Retries on EINTR (the GC's signals).</summary>
         public static unsafe int Read(int fd, byte[] buffer, int offset, int count)
@@ -151,6 +184,62 @@ namespace Fnhost.Runtime
                 if (n < 0 || (p.Revents & (POLLHUP | POLLERR | POLLNVAL)) != 0)
                     return;
             }
+        }
+
+        /// <summary>
+        /// Takes uid and gid for good: no supplementary groups, then real, effective and saved gid,
+        /// then uid (in that order: once the uid is not 0 the gid can no longer change). glibc's
+        /// wrappers change every thread of the process (Mono's and .NET's own threads included),
+        /// which the raw syscalls would not. Throws naming the call and errno.
+        /// </summary>
+        public static void TakeIdentity(uint uid, uint gid)
+        {
+            if (setgroups(UIntPtr.Zero, IntPtr.Zero) != 0)
+                throw Failed("setgroups(0, NULL)");
+            if (setresgid(gid, gid, gid) != 0)
+                throw Failed("setresgid(" + gid + ")");
+            if (setresuid(uid, uid, uid) != 0)
+                throw Failed("setresuid(" + uid + ")");
+            uint r, e, s;
+            if (getresuid(out r, out e, out s) != 0)
+                throw Failed("getresuid");
+            if (r != uid || e != uid || s != uid)
+                throw new InvalidOperationException("uid did not take: getresuid says " + r + "/" + e + "/" + s + ", not " + uid);
+            if (getresgid(out r, out e, out s) != 0)
+                throw Failed("getresgid");
+            if (r != gid || e != gid || s != gid)
+                throw new InvalidOperationException("gid did not take: getresgid says " + r + "/" + e + "/" + s + ", not " + gid);
+            int groups = getgroups(0, IntPtr.Zero);
+            if (groups != 0)
+                throw groups < 0 ? Failed("getgroups") : new InvalidOperationException("getgroups still lists " + groups + " supplementary groups");
+        }
+
+        /// <summary>
+        /// Makes the C library's environ exactly <paramref name="variables"/> (what native code,
+        /// the time zone and, on Mono, Environment itself read), and resets the C time zone.
+        /// </summary>
+        public static void ReplaceEnviron(IEnumerable<KeyValuePair<string, string>> variables)
+        {
+            if (clearenv() != 0)
+                throw Failed("clearenv");
+            foreach (KeyValuePair<string, string> kv in variables)
+                if (setenv(kv.Key, kv.Value, 1) != 0)
+                    throw Failed("setenv(" + kv.Key + ")");
+            tzset();
+        }
+
+        private static InvalidOperationException Failed(string call)
+        {
+            int errno = Marshal.GetLastWin32Error();
+            string text = null;
+            try
+            {
+                text = Marshal.PtrToStringAnsi(strerror(errno));
+            }
+            catch (Exception)
+            {
+            }
+            return new InvalidOperationException(call + " failed: " + (text ?? "errno") + " (errno " + errno + ")");
         }
     }
 }

@@ -32,7 +32,7 @@ namespace Fnhost.Runtime
             // The version comes from the build (BuildInfo.cs, generated): asking Mono at run
             // time takes reflection, milliseconds before HELLO can go out.
             string version = BuildInfo.RuntimeVersion ?? ".NET " + Environment.Version;
-            frame.AppendAscii("{\"protocol\":2,\"runtime\":\"dotnet\",\"runtime_version\":\"" + version
+            frame.AppendAscii("{\"protocol\":3,\"runtime\":\"dotnet\",\"runtime_version\":\"" + version
                 + "\",\"pid\":" + Native.ProcessId() + "}");
             channel.Write(frame);
 
@@ -43,14 +43,20 @@ namespace Fnhost.Runtime
             UseUtf8Console();
             channel.WatchForDaemonExit();
 
+            // A spawned worker gets INIT; a stem cell (started before its function was known) waits
+            // here, silent, for SPECIALISE, and takes the function's identity, environment and
+            // working directory before INIT's work reads any of them.
             Frame init = channel.Read();
-            if (init.Kind != Kind.Init)
-                return Broken("expected INIT, got frame kind " + init.Kind);
+            if (init.Kind != Kind.Init && init.Kind != Kind.Specialise)
+                return Broken("expected INIT or SPECIALISE, got frame kind " + init.Kind);
             FunctionInfo function;
             Invoker invoker;
             try
             {
-                function = ReadInit(init.Body);
+                Dictionary<string, object> fields = ParseInit(init);
+                if (init.Kind == Kind.Specialise)
+                    Specialise.Apply(fields);
+                function = ReadInit(fields);
                 invoker = HandlerLoader.Load(function.Handler, BuildDir(function), function.CodeDir);
             }
             catch (InitFailure f)
@@ -177,19 +183,26 @@ namespace Fnhost.Runtime
             channel.Write(frame);
         }
 
-        private static FunctionInfo ReadInit(byte[] body)
+        private static Dictionary<string, object> ParseInit(Frame frame)
         {
+            string what = frame.Kind == Kind.Specialise ? "SPECIALISE" : "INIT";
+            string errorType = frame.Kind == Kind.Specialise ? "Runtime.SpecialiseError" : "Runtime.InitError";
             Dictionary<string, object> init;
             try
             {
-                init = JsonReader.Parse(body, 0, body.Length) as Dictionary<string, object>;
+                init = JsonReader.Parse(frame.Body, 0, frame.Body.Length) as Dictionary<string, object>;
             }
             catch (JsonException e)
             {
-                throw new InitFailure("Runtime.InitError", "INIT frame is not JSON: " + e.Message);
+                throw new InitFailure(errorType, what + " frame is not JSON: " + e.Message);
             }
             if (init == null)
-                throw new InitFailure("Runtime.InitError", "INIT frame is not a JSON object");
+                throw new InitFailure(errorType, what + " frame is not a JSON object");
+            return init;
+        }
+
+        private static FunctionInfo ReadInit(Dictionary<string, object> init)
+        {
             var env = Get(init, "environment") as Dictionary<string, object>;
             // The worker was started with these variables already; only differences are applied,
             // because .NET's SetEnvironmentVariable(name, "") deletes a variable that should exist empty.

@@ -9,6 +9,7 @@ $script:FrameInitError = 4
 $script:FrameInvoke = 5
 $script:FrameResult = 6
 $script:FrameError = 7
+$script:FrameSpecialise = 8
 $script:MaxFrame = 16777216
 
 # Received bytes not yet consumed are ReadBuffer[ReadStart, ReadEnd). A frame is decoded where it
@@ -46,22 +47,12 @@ function Open-Channel {
         [System.IO.FileAccess]::Write, 1)
 }
 
-# The fds were inherited without close-on-exec; .NET has no fcntl, so a P/Invoke stub is emitted
-# at run time (no C# compiler, a few milliseconds). Without it a program the handler starts would
-# hold the channel open, which is untidy but harmless, hence failure is ignored.
+# The fds were inherited without close-on-exec; .NET has no fcntl, so it is a stub emitted at run
+# time (Native.ps1). Without it a program the handler starts would hold the channel open, which is
+# untidy but harmless, hence failure is ignored.
 function Set-ChannelCloseOnExec {
     try {
-        $assembly = [System.Reflection.Emit.AssemblyBuilder]::DefineDynamicAssembly(
-            [System.Reflection.AssemblyName]::new('FnhostPosix'), [System.Reflection.Emit.AssemblyBuilderAccess]::Run)
-        $module = $assembly.DefineDynamicModule('FnhostPosix')
-        $builder = $module.DefineType('FnhostPosix.Native', [System.Reflection.TypeAttributes]'Public, Abstract, Sealed')
-        $method = $builder.DefinePInvokeMethod('fcntl', 'libc', 'fcntl',
-            [System.Reflection.MethodAttributes]'Public, Static, PinvokeImpl',
-            [System.Reflection.CallingConventions]::Standard, [int], [type[]]@([int], [int], [int]),
-            [System.Runtime.InteropServices.CallingConvention]::Cdecl, [System.Runtime.InteropServices.CharSet]::Ansi)
-        $implementation = $method.GetMethodImplementationFlags() -bor [System.Reflection.MethodImplAttributes]::PreserveSig
-        $method.SetImplementationFlags($implementation)
-        $native = $builder.CreateType()
+        $native = Get-NativeType
         foreach ($fd in @($script:InFd, $script:OutFd)) {
             $flags = $native::fcntl($fd, 1, 0)                      # F_GETFD
             if ($flags -ge 0) { [void]$native::fcntl($fd, 2, ($flags -bor 1)) }   # F_SETFD, FD_CLOEXEC
@@ -105,7 +96,7 @@ function Send-Frame([int]$Kind, [byte[]]$Head, [byte[]]$Body) {
 }
 
 function Send-Hello {
-    $json = '{"protocol":2,"runtime":"powershell","runtime_version":' +
+    $json = '{"protocol":3,"runtime":"powershell","runtime_version":' +
         (ConvertTo-JsonString $PSVersionTable.PSVersion.ToString()) + ',"pid":' + $PID + '}'
     Send-Frame $script:FrameHello $null ([System.Text.Encoding]::UTF8.GetBytes($json))
 }

@@ -151,8 +151,12 @@ function Initialize-UserRunspace([string]$CodeDir) {
     # Progress bars have no place in a log; Write-Information is logging, so it is shown.
     $proxy.SetVariable('ProgressPreference', [System.Management.Automation.ActionPreference]::SilentlyContinue)
     $proxy.SetVariable('InformationPreference', [System.Management.Automation.ActionPreference]::Continue)
-    # Only for a worker started generically and specialised later: the daemon starts it in CodeDir.
-    if ([Environment]::CurrentDirectory -cne $CodeDir) {
+    if ($script:Specialised) {
+        # The runspace's location is its own, taken from the process's working directory as it
+        # opened: a stem cell's opened in /, and SPECIALISE has moved the process since.
+        [void]$proxy.Path.SetLocation([System.Management.Automation.WildcardPattern]::Escape([Environment]::CurrentDirectory))
+    } elseif ([Environment]::CurrentDirectory -cne $CodeDir) {
+        # Only for a worker started elsewhere: the daemon starts it in CodeDir.
         [Environment]::CurrentDirectory = $CodeDir
         [void]$proxy.Path.SetLocation([System.Management.Automation.WildcardPattern]::Escape($CodeDir))
     }
