@@ -12,9 +12,12 @@ own caches (Go's build cache, for one) stay warm, as they would on a build host.
 ``python -m bench.coldstart``: cold starts alone, on daemons side by side that differ in one
 setting each, alternating call by call so that outside load hits them alike:
 
-- ``zygote``: the default: each worker in its own namespaces (bubblewrap, where the host allows
-  it), and forked from a warm zygote where its runtime has one (Python only; execution/zygote.py:
-  every other runtime's workers are spawned in this mode too);
+- ``stemcell``: the default: each worker in its own namespaces (bubblewrap, where the host
+  allows it); Python's forked from a warm zygote, every other runtime's a stem cell given its
+  function by SPECIALISE where the runtime has them (execution/stemcell.py; one of each kind
+  kept ready, as ``stem_cells = 1``), else set up by the zygote's spare and exec'd;
+- ``zygote``: the same without stem cells (``stem_cells = 0``): Python's forked, the others'
+  set up by a spare and exec'd (execution/zygote.py);
 - ``no-zygote``: the same namespaces, every worker started afresh (``zygote = false``);
 - ``shared``: spawned, in the host's filesystem view (``worker_namespaces = false``).
 """
@@ -120,7 +123,8 @@ def _one_cold(client: Client, fn: EchoFunction, payload: bytes) -> tuple[float, 
 
 
 MODES = {
-    "zygote": "worker_namespaces = true\nzygote = true\n",
+    "stemcell": "worker_namespaces = true\nzygote = true\nstem_cells = 1\n",
+    "zygote": "worker_namespaces = true\nzygote = true\nstem_cells = 0\n",
     "no-zygote": "worker_namespaces = true\nzygote = false\n",
     "shared": "worker_namespaces = false\nzygote = false\n",
 }

@@ -284,6 +284,9 @@ def specialise(spec):
             raise OSError(exc.errno, f"cannot take uid {uid} gid {gid}: {exc.strerror}") from None
         if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
             raise OSError(0, f"uid {uid} gid {gid} did not take: {os.getresuid()} {os.getresgid()}")
+        import ctypes  # only here: a spawned worker never pays for it
+
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: as dumpable as an exec'd process
     os.environ.clear()
     os.environ.update(spec["process_environment"])
     time.tzset()

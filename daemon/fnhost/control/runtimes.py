@@ -161,9 +161,13 @@ class Runtime:
         variant, _ = self.select()
         if not variant.stem_argv:
             return None
-        if not values.get("cache_dir") and any("{cache_dir}" in a for a in variant.stem_argv):
+        cache = values.get("cache_dir", "")
+        if not cache and any("{cache_dir}" in a for a in variant.stem_argv):
             return None
-        return [substitute(a, values) for a in variant.stem_argv], variant.stem_startup_env
+        argv = [substitute(a, values) for a in variant.stem_argv]
+        if cache and not all(os.path.exists(p) for p in _paths_under(argv, cache)):
+            return None  # what the prepare step leaves there is not (yet): a cell could not start
+        return argv, variant.stem_startup_env
 
     def installed_under(self, directory: str) -> bool:
         """Whether one of the chosen variant's toolchains really lives under ``directory``."""
@@ -343,6 +347,12 @@ def _copy_file(dir_fd: int, name: str, target: Path, rel: Path, budget: list[int
             os.close(out)
     finally:
         os.close(src)
+
+
+def _paths_under(argv: list[str], directory: str) -> list[str]:
+    """The paths under ``directory`` that ``argv`` names, whole or in a ``-Dkey=`` or ``a:b`` list."""
+    prefix = directory.rstrip("/") + "/"
+    return [part for arg in argv for part in re.split(r"[:=]", arg) if part.startswith(prefix)]
 
 
 def substitute(template: str, values: dict[str, str]) -> str:

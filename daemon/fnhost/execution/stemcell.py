@@ -69,6 +69,7 @@ class _Cells:
 
     ready: list[Worker] = field(default_factory=list)
     starting: int = 0
+    delayed: int = 0  # of ``starting``: waiting out a back-off, not being born yet
     waiters: deque[asyncio.Future[Worker | None]] = field(default_factory=deque)
     taken: int = 0
     failures: int = 0
@@ -157,7 +158,7 @@ class StemCells:
         cell = None
         if cells.ready:
             cell = cells.ready.pop(0)
-        elif cells.starting > len(cells.waiters):
+        elif cells.starting - cells.delayed > len(cells.waiters):
             waiter: asyncio.Future[Worker | None] = asyncio.get_running_loop().create_future()
             cells.waiters.append(waiter)
             try:
@@ -215,8 +216,12 @@ class StemCells:
 
     async def _birth(self, key: CellKey, cells: _Cells) -> None:
         delay = cells.retry_at - time.monotonic()
-        if delay > 0:
-            await anyio.sleep(delay)
+        if delay > 0:  # backing off: no invocation waits for this one meanwhile
+            cells.delayed += 1
+            try:
+                await anyio.sleep(delay)
+            finally:
+                cells.delayed -= 1
         cell = None
         why = ""
         if not cells.given_up and self.enabled and self._keys.get(key) is cells:
