@@ -8,12 +8,13 @@
   and what stands between it and the daemon (a forked worker's namespace init; a spawned one's
   bubblewrap and its init) — summed per worker, plus the zygote's own. Run once forking from the
   zygote, once spawning (``zygote = false``), on two daemons one after the other.
-  ``--runtimes`` adds every other runtime's USS per warm worker at a smaller count (spawned: no
-  other runtime has a zygote).
-- **Growth.** One function, no warm worker, then ``--inflight`` callers (16 and 32) invoking it
-  back to back for ``--seconds``: the pool grows as the callers need; its latency percentiles
-  and the cold starts after the first second (the warm-up), with and without the zygote, the two
-  daemons alternating round by round.
+  ``--runtimes`` adds every other runtime's USS per warm worker at a smaller count, in each of
+  the three modes: exec'd by the zygote's spare (``forked``), spawned, and a specialised stem
+  cell where the runtime has them (``stemcell``).
+- **Growth.** One function (``--growth-runtime``, Python by default), no warm worker, then
+  ``--inflight`` callers (16 and 32) invoking it back to back for ``--seconds``: the pool grows
+  as the callers need; its latency percentiles and the cold starts after the first second (the
+  warm-up), in each of ``--growth-modes``, the daemons alternating round by round.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from .daemon import DAEMON_CONFIG, Daemon
 from .stats import percentile
 
 MiB = 1024 * 1024
-MODES = {"forked": "zygote = true\n", "spawned": "zygote = false\n"}
+MODES = {"forked": "zygote = true\nstem_cells = 0\n", "spawned": "zygote = false\n",
+         "stemcell": "zygote = true\nstem_cells = 1\n"}
 
 
 def _daemon(work: Path, mode: str, extra: str = "") -> Daemon:
@@ -50,6 +52,13 @@ def _daemon(work: Path, mode: str, extra: str = "") -> Daemon:
 def _uss(p: psutil.Process) -> int:
     try:
         return p.memory_full_info().uss
+    except psutil.Error:
+        return 0
+
+
+def _uid(p: psutil.Process) -> int:
+    try:
+        return p.uids().real
     except psutil.Error:
         return 0
 
@@ -80,8 +89,14 @@ def _worker_trees(daemon: Daemon, names: set[str]) -> tuple[dict[str, int], int]
             except psutil.Error:
                 continue
             if name is None:
+                # A specialised stem cell's /proc/PID/environ is the one it started with: its
+                # function's own uid names it (a cell still waiting runs as root).
+                uid = next((u for p in procs if (u := _uid(p)) and u >= 1000), None)
+                if uid is not None:
+                    name = f"uid-{uid}"
+            if name is None:
                 if "zygote.py" in cmd:
-                    zygotes += sum(_uss(p) for p in procs)  # the spare: part of the zygote's cost
+                    zygotes += sum(_uss(p) for p in procs)  # a spare or a waiting cell: part of what they cost
                 continue
             per_function[name] = per_function.get(name, 0) + sum(_uss(p) for p in procs)
     return per_function, zygotes
@@ -120,6 +135,7 @@ def density(work: Path, mode: str, fn: functions.EchoFunction, n: int) -> dict[s
             "first_invoke_ms": {"p50": round(percentile(firsts, 50), 2), "p99": round(percentile(firsts, 99), 2)},
             "deploy_s": round(deployed - started, 1), "invoke_all_s": round(invoked - deployed, 1),
             "zygote_forks": sum(z.forks for z in stats.zygotes),
+            "stem_cells_taken": sum(c.taken for c in stats.stem_cells),
         }
     finally:
         d.stop(timeout=120)
@@ -154,8 +170,8 @@ async def _callers(address: str, name: str, inflight: int, seconds: float) -> tu
 
 
 def growth(work: Path, fn: functions.EchoFunction, inflights: list[int], seconds: float,
-           rounds: int) -> list[dict[str, object]]:
-    daemons = {mode: _daemon(work, mode) for mode in MODES}
+           rounds: int, modes: list[str]) -> list[dict[str, object]]:
+    daemons = {mode: _daemon(work, mode) for mode in modes}
     out: list[dict[str, object]] = []
     try:
         raw: dict[tuple[str, int], list[dict[str, float]]] = {}
@@ -166,6 +182,7 @@ def growth(work: Path, fn: functions.EchoFunction, inflights: list[int], seconds
                     with d.client(timeout=120) as client:
                         client.create_function(name, runtime=fn.runtime, handler=fn.handler,
                                                code=str(fn.code_dir), timeout_s=60, idle_ttl_s=600)
+                        time.sleep(1.0)  # its kind's stem cell, if any, is born as it would be on a host
                         latencies, starts, warmed = asyncio.run(_callers(d.address, name, inflight, seconds))
                         t0 = min(starts)
                         warm = sorted(lat for lat, s in zip(latencies, starts) if s - t0 >= 1.0)
@@ -179,7 +196,7 @@ def growth(work: Path, fn: functions.EchoFunction, inflights: list[int], seconds
                         "cold_starts": cold_starts, "cold_starts_after_warmup": late})
         for (mode, inflight), runs in sorted(raw.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             med = lambda k: sorted(r[k] for r in runs)[len(runs) // 2]  # noqa: E731
-            out.append({"mode": mode, "inflight": inflight, "rounds": len(runs),
+            out.append({"runtime": fn.runtime, "mode": mode, "inflight": inflight, "rounds": len(runs),
                         "p50_ms": round(med("p50_ms"), 2), "p99_ms": round(med("p99_ms"), 2),
                         "calls_per_s": round(med("calls_per_s")), "cold_starts": med("cold_starts"),
                         "cold_starts_after_warmup": med("cold_starts_after_warmup")})
@@ -197,6 +214,8 @@ def main() -> None:
     parser.add_argument("--inflight", default="16,32", help="callers for the growth run (default 16,32)")
     parser.add_argument("--seconds", type=float, default=6.0, help="per growth run (default 6)")
     parser.add_argument("--rounds", type=int, default=3, help="growth runs per mode and in-flight count (default 3)")
+    parser.add_argument("--growth-runtime", default="python", help="the growth run's function (default python)")
+    parser.add_argument("--growth-modes", default="forked,spawned", help=f"of {', '.join(MODES)} (default forked,spawned)")
     parser.add_argument("--skip", default="", help="density or growth: leave that part out")
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
@@ -204,19 +223,20 @@ def main() -> None:
     os.chmod(work, 0o711)
     result: dict[str, object] = {"density": [], "growth": []}
     try:
-        wanted = ["python", *[r for r in args.runtimes.split(",") if r and r != "python"]]
+        wanted = ["python", *[r for r in {*args.runtimes.split(","), args.growth_runtime} if r and r != "python"]]
         fns, skipped = functions.discover(RuntimeRegistry(), wanted, fixtures=readable_copy(work / "fixtures"))
         result["skipped"] = skipped
         by_runtime = {f.runtime: f for f in fns}
         if "density" not in args.skip:
-            for mode in MODES:
+            for mode in ("forked", "spawned"):
                 result["density"].append(density(work, mode, by_runtime["python"], args.functions))  # type: ignore[union-attr]
             for runtime, fn in by_runtime.items():
-                if runtime != "python":
-                    result["density"].append(density(work, "spawned", fn, args.others))  # type: ignore[union-attr]
+                if runtime != "python" and runtime in args.runtimes.split(","):
+                    for mode in MODES:
+                        result["density"].append(density(work, mode, fn, args.others))  # type: ignore[union-attr]
         if "growth" not in args.skip:
-            result["growth"] = growth(work, by_runtime["python"], [int(x) for x in args.inflight.split(",")],
-                                      args.seconds, args.rounds)
+            result["growth"] = growth(work, by_runtime[args.growth_runtime], [int(x) for x in args.inflight.split(",")],
+                                      args.seconds, args.rounds, args.growth_modes.split(","))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.out:

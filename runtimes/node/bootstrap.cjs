@@ -41,10 +41,13 @@ send(channel.encode(Kind.HELLO, Buffer.from(JSON.stringify({
 }))));
 
 const net = require('net');
-const { loadHandler, classifyLoadError } = require('./loader.cjs');
-const { Runner, whenStdioFlushed } = require('./invoke.cjs');
+const loader = require('./loader.cjs');
+const invoke = require('./invoke.cjs');
 const { toErrorJson, platformError, simpleError } = require('./errors.cjs');
-const { specialise, SpecialiseFailure } = require('./specialise.cjs');
+const { specialise, SpecialiseFailure, warmUp: warmUpSpecialise } = require('./specialise.cjs');
+
+const { loadHandler, classifyLoadError } = loader;
+const { Runner, whenStdioFlushed } = invoke;
 
 let state = 'starting'; // → initializing → ready | failed
 let runner = null;
@@ -81,16 +84,19 @@ function functionInfo(init) {
   };
 }
 
+function parseBody(name, body) {
+  try {
+    return body.length ? JSON.parse(body.toString('utf8')) : {};
+  } catch (err) {
+    return die(`${name} body is not JSON: ${err.message}`, 1);
+  }
+}
+
 function parseFirstFrame(name, body) {
   if (state !== 'starting') die(`${name} received after INIT or SPECIALISE`, 1);
   state = 'initializing';
-  let init;
-  try {
-    init = body.length ? JSON.parse(body.toString('utf8')) : {};
-  } catch (err) {
-    die(`${name} body is not JSON: ${err.message}`, 1);
-  }
-  return init;
+  stopWarmUp();
+  return parseBody(name, body);
 }
 
 function onInit(body) {
@@ -140,9 +146,8 @@ function reply(requestId, ok, text) {
   send(channel.encodeReply(ok ? Kind.RESULT : Kind.ERROR, requestId, text));
 }
 
-function onInvoke(body) {
-  if (state !== 'ready') die(`INVOKE received while ${state}`, 1);
-  if (runner.busy) die('INVOKE received while another invocation is in flight', 1);
+// INVOKE's body: [requestId, deadlineMs, context, payload].
+function splitInvoke(body) {
   const idLen = body[0];
   if (body.length < 13 + idLen) die('INVOKE body shorter than its header', 1);
   // Copied: the id outlives the read chunk, which may be a large shared buffer.
@@ -150,7 +155,14 @@ function onInvoke(body) {
   const deadlineMs = body.readUInt32BE(1 + idLen) * 0x100000000 + body.readUInt32BE(5 + idLen);
   const contextEnd = 13 + idLen + body.readUInt32BE(9 + idLen);
   if (body.length < contextEnd) die('INVOKE context runs past the end of the frame', 1);
-  runner.invoke(requestId, deadlineMs, body.subarray(13 + idLen, contextEnd), body.subarray(contextEnd));
+  return [requestId, deadlineMs, body.subarray(13 + idLen, contextEnd), body.subarray(contextEnd)];
+}
+
+function onInvoke(body) {
+  if (state !== 'ready') die(`INVOKE received while ${state}`, 1);
+  if (runner.busy) die('INVOKE received while another invocation is in flight', 1);
+  const [requestId, deadlineMs, context, payload] = splitInvoke(body);
+  runner.invoke(requestId, deadlineMs, context, payload);
 }
 
 const decoder = new channel.Decoder((kind, body) => {
@@ -191,3 +203,82 @@ function logStray(what, value) {
   const detail = json.stackTrace.length ? json.stackTrace.join('\n') : `${json.errorType}: ${json.errorMessage}`;
   process.stderr.write(`${what} outside any invocation: ${detail}\n`);
 }
+
+// Warm-up: a cell waits for its function, and a first SPECIALISE used to spend most of its time
+// in V8 compiling the shim's functions and Node's (both are compiled when first called). While
+// nothing has come, the worker rehearses SPECIALISE, a handler's load and one invocation with the
+// shim's own stand-ins (each module's warmUp says how): no function code, no write to any file,
+// the control pipe or stdout/stderr, no environment change, no listener left behind. Each step is
+// short and runs from the event loop, so a frame or EOF is taken between steps; the first frame
+// (SPECIALISE, or INIT for a spawned worker) stops it. A failure just ends the rehearsal. It
+// starts WARM_UP_DELAY_MS after start-up: a spawned worker has its INIT by then, and does not
+// share its CPU with a rehearsal it has no use for.
+const WARM_UP_DELAY_MS = 10;
+let warmUpTimer = null;  // the first step's Timeout, then each next step's Immediate
+let warmUpTimerIsImmediate = false;
+
+function stopWarmUp() {
+  if (warmUpTimer !== null) {
+    if (warmUpTimerIsImmediate) clearImmediate(warmUpTimer);
+    else clearTimeout(warmUpTimer);
+  }
+  warmUpTimer = null;
+}
+
+function warmUpStep(steps) {
+  warmUpTimer = null;
+  if (state !== 'starting' || steps.length === 0) return;
+  const step = steps.shift();
+  const next = () => {
+    if (state === 'starting') {
+      warmUpTimer = setImmediate(warmUpStep, steps);
+      warmUpTimerIsImmediate = true;
+    }
+  };
+  try {
+    const pending = step(next);
+    if (pending) pending.then(next, () => {});
+    else if (step.length === 0) next();
+  } catch (_) { /* rehearsal over */ }
+}
+
+function warmUp() {
+  let handler = null;
+  const steps = [
+    // A frame's way in: the control pipe's stream is a Readable too.
+    (done) => {
+      const dummy = new (require('stream').Readable)({ read() {} });
+      dummy.on('data', () => {
+        dummy.destroy();
+        done();
+      });
+      dummy.push(Buffer.alloc(16));
+    },
+    () => warmUpSpecialise(),
+    () => {
+      const frame = Buffer.from(JSON.stringify({
+        handler: 'noop.handler', function_name: 'warmup', function_version: '$LATEST', memory_mb: 128,
+        environment: { WARMUP: '1' }, identity: { uid: 1, gid: 1 }, process_environment: { PATH: '/usr/bin:/bin' },
+      }));
+      functionInfo(parseBody('SPECIALISE', frame));
+      toErrorJson(new Error('warmup'));
+    },
+    () => loader.warmUp().then((h) => { handler = h; }),
+    (done) => {
+      if (typeof handler !== 'function') return;
+      const id = Buffer.from('warmup');
+      const head = Buffer.alloc(13);
+      head[0] = id.length;
+      const body = Buffer.concat([head.subarray(0, 1), id, head.subarray(1), Buffer.from('{}')]);
+      new channel.Decoder((kind, frameBody) => splitInvoke(frameBody))
+        .push(channel.encode(Kind.INVOKE, body));
+      const info = functionInfo({ function_name: 'warmup' });
+      invoke.warmUp(handler, info, (requestId, ok, text) => {
+        channel.encodeReply(ok ? Kind.RESULT : Kind.ERROR, requestId, text);
+      }, (hold) => { if (hold) holdLoop(true); }, done);
+    },
+  ];
+  warmUpTimer = setTimeout(warmUpStep, WARM_UP_DELAY_MS, steps);
+}
+
+warmUp();

@@ -194,16 +194,19 @@ class Invocation {
 class Runner {
   // reply(requestId, ok, text) writes the frame; holdLoop(bool) says whether the control pipe
   // may keep the event loop alive (it must not while a handler runs, or the loop never empties).
-  constructor(handler, info, { reply, holdLoop }) {
+  // watchLoop false (warmUp's rehearsal only) leaves process's beforeExit alone.
+  constructor(handler, info, { reply, holdLoop, watchLoop = true }) {
     this.handler = handler;
     this.takesCallback = handler.length >= 3;
     this.info = info;
     this.sendReply = reply;
     this.holdLoop = holdLoop;
     this.current = null;
-    process.on('beforeExit', () => {
-      if (this.current) this.current.loopEmpty();
-    });
+    if (watchLoop) {
+      process.on('beforeExit', () => {
+        if (this.current) this.current.loopEmpty();
+      });
+    }
   }
 
   get busy() {
@@ -263,4 +266,23 @@ class Runner {
   }
 }
 
-module.exports = { Runner, whenStdioFlushed };
+// A stem cell's rehearsal of one invocation while it waits (bootstrap.cjs, warmUp), with the
+// shim's stand-in handler: the context, the event's and the result's JSON, the callback and
+// promise paths, so that V8 has compiled them before a function's first INVOKE. `reply` gets
+// (requestId, ok, text) and must send nothing. process.stdout and process.stderr, which Node
+// creates when first read, are created here (whenStdioFlushed) rather than at that first reply;
+// nothing is written to them. Calls `done` once the invocation has been answered.
+function warmUp(handler, info, reply, holdLoop, done) {
+  const runner = new Runner(handler, info, {
+    reply: (requestId, ok, text) => {
+      reply(requestId, ok, text);
+      done();
+    },
+    holdLoop,
+    watchLoop: false,
+  });
+  const context = Buffer.from('{"client_context":{"client":{}},"invoked_function_arn":"arn:aws:lambda:local:000000000000:function:warmup"}');
+  runner.invoke(Buffer.from('warmup'), Date.now() + 60000, context, Buffer.from('{"warmup":[1,"2",{"3":null}]}'));
+}
+
+module.exports = { Runner, whenStdioFlushed, warmUp };

@@ -47,11 +47,14 @@ function packageTypeIsModule(dir) {
   for (;;) {
     if (path.basename(dir) === 'node_modules') return false;
     const pj = path.join(dir, 'package.json');
-    let text;
-    try {
-      text = fs.readFileSync(pj, 'utf8');
-    } catch (_) {
-      text = null;
+    let text = null;
+    // existsSync first: a failed read costs an Error with its stack, and most folders have none.
+    if (fs.existsSync(pj)) {
+      try {
+        text = fs.readFileSync(pj, 'utf8');
+      } catch (_) {
+        text = null;
+      }
     }
     if (text !== null) {
       let pkg;
@@ -199,4 +202,30 @@ async function loadHandler(appRoot, handler) {
   return resolveExport(mod, exportPath, handler);
 }
 
-module.exports = { loadHandler, InitFailure, classifyLoadError };
+// A stem cell's rehearsal of a CommonJS handler's load while it waits (bootstrap.cjs, warmUp),
+// with the shim's own warmup/noop.js: V8 compiles a function the first time it runs, Node's
+// module loader included, and a first SPECIALISE paid for that. The package.json walk runs from
+// the shim's folder too (read-only). The stand-in is then dropped from require()'s caches, so
+// nothing of it shows to the function. Resolves to the stand-in's handler.
+async function warmUp() {
+  const dir = path.join(__dirname, 'warmup');
+  const file = path.join(dir, 'noop.js');
+  try {
+    packageTypeIsModule(__dirname);
+  } catch (_) { /* a broken package.json above the shim is no concern of the rehearsal */ }
+  isFile(path.join(dir, 'absent.js'));
+  try {
+    return await loadHandler(dir, 'noop.handler');
+  } finally {
+    const Module = require('module');
+    const loaded = Module._cache[file];
+    delete Module._cache[file];
+    const at = loaded ? module.children.indexOf(loaded) : -1;  // this file's require() loaded it
+    if (at >= 0) module.children.splice(at, 1);
+    for (const key of Object.keys(Module._pathCache)) {
+      if (Module._pathCache[key] === file) delete Module._pathCache[key];
+    }
+  }
+}
+
+module.exports = { loadHandler, InitFailure, classifyLoadError, warmUp };

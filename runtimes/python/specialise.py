@@ -145,7 +145,12 @@ def build_view(view):
             os.mkdir(path, 0o711)
         tmpfs(path, 0o711)
         covered.append(path)
-    for path, fd, is_dir in readable + writable:
+    bind_back(readable + writable, covered)
+
+
+def bind_back(trees, covered):
+    """Attach each cloned tree (path, fd, is_dir) at its path, under the tmpfs mounts ``covered``."""
+    for path, fd, is_dir in trees:
         make_parents(path, covered)
         if not os.path.lexists(path):
             if is_dir:
@@ -181,15 +186,7 @@ def inject_view(part, target):
     os.chdir("/")
     if opt is not None:
         attach(opt, "/opt")  # over the cell's empty read-only /opt
-    covered = list(part["covered"])
-    for path, fd, is_dir in readable:
-        make_parents(path, covered)
-        if not os.path.lexists(path):
-            if is_dir:
-                os.mkdir(path, 0o711)
-            else:
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        attach(fd, path)
+    bind_back(readable, list(part["covered"]))
 
 
 def keep_only_setid():

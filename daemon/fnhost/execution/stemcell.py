@@ -29,6 +29,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import anyio
 import psutil
@@ -89,7 +90,7 @@ class StemCells:
     def __init__(self, *, per_key: int, backend: MemoryBackend, zygotes: Zygotes,
                  exec_zygote: Callable[[], ZygoteKey | None],
                  spawn_background: Callable[[Callable[[], Awaitable[None]]], bool],
-                 kill_grace_s: float, scratch_root: object = None) -> None:
+                 kill_grace_s: float, scratch_root: Path | None = None) -> None:
         self.per_key = per_key
         self.backend = backend
         self.zygotes = zygotes
@@ -306,7 +307,7 @@ class StemCells:
             init_timeout_s=BIRTH_TIMEOUT_S,
             kill_grace_s=self._kill_grace_s,
             view=key.view,
-            scratch_root=self._scratch_root,  # type: ignore[arg-type]
+            scratch_root=self._scratch_root,
             zygote=self._exec_zygote(),
             exec_after_fork=True,
             cell=True,

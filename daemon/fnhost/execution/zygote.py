@@ -15,12 +15,13 @@ zygote's child, not the daemon's. The zygote keeps it unreaped (so its pid, whic
 process group's id, cannot be reused) until the daemon says ``reap``.
 
 A zygote starts with the environment variables the interpreter reads only as it starts
-(``startup_env`` in the descriptor: ``PYTHONPATH``, ``LD_PRELOAD``, a locale...) set as the
-function's are, so a function that sets one differently gets a zygote of its own; past
-MAX_ZYGOTES of them, its workers are spawned (the log says so). So is every worker while its
-zygote is unavailable. A zygote that
-dies is started again at the next fork; the worker being forked then is spawned instead, so no
-invocation waits on it.
+(``startup_env`` in the descriptor: ``PYTHONPATH``, ``LD_PRELOAD``, a locale...) as the daemon
+sets them, and never as a function chose them: it runs as root (control/deploy.py's
+``function_startup``; such a function's workers are exec'd by a spare). A key differs only in
+what the daemon chose (a layered function's ``LD_LIBRARY_PATH=/opt/lib``); past MAX_ZYGOTES of
+them, workers are spawned (the log says so). So is every worker while its zygote is unavailable.
+A zygote that dies is started again at the next fork; the worker being forked then is spawned
+instead, so no invocation waits on it.
 """
 
 from __future__ import annotations
