@@ -51,6 +51,9 @@ exports.handler = async (event, context) => {
 BAD = {
     "import_error.js": "require('no-such-module-here');\nexports.handler = async () => 1;\n",
     "init_throw.js": "throw new Error('no thanks');\n",
+    "hang.js": "for (;;) {}\n",
+    "hog.js": "const held = [];\nfor (;;) held.push(Buffer.alloc(1 << 20, 1));\n",
+    "exits.js": "exports.handler = async () => { process.exit(7); };\n",
 }
 
 
@@ -71,7 +74,7 @@ def code() -> Iterator[Path]:
 
 def _daemon(extra: str = "") -> Daemon:
     state = short_tempdir()
-    d = Daemon(state / "state", config=f"[daemon]\ninit_timeout_s = 10\nstem_cells = 1\n{extra}")
+    d = Daemon(state / "state", config=f"[daemon]\ninit_timeout_s = 4\nstem_cells = 1\n{extra}")
     d.start()
     return d
 
@@ -156,7 +159,7 @@ def test_a_first_worker_is_a_cell_set_up_exactly_as_a_spawned_one(daemon: Daemon
 
 def test_nothing_of_one_function_reaches_a_cell_another_takes(daemon: Daemon, code: Path) -> None:
     with daemon.client() as client:
-        names = [deploy(client, code) for _ in range(3)]
+        names = [deploy(client, code) for _ in range(3)]  # the first deploy makes the kind
         seen = []
         for name in names:
             wait_ready(client)
@@ -168,13 +171,17 @@ def test_nothing_of_one_function_reaches_a_cell_another_takes(daemon: Daemon, co
 
 def test_bad_functions_get_lambdas_errors_and_do_not_poison_the_cells(daemon: Daemon, code: Path) -> None:
     with daemon.client() as client:
+        deploy(client, code)  # its kind of cell is kept from now on
         for handler, error in (("import_error.handler", "Runtime.ImportModuleError"),
-                               ("init_throw.handler", "Runtime.InitError")):
+                               ("init_throw.handler", "Runtime.InitError"),
+                               ("hang.handler", "Runtime.InitError"),  # past init_timeout_s (4 s here)
+                               ("hog.handler", "Runtime.OutOfMemory"),  # 128 MB, the cell's group's limit
+                               ("exits.handler", "Runtime.ExitError")):
             wait_ready(client)
             before = taken(client)
-            name = deploy(client, code, handler=handler)
+            name = deploy(client, code, handler=handler, memory_mb=128, timeout_s=5)
             result = client.invoke(name, b"{}")
-            assert not result.ok and json.loads(result.payload)["errorType"] == error, result.payload
+            assert not result.ok and json.loads(result.payload)["errorType"] == error, (handler, result.payload)
             assert taken(client) == before + 1  # the function's own failure, in a cell
         wait_ready(client)
         good = deploy(client, code)
@@ -187,6 +194,7 @@ def test_a_function_that_sets_a_start_up_variable_gets_no_cell(daemon: Daemon, c
     # starts would run what the function chose as root. Such a function's worker starts without
     # a cell, its variables read after its uid is dropped.
     with daemon.client() as client:
+        deploy(client, code)
         wait_ready(client)
         before = taken(client)
         for env in ({"NODE_OPTIONS": "--title=fnhost-cell-title"}, {"LD_PRELOAD": "/nonexistent/preload.so"}):
