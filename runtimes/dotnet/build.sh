@@ -3,14 +3,16 @@
 #
 #   build.sh mono   <mcs>    <runtime_dir> <code_dir> <build_dir> <handler>
 #   build.sh dotnet <dotnet> <runtime_dir> <code_dir> <build_dir> <handler>
-#   build.sh prepare mono|dotnet <compiler> <runtime_dir> <cache_dir>
+#   build.sh prepare mono|dotnet <compiler> <runtime_dir> <cache_dir> [<mono>]
 #
 # prepare ([build] prepare_argv, run once per daemon as its own user) compiles the shim alone into
 # <cache_dir>, for stem cells ([stem_cell] in runtime.toml): a cell starts before any function is
 # known, runs that copy, and loads the function's assembly from its build at SPECIALISE. Each file
 # is compiled in a private directory and renamed into place, the shim itself last, so a cell never
 # starts from a half-written one; a cache already built from the same sources, script and compiler
-# is kept as it is.
+# is kept as it is. Given <mono> (the runtime cells run), prepare also compiles the Mono shim ahead
+# of time (mono --aot) into Fnhost.Runtime.exe.so beside it, which mono loads by itself: a cell
+# then runs the shim's code without JIT-compiling it first.
 #
 # A build compiles the shim (src/*.cs) into <build_dir>, then the function's assembly, named by the
 # handler (Assembly::Namespace.Class::Method), from the first of:
@@ -36,13 +38,13 @@ set -eu
 
 usage() {
     echo "usage: build.sh mono|dotnet <compiler> <runtime_dir> <code_dir> <build_dir> <handler>" >&2
-    echo "       build.sh prepare mono|dotnet <compiler> <runtime_dir> <cache_dir>" >&2
+    echo "       build.sh prepare mono|dotnet <compiler> <runtime_dir> <cache_dir> [<mono>]" >&2
     exit 2
 }
 
 if [ "${1-}" = prepare ]; then
-    [ $# -eq 5 ] || usage
-    mode=prepare variant=$2 compiler=$3 runtime_dir=$4 cache_dir=$5
+    [ $# -eq 5 ] || [ $# -eq 6 ] || usage
+    mode=prepare variant=$2 compiler=$3 runtime_dir=$4 cache_dir=$5 mono=${6-}
 else
     [ $# -eq 6 ] || usage
     mode=build variant=$1 compiler=$2 runtime_dir=$3 code_dir=$4 build_dir=$5 handler=$6
@@ -98,6 +100,20 @@ shim_mono() {
     if ! out=$("$compiler" -nologo -target:exe -optimize+ -debug -unsafe \
         -out:"$1/Fnhost.Runtime.exe" "$runtime_dir"/src/*.cs BuildInfo.cs 2>&1); then
         fail "fnhost: the C# shim in $runtime_dir/src does not compile with $compiler (an fnhost bug):" "$out"
+    fi
+}
+
+# Mono's ahead-of-time compilation of the shim $1 into $1.so, which mono finds beside the assembly
+# and uses instead of compiling the shim's methods as they are first called (Debian's Mono already
+# has mscorlib's, in /usr/lib/mono/aot-cache). Mono refuses an image that does not match its
+# assembly, so a stale one costs nothing but speed. A failure (no assembler or linker: as and ld,
+# Debian's binutils) only costs speed too: there is no image, and the shim is JIT-compiled as before.
+aot_mono() {
+    [ -n "$mono" ] || return 0
+    if ! out=$("$mono" --debug --aot=outfile="$1.so",temp-path="$work" "$1" 2>&1); then
+        rm -f "$1.so" "$1.so.tmp"
+        printf '%s\n' "build.sh prepare: mono --aot failed, so stem cells JIT-compile the shim (slower first invocations):" \
+            "$(printf '%s\n' "$out" | tail -n 5)" >&2
     fi
 }
 
@@ -228,7 +244,12 @@ prepare() {
     esac
     cd "$cache_dir"
     # What the shim in the cache was built from; the same again needs no compiler run.
-    stamp=$({ printf '%s\n' "$variant" "$compiler"; "$compiler" --version; cat "$runtime_dir/build.sh" "$runtime_dir"/src/*.cs; } | cksum)
+    stamp=$({
+        printf '%s\n' "$variant" "$compiler" "$mono"
+        "$compiler" --version
+        [ -z "$mono" ] || "$mono" --version
+        cat "$runtime_dir/build.sh" "$runtime_dir"/src/*.cs
+    } | cksum)
     if [ -f "$main" ] && [ -f Fnhost.Runtime.stamp ] && [ "$(cat Fnhost.Runtime.stamp)" = "$stamp" ]; then
         return 0
     fi
@@ -240,13 +261,18 @@ prepare() {
     export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1 \
         MSBUILDDISABLENODEREUSE=1 DOTNET_CLI_DO_NOT_USE_MSBUILD_SERVER=1
     case $variant in
-        mono) shim_mono "$work/out" ;;
+        mono)
+            shim_mono "$work/out"
+            aot_mono "$work/out/$main"
+            ;;
         dotnet)
             dotnet_setup
             shim_dotnet "$work/out"
             ;;
     esac
     [ -f "out/$main" ] || fail "build.sh prepare: $compiler left no $main"
+    # No image of an older shim stays beside a new one whose compilation failed.
+    [ -f "out/$main.so" ] || rm -f "$cache_dir/$main.so"
     for file in out/*; do
         [ "$file" = "out/$main" ] || mv -f "$file" "$cache_dir/"
     done

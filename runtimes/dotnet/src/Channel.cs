@@ -62,6 +62,12 @@ namespace Fnhost.Runtime
             thread.Start();
         }
 
+        /// <summary>True when a frame (or end of file) has arrived and Read would not wait for it.</summary>
+        public bool FrameWaiting()
+        {
+            return handoff != null || readPos < readEnd || Native.Readable(inFd);
+        }
+
         public Frame Read()
         {
             if (handoff == null)

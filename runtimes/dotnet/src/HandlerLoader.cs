@@ -23,8 +23,12 @@ namespace Fnhost.Runtime
 
             probeDirs = buildDir == codeDir ? new[] { codeDir } : new[] { buildDir, codeDir };
             AppDomain.CurrentDomain.AssemblyResolve += Resolve;
-            Assembly assembly = LoadAssembly(assemblyName);
+            return Bind(LoadAssembly(assemblyName), assemblyName, typeName, methodName);
+        }
 
+        // The handler's type and method in its loaded assembly, made ready to call.
+        private static Invoker Bind(Assembly assembly, string assemblyName, string typeName, string methodName)
+        {
             Type type;
             try
             {
@@ -71,9 +75,29 @@ namespace Fnhost.Runtime
             return new Invoker(method, instance);
         }
 
+        /// <summary>
+        /// A stem cell's rehearsal of Load (WarmUp.cs), on this assembly and a handler of its own:
+        /// the probe, the load (of the assembly already loaded), the bind. Changes nothing Load
+        /// leaves behind (the probe directories, the resolve handler).
+        /// </summary>
+        internal static Invoker WarmUp(string typeName, string methodName)
+        {
+            Assembly self = typeof(HandlerLoader).Assembly;
+            string dir = Path.GetDirectoryName(self.Location);
+            string name = self.GetName().Name;
+            // Only the very file already loaded: LoadFrom hands back the same assembly.
+            string path = Probe(new[] { dir }, name);
+            if (path != self.Location || Assembly.LoadFrom(path) != self)
+                return null;
+            ResolveEventHandler resolve = Resolve;
+            AppDomain.CurrentDomain.AssemblyResolve += resolve;
+            AppDomain.CurrentDomain.AssemblyResolve -= resolve;
+            return Bind(self, name, typeName, methodName);
+        }
+
         private static Assembly LoadAssembly(string name)
         {
-            string path = Probe(name);
+            string path = Probe(probeDirs, name);
             if (path == null)
                 throw new InitFailure("Runtime.ImportModuleError",
                     "Could not find assembly '" + name + "': looked for " + name + ".dll in " + string.Join(" and ", probeDirs)
@@ -89,9 +113,9 @@ namespace Fnhost.Runtime
             }
         }
 
-        private static string Probe(string name)
+        private static string Probe(string[] dirs, string name)
         {
-            foreach (string dir in probeDirs)
+            foreach (string dir in dirs)
                 foreach (string ext in new[] { ".dll", ".exe" })
                 {
                     string path = Path.Combine(dir, name + ext);
@@ -109,7 +133,7 @@ namespace Fnhost.Runtime
             Assembly self = typeof(HandlerLoader).Assembly;
             if (name == self.GetName().Name)
                 return self;
-            string path = Probe(name);
+            string path = Probe(probeDirs, name);
             return path == null ? null : Assembly.LoadFrom(path);
         }
 

@@ -8,13 +8,14 @@
 // failure is the Runtime.SpecialiseError the protocol asks for.
 using System;
 using System.Collections.Generic;
+using System.Reflection;
 using System.Runtime.InteropServices;
 
 namespace Fnhost.Runtime
 {
     internal static class Native
     {
-        private const short POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
+        private const short POLLIN = 0x1, POLLERR = 0x8, POLLHUP = 0x10, POLLNVAL = 0x20;
         private const int F_SETFD = 2, FD_CLOEXEC = 1, EINTR = 4;
 
         [StructLayout(LayoutKind.Sequential)]
@@ -66,6 +67,12 @@ namespace Fnhost.Runtime
 
         [DllImport("libc", EntryPoint = "setenv", SetLastError = true)]
         private static extern int setenv([MarshalAs(UnmanagedType.LPStr)] string name, [MarshalAs(UnmanagedType.LPStr)] string value, int overwrite);
+
+        [DllImport("libc", EntryPoint = "isatty")]
+        private static extern int isatty(int fd);
+
+        [DllImport("libc", EntryPoint = "getenv")]
+        private static extern IntPtr getenv([MarshalAs(UnmanagedType.LPStr)] string name);
 
         [DllImport("libc", EntryPoint = "tzset")]
         private static extern void tzset();
@@ -184,6 +191,44 @@ namespace Fnhost.Runtime
                 if (n < 0 || (p.Revents & (POLLHUP | POLLERR | POLLNVAL)) != 0)
                     return;
             }
+        }
+
+        /// <summary>
+        /// True when a read of <paramref name="fd"/> would not block: data, end of file or an
+        /// error (a failing poll counts too, so that the caller goes on to read).
+        /// </summary>
+        public static bool Readable(int fd)
+        {
+            var p = new PollFd { Fd = fd, Events = POLLIN };
+            return poll(ref p, (UIntPtr)1, 0) != 0;
+        }
+
+        /// <summary>True when <paramref name="fd"/> is a terminal (or when that cannot be asked).</summary>
+        public static bool IsTerminal(int fd)
+        {
+            try
+            {
+                return isatty(fd) == 1;
+            }
+            catch (Exception)
+            {
+                return true;
+            }
+        }
+
+        /// <summary>
+        /// A stem cell's rehearsal of TakeIdentity and ReplaceEnviron (WarmUp.cs): the calls that
+        /// only read are made (getresuid, getresgid, getgroups, getenv, which marshals a string as
+        /// setenv does); the ones that change something are only compiled, never called.
+        /// </summary>
+        public static void WarmUp()
+        {
+            uint r, e, s;
+            if (getresuid(out r, out e, out s) != 0 || getresgid(out r, out e, out s) != 0 || getgroups(0, IntPtr.Zero) < 0)
+                Marshal.GetLastWin32Error();
+            getenv("PATH");
+            foreach (string name in new[] { "setgroups", "setresgid", "setresuid", "clearenv", "setenv", "tzset", "strerror", "_exit" })
+                typeof(Native).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static).MethodHandle.GetFunctionPointer();
         }
 
         /// <summary>

@@ -42,6 +42,10 @@ namespace Fnhost.Runtime
             Native.SetCloseOnExec(outFd);
             UseUtf8Console();
             channel.WatchForDaemonExit();
+            // A stem cell rehearses what SPECIALISE and the first INVOKE will run while it waits
+            // (WarmUp.cs); the first frame to arrive ends the rehearsal.
+            if (WarmUp.Wanted())
+                WarmUp.Run(channel);
 
             // A spawned worker gets INIT; a stem cell (started before its function was known) waits
             // here, silent, for SPECIALISE, and takes the function's identity, environment and
@@ -183,7 +187,7 @@ namespace Fnhost.Runtime
             channel.Write(frame);
         }
 
-        private static Dictionary<string, object> ParseInit(Frame frame)
+        internal static Dictionary<string, object> ParseInit(Frame frame)
         {
             string what = frame.Kind == Kind.Specialise ? "SPECIALISE" : "INIT";
             string errorType = frame.Kind == Kind.Specialise ? "Runtime.SpecialiseError" : "Runtime.InitError";
@@ -201,7 +205,7 @@ namespace Fnhost.Runtime
             return init;
         }
 
-        private static FunctionInfo ReadInit(Dictionary<string, object> init)
+        internal static FunctionInfo ReadInit(Dictionary<string, object> init)
         {
             var env = Get(init, "environment") as Dictionary<string, object>;
             // The worker was started with these variables already; only differences are applied,
@@ -289,7 +293,7 @@ namespace Fnhost.Runtime
 
         // User code writes through Console's writers; the daemon attributes output to an
         // invocation by what arrives before RESULT/ERROR, so nothing may still sit in a buffer.
-        private static void FlushStd()
+        internal static void FlushStd()
         {
             try
             {

@@ -65,21 +65,8 @@ namespace Fnhost.Runtime
         // deletes a variable set to "", so on .NET an empty variable exists only in environ.
         private static void ReplaceEnvironment(Dictionary<string, object> wanted)
         {
-            if (wanted == null)
-                throw new InvalidOperationException("process_environment is not a JSON object");
-            var variables = new List<KeyValuePair<string, string>>(wanted.Count);
-            foreach (KeyValuePair<string, object> kv in wanted)
-            {
-                string value = kv.Value as string;
-                if (value == null)
-                    throw new InvalidOperationException("process_environment." + kv.Key + " is not a string");
-                variables.Add(new KeyValuePair<string, string>(kv.Key, value));
-            }
-            var stale = new List<string>();
-            foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
-                if (!wanted.ContainsKey((string)entry.Key))
-                    stale.Add((string)entry.Key);
-            foreach (string name in stale)
+            List<KeyValuePair<string, string>> variables = Variables(wanted);
+            foreach (string name in Stale(wanted))
                 Environment.SetEnvironmentVariable(name, null);
             foreach (KeyValuePair<string, string> kv in variables)
                 if (Environment.GetEnvironmentVariable(kv.Key) != kv.Value)
@@ -91,6 +78,61 @@ namespace Fnhost.Runtime
             // start-up variable, so the cell already has the function's).
             TimeZoneInfo.ClearCachedData();
             CultureInfo.CurrentCulture.ClearCachedData();
+        }
+
+        private static List<KeyValuePair<string, string>> Variables(Dictionary<string, object> wanted)
+        {
+            if (wanted == null)
+                throw new InvalidOperationException("process_environment is not a JSON object");
+            var variables = new List<KeyValuePair<string, string>>(wanted.Count);
+            foreach (KeyValuePair<string, object> kv in wanted)
+            {
+                string value = kv.Value as string;
+                if (value == null)
+                    throw new InvalidOperationException("process_environment." + kv.Key + " is not a string");
+                variables.Add(new KeyValuePair<string, string>(kv.Key, value));
+            }
+            return variables;
+        }
+
+        // The variables the process has and wanted does not name.
+        private static List<string> Stale(Dictionary<string, object> wanted)
+        {
+            var stale = new List<string>();
+            foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
+                if (!wanted.ContainsKey((string)entry.Key))
+                    stale.Add((string)entry.Key);
+            return stale;
+        }
+
+        /// <summary>
+        /// A stem cell's rehearsal of Apply (WarmUp.cs) on a SPECIALISE of its own: reads what
+        /// Apply reads (identity, the environment) and changes nothing; the calls that would
+        /// change something are only compiled (Native.WarmUp).
+        /// </summary>
+        internal static void WarmUp(Dictionary<string, object> spec)
+        {
+            object identity;
+            spec.TryGetValue("identity", out identity);
+            var ids = (Dictionary<string, object>)identity;
+            Step("identity", () =>
+            {
+                Id(ids, "uid");
+                Id(ids, "gid");
+                Native.WarmUp();
+            });
+            object environment;
+            spec.TryGetValue("process_environment", out environment);
+            var wanted = (Dictionary<string, object>)environment;
+            Step("environment", () =>
+            {
+                Stale(wanted);
+                List<KeyValuePair<string, string>> variables = Variables(wanted);
+                foreach (KeyValuePair<string, string> kv in variables)
+                    Environment.GetEnvironmentVariable(kv.Key);
+                foreach (KeyValuePair<string, string> kv in (IEnumerable<KeyValuePair<string, string>>)variables)
+                    Environment.GetEnvironmentVariable(kv.Key);
+            });
         }
 
         private static void ChangeDirectory(string cwd)
