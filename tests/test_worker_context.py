@@ -74,10 +74,10 @@ async def test_a_client_context_that_is_not_a_json_object_is_refused_before_any_
 
 
 async def test_a_worker_of_an_unknown_protocol_version_is_refused_clearly() -> None:
-    async with real_pool(fake_spec("echo_context.py", "3")) as pool:
+    async with real_pool(fake_spec("echo_context.py", "4")) as pool:
         with anyio.fail_after(10):
             outcome = await pool.invoke(Invocation("fake", b"{}"))
     error = json.loads(outcome.payload)
     assert outcome.function_error == "Unhandled"
     assert error["errorType"] == "Runtime.InvalidResponse"
-    assert "speaks worker protocol 3; this daemon speaks 1 and 2" in error["errorMessage"]
+    assert "speaks worker protocol 4; this daemon speaks 1, 2 and 3" in error["errorMessage"]

@@ -208,7 +208,7 @@ def parse_hello(body: bytes | memoryview) -> dict[str, Any]:
         raise ProtocolError(f"HELLO field 'protocol' must be an integer, not {type(version).__name__}")
     if version not in SUPPORTED_VERSIONS:
         raise ProtocolError(f"the worker's shim speaks worker protocol {version}; this daemon speaks "
-                            f"{' and '.join(map(str, SUPPORTED_VERSIONS))} (is the runtime's shim from "
+                            f"{', '.join(map(str, SUPPORTED_VERSIONS[:-1]))} and {SUPPORTED_VERSIONS[-1]} (is the runtime's shim from "
                             "another fnhost release?)")
     for key in ("runtime", "runtime_version"):
         if len(_string(info, key, "HELLO")) > HELLO_FIELD_MAX:
