@@ -34,6 +34,7 @@ CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = (
     0x20000, 0x2000000, 0x4000000, 0x8000000, 0x20000000)
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 4, 24, 36, 38
 CAP_SETGID, CAP_SETUID = 6, 7
+CELL_NICE = 10  # a stem cell's priority until it is specialised (daemon/fnhost/execution/stemcell.py)
 CAP_V3 = 0x20080522
 NOFILE = 1024  # the workers' limits (daemon/fnhost/execution/sandbox.py)
 NPROC = 4096
@@ -272,6 +273,10 @@ def become_worker(spec, fds):
     if spec.get("exec"):  # another runtime's worker: this process only set it up
         if spec["identity"] and spec["identity"].get("cell"):
             if os.geteuid() == 0:
+                # A cell starts (and rehearses) beside the invocations it will serve: at a lower
+                # priority, which every thread it starts inherits; the daemon restores it when a
+                # function takes the cell (only root may raise a priority: CAP_SYS_NICE goes now).
+                os.setpriority(os.PRIO_PROCESS, 0, CELL_NICE)
                 keep_only_setid()
         elif spec["identity"]:
             drop_privileges(spec["identity"])

@@ -155,6 +155,11 @@ def test_a_first_worker_is_a_cell_set_up_exactly_as_a_spawned_one(daemon: Daemon
         assert seen["others"] == "EACCES", "the state directory is covered (0711), as for a spawned worker"
         worker = psutil.Process(host_pid(daemon.pid, seen["pid"], uid=uid))
         assert worker.uids().real == uid
+        # A cell waits at nice 10; the function's worker runs at the daemon's priority, every thread.
+        assert {t.id: psutil.Process(t.id).nice() for t in worker.threads()} == {t.id: 0 for t in worker.threads()}
+        waiting = [p for p in psutil.Process(daemon.pid).children(recursive=True)
+                   if p.name() == "node" and p.uids().real == 0]
+        assert waiting and all(p.nice() == 10 for p in waiting)
 
 
 def test_nothing_of_one_function_reaches_a_cell_another_takes(daemon: Daemon, code: Path) -> None:

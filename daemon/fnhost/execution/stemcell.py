@@ -180,6 +180,11 @@ class StemCells:
         when the cell could not become it before any of the function ran (start another way)."""
         key = spec.stem_cell
         assert key is not None
+        if os.geteuid() == 0:
+            try:  # born at nice 10 (specialise.py): every thread of its process group back to 0
+                os.setpriority(os.PRIO_PGRP, cell.leader, 0)
+            except OSError:
+                pass  # gone: SPECIALISE finds out
         try:
             await cell.specialise(specialise_frame(cell, spec), lambda w: self._bind(w, spec, key))
         except ForkLost as exc:
