@@ -6,6 +6,7 @@ that touches file descriptors and exec.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import itertools
@@ -18,15 +19,20 @@ import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import anyio
+import structlog
 
 from . import isolation, protocol, sandbox
+from .cellkey import CellKey
+from .limits import MemoryBackend, WorkerLimits
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
-from .cellkey import CellKey
-from .zygote import Forked, Zygote, ZygoteKey
+from .zygote import Forked, Zygote, ZygoteKey, Zygotes, ZygoteUnavailable
+
+log = structlog.get_logger("fnhost.worker")
 
 PIPE_SIZE = 1024 * 1024  # a 64 KiB default pipe makes large frames 3x slower (DESIGN.md)
 
@@ -309,6 +315,46 @@ async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) 
         if spec_w >= 0:
             os.close(spec_w)
     return pipes.spawned(Forked(pid, status_r, zygote), has_init=True)
+
+
+async def start_process(spec: WorkerSpec, backend: MemoryBackend | None, zygotes: Zygotes | None, *,
+                        forked_only: bool = False) -> tuple[Spawned, WorkerLimits | None]:
+    """A worker's process, forked by its zygote (``fork``) or spawned (``spawn``), born into a
+    control group of its own with its limits set (``backend``); and that group's limits. Raises
+    OSError, or ZygoteUnavailable with ``forked_only`` (a stem cell, which is never spawned);
+    nothing is left behind."""
+    loop = asyncio.get_running_loop()
+    limits = None
+    try:
+        if backend is not None:
+            # Its control group exists, limits set, before it does: it is born into it.
+            limits = backend.prepare(spec.memory_limit_bytes, spec.identity)
+        zygote = zygotes.get(spec.zygote) if zygotes is not None and spec.zygote is not None else None
+        spawned = None
+        # Shielded: a process started for a caller that went away meanwhile is still ours to stop.
+        with anyio.CancelScope(shield=True):
+            if zygote is not None:
+                try:
+                    spawned = await fork(spec, zygote, limits.procs_files if limits is not None else ())
+                except ZygoteUnavailable as exc:
+                    if forked_only:
+                        raise
+                    log.warning("zygote_fallback", function=spec.function, reason=str(exc),
+                                note="this worker is spawned")
+                    if not zygote.running:  # started again in the background, for the next one
+                        loop.run_in_executor(SPAWN_THREADS, zygotes.warm, spec.zygote)  # type: ignore[union-attr]
+            elif forked_only:
+                raise ZygoteUnavailable("no zygote is running")
+            if spawned is None:
+                # Off the event loop: fork/exec blocks its caller until the child has exec'd,
+                # measured at 35-80 ms when both cores are busy.
+                spawned = await loop.run_in_executor(
+                    SPAWN_THREADS, partial(spawn, spec, join=limits.join if limits is not None else None))
+    except BaseException:
+        if limits is not None:
+            limits.close()
+        raise
+    return spawned, limits
 
 
 def describe_exit(returncode: int, namespaced: bool = False) -> str:

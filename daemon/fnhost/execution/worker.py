@@ -18,7 +18,6 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -36,16 +35,7 @@ from ..errors import (
 from . import isolation, protocol
 from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
-from .spawn import (
-    PIPE_SIZE,
-    SPAWN_THREADS,
-    WorkerSpec,
-    describe_exit,
-    fork,
-    spawn,
-    write_all,
-    write_now,
-)
+from .spawn import PIPE_SIZE, WorkerSpec, describe_exit, start_process, write_all, write_now
 from .states import IllegalTransition, State
 from .zygote import Forked, Zygotes, ZygoteUnavailable
 
@@ -145,35 +135,9 @@ class Worker:
         spec = self.spec
         if deadline is None:
             deadline = anyio.current_time() + spec.init_timeout_s
-        limits = None
         try:
-            if backend is not None:
-                # Its control group exists, limits set, before it does: it is born into it.
-                limits = backend.prepare(spec.memory_limit_bytes, spec.identity)
-            # Off the event loop: fork/exec blocks its caller until the child has exec'd, measured
-            # at 35-80 ms when both cores are busy. Shielded: a process spawned for a caller that
-            # went away meanwhile is still ours to stop.
-            zygote = zygotes.get(spec.zygote) if zygotes is not None and spec.zygote is not None else None
-            spawned = None
-            with anyio.CancelScope(shield=True):
-                if zygote is not None:
-                    try:
-                        spawned = await fork(spec, zygote, limits.procs_files if limits is not None else ())
-                    except ZygoteUnavailable as exc:
-                        if forked_only:
-                            raise
-                        log.warning("zygote_fallback", function=spec.function, reason=str(exc),
-                                    note="this worker is spawned")
-                        if not zygote.running:  # started again in the background, for the next one
-                            self._loop.run_in_executor(SPAWN_THREADS, zygotes.warm, spec.zygote)
-                elif forked_only:
-                    raise ZygoteUnavailable("no zygote is running")
-                if spawned is None:
-                    spawned = await self._loop.run_in_executor(
-                        SPAWN_THREADS, partial(spawn, spec, join=limits.join if limits is not None else None))
+            spawned, limits = await start_process(spec, backend, zygotes, forked_only=forked_only)
         except (OSError, ZygoteUnavailable) as exc:
-            if limits is not None:
-                limits.close()
             # No process: nothing will ever exit, so the worker's death is reported here.
             self._exited.set()
             self._set(State.DEAD)
