@@ -376,8 +376,13 @@ def remove_stale() -> int:
             pid = stale.name.removeprefix(PREFIX)
             if not pid.isdigit() or int(pid) == os.getpid() or psutil.pid_exists(int(pid)):
                 continue
+            try:
+                remove_tree(stale)
+            except OSError as exc:  # a root daemon's, seen by one that is not root: not ours to remove
+                log.warning("stale_cgroup_left", path=str(stale), error=exc.strerror,
+                            note="this daemon may not remove it; a daemon running as its owner will")
+                continue
             log.info("stale_cgroup_removed", path=str(stale))
-            remove_tree(stale)
             removed += 1
     return removed
 
