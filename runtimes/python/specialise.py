@@ -190,13 +190,18 @@ def inject_view(part, target):
     bind_back(readable, list(part["covered"]))
 
 
+def drop_bounding_set(keep=()):
+    """Every capability but ``keep`` out of the bounding set: no exec can grant it again."""
+    for cap in range(CAP_LAST + 1):
+        if cap not in keep:
+            check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop the capability bounding set")
+
+
 def keep_only_setid():
     """A stem cell waits as root holding CAP_SETUID and CAP_SETGID only, to take its function's
     uid when it gets one (protos/worker-protocol.md, "Stem cells"); every other capability is
     gone from its bounding set, so its exec (as root) gets these two and nothing else."""
-    for cap in range(CAP_LAST + 1):
-        if cap not in (CAP_SETUID, CAP_SETGID):
-            check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop the capability bounding set")
+    drop_bounding_set(keep=(CAP_SETUID, CAP_SETGID))
     os.setgroups([])
     two = (1 << CAP_SETUID) | (1 << CAP_SETGID)
     caps = (CapData * 2)(CapData(two, two, 0), CapData(0, 0, 0))
@@ -206,8 +211,7 @@ def keep_only_setid():
 
 def drop_privileges(identity):
     """What setpriv --reuid --regid --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs does."""
-    for cap in range(CAP_LAST + 1):
-        check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop the capability bounding set")
+    drop_bounding_set()
     os.setgroups([])
     os.setresgid(identity["gid"], identity["gid"], identity["gid"])
     os.setresuid(identity["uid"], identity["uid"], identity["uid"])

@@ -358,11 +358,12 @@ def compose_worker_spec(
         cache_dir=worker_cache_dir(runtime.name),
     )
     argv, launch_env = runtime.launch(values)
+    base = base_env(launch_env)
     day = datetime.now(UTC).strftime("%Y/%m/%d")
     log_group = f"/aws/lambda/{name}"
     log_stream = f"{day}/[{version}]{uuid.uuid4().hex}"
     env = {
-        **base_env(launch_env),
+        **base,
         "AWS_LAMBDA_FUNCTION_NAME": name,
         "AWS_LAMBDA_FUNCTION_VERSION": version,
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb),
@@ -411,9 +412,9 @@ def compose_worker_spec(
         log_max_bytes=log_max_bytes,
         view=view,
         # A zygote is root as it starts: never with a start-up variable the function chose.
-        zygote=None if function_startup(env, base_env(launch_env), runtime.select()[0].startup_env, view)
+        zygote=None if unsafe_startup(chosen_startup(env, base, runtime.select()[0].startup_env), view)
         else runtime.zygote(values, env),
-        stem_cell=stem_cell_key(runtime, values, launch_env, env, memory_mb, view, identity),
+        stem_cell=stem_cell_key(runtime, values, base, env, memory_mb, view, identity),
     )
 
 
@@ -423,32 +424,35 @@ LIBC_STARTUP_ENV = ("LD_*", "MALLOC_*", "GLIBC_TUNABLES")
 LAYERS_LIB = ("LD_LIBRARY_PATH", "/opt/lib")  # a layered function's, in a view of its own
 
 
-def function_startup(env: dict[str, str], base: dict[str, str], patterns: tuple[str, ...],
-                     view: isolation.View | None) -> list[tuple[str, str]]:
+def chosen_startup(env: dict[str, str], base: dict[str, str], patterns: tuple[str, ...]) -> list[tuple[str, str]]:
     """The start-up variables (``patterns`` and the C library's) that a function's ``env`` sets
-    otherwise than ``base``: what a process started before the function's uid is taken (a
-    zygote, a stem cell: root) must never start with. ``PYTHONPATH`` with a sitecustomize.py
-    in the function's code, ``NODE_OPTIONS=--require``, ``JAVA_TOOL_OPTIONS=-agentpath:`` or
+    otherwise than ``base``."""
+    return [(k, v) for k, v in startup_env(env, (*patterns, *LIBC_STARTUP_ENV)) if base.get(k) != v]
+
+
+def unsafe_startup(chosen: list[tuple[str, str]], view: isolation.View | None) -> list[tuple[str, str]]:
+    """Those of ``chosen`` that a process started before the function's uid is taken (a zygote,
+    a stem cell: root) must never start with. ``PYTHONPATH`` with a sitecustomize.py in the
+    function's code, ``NODE_OPTIONS=--require``, ``JAVA_TOOL_OPTIONS=-agentpath:`` or
     ``LD_PRELOAD`` would run the function's choice as root. The one exception is a layered
     function's ``LD_LIBRARY_PATH=/opt/lib`` in a view of its own: there ``/opt`` is the host's
     (root's) until the function's layers are bound over it."""
-    chosen = [(k, v) for k, v in startup_env(env, (*patterns, *LIBC_STARTUP_ENV)) if base.get(k) != v]
     return [kv for kv in chosen if not (kv == LAYERS_LIB and view is not None and view.opt)]
 
 
-def stem_cell_key(runtime: Runtime, values: dict[str, str], launch_env: dict[str, str], env: dict[str, str],
+def stem_cell_key(runtime: Runtime, values: dict[str, str], base: dict[str, str], env: dict[str, str],
                   memory_mb: int, view: isolation.View | None, identity: sandbox.Identity | None) -> CellKey | None:
     """The stem cells that can become a worker of this function (execution/stemcell.py); None:
-    none can. A function that sets a start-up variable gets none (``function_startup``): its
-    workers start as they would without cells, the variable read after the uid is dropped."""
+    none can. A function that sets a start-up variable gets none (``unsafe_startup``): its
+    workers start as they would without cells, the variable read after the uid is dropped.
+    ``base``: every worker's environment before its function's (``base_env``)."""
     stem = runtime.stem_cell(values)
     if stem is None:
         return None
     argv, patterns = stem
-    base = base_env(launch_env)
-    if function_startup(env, base, patterns, view):
+    startup = chosen_startup(env, base, patterns)
+    if unsafe_startup(startup, view):
         return None
-    startup = [(k, v) for k, v in startup_env(env, (*patterns, *LIBC_STARTUP_ENV)) if base.get(k) != v]
     cell_view = None if view is None else isolation.View(
         hidden=view.hidden, readable=(str(runtime.directory),), writable=(), tmp_mb=view.tmp_mb,
         opt="" if view.opt is not None else None)  # the layers are bound over it at SPECIALISE

@@ -28,9 +28,8 @@ from ..execution.invocation import (
 )
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
 from ..execution.stemcell import CellStats, StemCells
-from ..execution.stemcell import stats as cell_stats
 from ..execution.zygote import ZygoteKey, Zygotes
-from .zygote_stats import ZygoteReport, forked_workers
+from .zygote_stats import ZygoteReport, cell_report, forked_workers
 from .zygote_stats import report as zygote_report
 from ..execution.pool import Pool, PoolConfig
 from ..execution.spawn import WorkerSpec
@@ -405,7 +404,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
 
     async def cell_report(self) -> list[CellStats]:
         """Each kind of stem cell: how many are ready and what they cost (for stats and metrics)."""
-        return await anyio.to_thread.run_sync(cell_stats, self.cells.snapshot())
+        return await anyio.to_thread.run_sync(cell_report, self.cells.snapshot())
 
     async def zygote_report(self) -> list[ZygoteReport]:
         """Each zygote with its live workers and their memory (for stats and metrics)."""

@@ -1,7 +1,7 @@
 """What each zygote costs and does, for ``GetStats``, ``fnhost stats`` and Prometheus: its own
 unique memory (USS, the pages its workers share with it are counted here once), forks, failures
 and restarts, and the live workers it forked with their unique memory (each worker's with its
-namespace init's).
+namespace init's); and each kind of stem cell, with its waiting cells' unique memory.
 
 USS comes from /proc/PID/smaps_rollup: a few hundred microseconds a process, so ``report`` runs
 in a thread, on a list of workers taken on the event loop (``forked_workers``).
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from ..execution.stemcell import CellSnapshot, CellStats
 from ..execution.worker import Worker
 from ..execution.zygote import ZygoteKey, Zygotes
 
@@ -57,3 +58,9 @@ def report(zygotes: Zygotes, workers: list[tuple[ZygoteKey, tuple[int, ...]]]) -
             restarts=z.restarts, uss_bytes=z.uss_bytes, workers=len(mine),
             workers_uss_bytes=sum(uss(set(pids)) for pids in mine)))
     return out
+
+
+def cell_report(snapshot: list[CellSnapshot]) -> list[CellStats]:
+    """Each kind of stem cell's counts and its ready cells' unique memory (blocking: in a thread)."""
+    return [CellStats(key, len(pids), cells.starting, cells.taken, cells.failures, cells.given_up, uss(pids))
+            for key, cells, pids in snapshot]

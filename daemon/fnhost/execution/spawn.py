@@ -195,12 +195,17 @@ def _environment(spec: WorkerSpec, child_in: int, child_out: int) -> tuple[dict[
         # inode (mode 0600, owned by its creator) must let the worker's uid do that.
         for fd in (child_in, child_out):
             os.fchown(fd, spec.identity.uid, spec.identity.gid)
-    if spec.view is not None:
-        env["TMPDIR"] = env["HOME"] = "/tmp"  # its own, of ephemeral_storage_mb: nothing else to write
-    elif spec.scratch_root is not None:
+    if spec.view is None and spec.scratch_root is not None:
         scratch = sandbox.prepare_scratch(spec.scratch_root, f"w{next(_scratch_ids)}", spec.identity)
-        env["TMPDIR"] = env["HOME"] = str(scratch)
+    env.update(private_dirs(spec, scratch))
     return env, scratch
+
+
+def private_dirs(spec: WorkerSpec, scratch: Path | None) -> dict[str, str]:
+    """A worker's TMPDIR and HOME: its own /tmp in a mount namespace (of ephemeral_storage_mb:
+    nothing else to write), else its ``scratch`` directory; nothing without either."""
+    path = "/tmp" if spec.view is not None else str(scratch) if scratch is not None else None
+    return {"TMPDIR": path, "HOME": path} if path is not None else {}
 
 
 def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawned:

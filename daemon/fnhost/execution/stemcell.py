@@ -32,14 +32,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
-import psutil
 import structlog
 
 from ..errors import ForkLost, FunctionError, InitError
 from . import protocol
 from .cellkey import CellKey
 from .limits import MemoryBackend
-from .spawn import WorkerSpec
+from .spawn import WorkerSpec, private_dirs
 from .states import State
 from .worker import Worker
 from .zygote import ZygoteKey, Zygotes, ZygoteUnavailable
@@ -78,6 +77,14 @@ class _Cells:
     waits: int = 0  # births put off (no zygote running) since the last success
     given_up: bool = False
     retry_at: float = 0.0
+
+
+CellSnapshot = tuple[CellKey, _Cells, list[int]]  # a key, its counts, its ready cells' pids
+
+
+def _retry_at(failures: int) -> float:
+    """When a birth is tried again after ``failures`` in a row: 1 s, doubling up to 60 s."""
+    return time.monotonic() + min(RETRY_S[1], RETRY_S[0] * 2 ** min(failures - 1, 6))
 
 
 def _unobserved(worker: Worker, old: State | None, new: State) -> None:
@@ -150,10 +157,11 @@ class StemCells:
     async def take(self, key: CellKey) -> Worker | None:
         """A cell of ``key`` for a new worker (one being born is waited for: it is ready sooner
         than any other start); None when there is none."""
+        if not self.enabled:
+            return None
         cells = self._keys.get(key)
-        if cells is None or not self.enabled:
-            if self.enabled:
-                self.want(key)  # for the next worker
+        if cells is None:
+            self.want(key)  # for the next worker
             return None
         self._keys.move_to_end(key)
         cell = None
@@ -237,8 +245,8 @@ class StemCells:
                                             deadline=anyio.current_time() + BIRTH_TIMEOUT_S)
             except ZygoteUnavailable:
                 # Not the cell's fault (the zygote is starting, or restarting): later, not given up.
-                cells.waits = min(cells.waits + 1, 6)
-                cells.retry_at = time.monotonic() + RETRY_S[0] * 2 ** (cells.waits - 1)
+                cells.waits = min(cells.waits + 1, 6)  # at most 32 s apart: the zygote comes back
+                cells.retry_at = _retry_at(cells.waits)
                 cell = None
             except FunctionError as exc:
                 why, cell = str(exc), None
@@ -282,7 +290,7 @@ class StemCells:
             return
         cells.failures += 1
         cells.in_row += 1
-        cells.retry_at = time.monotonic() + min(RETRY_S[1], RETRY_S[0] * 2 ** (cells.in_row - 1))
+        cells.retry_at = _retry_at(cells.in_row)
         if cells.in_row >= REFUSALS and not cells.given_up:
             cells.given_up = True
             log.warning("stem_cells_given_up", cells=key.describe(), reason=why, during=during,
@@ -340,24 +348,10 @@ class StemCells:
 
     # --- what they cost ----------------------------------------------------------------------------
 
-    def snapshot(self) -> list[tuple[CellKey, _Cells, list[int]]]:
+    def snapshot(self) -> list[CellSnapshot]:
         """Each key's counts and its ready cells' pids (on the event loop)."""
         return [(key, replace(cells, ready=[], waiters=deque()), [c.pid for c in cells.ready])
                 for key, cells in self._keys.items()]
-
-
-def stats(snapshot: list[tuple[CellKey, _Cells, list[int]]]) -> list[CellStats]:
-    """What each key's cells cost (blocking: reads /proc; in a thread)."""
-    out = []
-    for key, cells, pids in snapshot:
-        uss = 0
-        for pid in pids:
-            try:
-                uss += psutil.Process(pid).memory_full_info().uss
-            except psutil.Error:
-                pass
-        out.append(CellStats(key, len(pids), cells.starting, cells.taken, cells.failures, cells.given_up, uss))
-    return out
 
 
 def specialise_frame(cell: Worker, spec: WorkerSpec) -> bytes:
@@ -365,10 +359,7 @@ def specialise_frame(cell: Worker, spec: WorkerSpec) -> bytes:
     environment a spawned worker of ``spec`` gets (the cell's private TMPDIR and HOME) and the
     working directory."""
     init = json.loads(spec.init_frame[5:])
-    env = dict(spec.env)
-    private = "/tmp" if spec.view is not None else str(cell.scratch) if cell.scratch is not None else None
-    if private is not None:
-        env["TMPDIR"] = env["HOME"] = private
+    env = {**spec.env, **private_dirs(spec, cell.scratch)}
     identity = spec.identity
     init.update(identity=None if identity is None else {"uid": identity.uid, "gid": identity.gid},
                 process_environment=env, cwd=spec.cwd)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import anyio
 import structlog
@@ -172,10 +173,7 @@ class Worker:
                     raise
                 version = protocol.parse_hello(hello.body)["protocol"]
         except BaseException as exc:
-            failure = await self._failed_handshake(exc)
-            if failure is exc:
-                raise
-            raise failure from (None if isinstance(exc, TimeoutError) else exc)
+            await self._handshake_failed(exc)
         if self._has_init:  # the shim's host pid (HELLO's "pid" is the namespace's 2)
             self.pid = isolation.worker_pid(self._leader, spec.view is not None) or self._leader
             if self.memory is not None and self.pid != self._leader:
@@ -225,10 +223,7 @@ class Worker:
                 else:
                     error = protocol.parse_init_error(reply.body)
         except BaseException as exc:
-            failure = await self._failed_handshake(exc)
-            if failure is exc:
-                raise
-            raise failure from (None if isinstance(exc, TimeoutError) else exc)
+            await self._handshake_failed(exc)
         if error is not None:
             if self.state is State.STARTING:  # it may already have exited, as shims do after INIT_ERROR
                 self._set(State.FAILED)
@@ -244,20 +239,21 @@ class Worker:
         self._logs.flush_init()
         self._set(State.IDLE)
 
-    async def _failed_handshake(self, exc: BaseException) -> BaseException:
-        """What HELLO or INIT's failure ``exc`` becomes, the worker killed and reaped first."""
+    async def _handshake_failed(self, exc: BaseException) -> NoReturn:
+        """Raise what HELLO or INIT's failure ``exc`` becomes, the worker killed and reaped first."""
         if isinstance(exc, protocol.ProtocolError):  # a body that the callback could not judge alone
             self._violation(str(exc))
             await self._kill_and_reap()
-            return self._exit_error()
+            raise self._exit_error() from exc
         if isinstance(exc, TimeoutError):
             await self._kill_and_reap()
-            return InitError(
+            raise InitError(
                 "Runtime.InitError",
-                f"init did not finish within {self.spec.init_timeout_s:.2f} seconds; the worker was stopped")
+                f"init did not finish within {self.spec.init_timeout_s:.2f} seconds; the worker was stopped",
+            ) from None
         if isinstance(exc, FunctionError):
             await self._kill_and_reap()
-        return exc
+        raise exc
 
     # --- invoke -------------------------------------------------------------------------------
 

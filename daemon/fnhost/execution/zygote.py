@@ -17,7 +17,7 @@ process group's id, cannot be reused) until the daemon says ``reap``.
 A zygote starts with the environment variables the interpreter reads only as it starts
 (``startup_env`` in the descriptor: ``PYTHONPATH``, ``LD_PRELOAD``, a locale...) as the daemon
 sets them, and never as a function chose them: it runs as root (control/deploy.py's
-``function_startup``; such a function's workers are exec'd by a spare). A key differs only in
+``unsafe_startup``; such a function's workers are exec'd by a spare). A key differs only in
 what the daemon chose (a layered function's ``LD_LIBRARY_PATH=/opt/lib``); past MAX_ZYGOTES of
 them, workers are spawned (the log says so). So is every worker while its zygote is unavailable.
 A zygote that dies is started again at the next fork; the worker being forked then is spawned
@@ -233,24 +233,7 @@ class Zygote:
         ZygoteUnavailable, at once when the zygote is not running (it takes a cold interpreter's
         start-up to start one: never on this path).
         """
-        loop = asyncio.get_running_loop()
-        async with self._forking:
-            sock = self._sock
-            if sock is None:
-                raise ZygoteUnavailable("the zygote is not running")
-            try:
-                socket.send_fds(sock, [json.dumps({"fork": request}).encode()], fds)
-                raw = await asyncio.wait_for(loop.sock_recv(sock, 4096), FORK_TIMEOUT_S)
-            except (OSError, asyncio.TimeoutError) as exc:  # it died (or hangs): a fresh one next time
-                self.failures += 1
-                why = str(exc) or type(exc).__name__
-                await loop.run_in_executor(None, self._lost, why)
-                raise ZygoteUnavailable(f"the zygote failed: {why}") from exc
-            if not raw:
-                self.failures += 1
-                await loop.run_in_executor(None, self._lost, "it exited")
-                raise ZygoteUnavailable("the zygote exited")
-        reply = json.loads(raw)
+        reply = await self._request({"fork": request}, fds, counted=True)
         if "pid" not in reply:
             self.failures += 1
             self.refusals_in_row += 1
@@ -262,28 +245,37 @@ class Zygote:
     async def inject(self, part: dict[str, Any], pid: int) -> None:
         """Bind a function's paths into stem cell ``pid``'s view (zygote.py's ``inject``); raises
         ZygoteUnavailable. The cell is named by a pidfd: a pid reused meanwhile is never entered."""
-        loop = asyncio.get_running_loop()
         pidfd = os.pidfd_open(pid)  # OSError: the cell is gone
         try:
-            async with self._forking:
-                sock = self._sock
-                if sock is None:
-                    raise ZygoteUnavailable("the zygote is not running")
-                try:
-                    socket.send_fds(sock, [json.dumps({"inject": part}).encode()], [pidfd])
-                    raw = await asyncio.wait_for(loop.sock_recv(sock, 4096), FORK_TIMEOUT_S)
-                except (OSError, asyncio.TimeoutError) as exc:
-                    why = str(exc) or type(exc).__name__
-                    await loop.run_in_executor(None, self._lost, why)
-                    raise ZygoteUnavailable(f"the zygote failed: {why}") from exc
-                if not raw:
-                    await loop.run_in_executor(None, self._lost, "it exited")
-                    raise ZygoteUnavailable("the zygote exited")
+            reply = await self._request({"inject": part}, [pidfd])
         finally:
             os.close(pidfd)
-        reply = json.loads(raw)
         if not reply.get("ok"):
             raise ZygoteUnavailable(f"cannot bind the function into the stem cell: {reply.get('error', reply)}")
+
+    async def _request(self, message: dict[str, Any], fds: list[int], *, counted: bool = False) -> dict[str, Any]:
+        """Send one request with ``fds`` (the caller keeps them) and take its answer, one at a
+        time; raises ZygoteUnavailable, at once when the zygote is not running, and after
+        forgetting it when it died or hangs (a fresh one is started next time; ``counted``: a
+        fork's failure, in ``failures``)."""
+        loop = asyncio.get_running_loop()
+        async with self._forking:
+            sock = self._sock
+            if sock is None:
+                raise ZygoteUnavailable("the zygote is not running")
+            try:
+                socket.send_fds(sock, [json.dumps(message).encode()], fds)
+                raw = await asyncio.wait_for(loop.sock_recv(sock, 4096), FORK_TIMEOUT_S)
+            except (OSError, asyncio.TimeoutError) as exc:  # it died (or hangs): a fresh one next time
+                self.failures += counted
+                why = str(exc) or type(exc).__name__
+                await loop.run_in_executor(None, self._lost, why)
+                raise ZygoteUnavailable(f"the zygote failed: {why}") from exc
+            if not raw:
+                self.failures += counted
+                await loop.run_in_executor(None, self._lost, "it exited")
+                raise ZygoteUnavailable("the zygote exited")
+        return json.loads(raw)
 
     def reap(self, process: subprocess.Popen[bytes] | None, pid: int) -> None:
         """Let the zygote that forked ``pid`` reap it (a restarted zygote is not its parent)."""
