@@ -121,6 +121,10 @@ class BuildWatcher:
             key = (proc.pid, " ".join(proc.cmdline()))
             if key in self.seen or key[1] == self.daemon_cmdline:
                 return  # seen, or the daemon's fork before its exec (still changing identity)
+            if not key[1]:
+                # Mid-exec (the new image has no arguments yet; prlimit's own exec is one, still at
+                # the daemon's limits) or a zombie: nothing that says which program it is.
+                return
             # In a build's scratch directory or below it (Go's build script works in a subdirectory).
             parts = Path(proc.cwd()).parts
             top = len(self.work.parts)

@@ -132,6 +132,36 @@ def test_any_byte_while_nothing_is_expected_is_refused_unread() -> None:
     assert inbox._decoder.pending == 0  # nothing buffered for later
 
 
+def _hello_then_init_inbox() -> Inbox:
+    """The inbox of a worker whose INIT was written ahead of its HELLO (Worker.launch)."""
+    inbox = Inbox()
+    inbox.expect, inbox.then = protocol.EXPECT_HELLO, protocol.EXPECT_INIT_REPLY
+    return inbox
+
+
+def test_hello_and_init_reply_in_one_read_are_both_kept_in_order() -> None:
+    inbox = _hello_then_init_inbox()
+    inbox.feed(protocol.encode(Kind.HELLO, b"{}") + protocol.encode(Kind.INIT_OK))
+    assert [inbox.take().kind, inbox.take().kind, inbox.take()] == [Kind.HELLO, Kind.INIT_OK, None]
+    with pytest.raises(ProtocolError, match="while no frame was expected"):
+        inbox.feed(protocol.encode(Kind.INIT_OK))
+
+
+@pytest.mark.parametrize("second", [Kind.RESULT, Kind.HELLO])
+def test_after_hello_only_an_init_reply_may_follow(second: Kind) -> None:
+    inbox = _hello_then_init_inbox()
+    with pytest.raises(ProtocolError, match=f"it sent {second.name} .*; expected INIT_OK or INIT_ERROR"):
+        inbox.feed(protocol.encode(Kind.HELLO, b"{}") + protocol.encode(second, b"x"))
+    assert inbox.take().kind is Kind.HELLO  # what came before the bad frame is kept; nothing after it
+    assert inbox.take() is None and not inbox.expect and not inbox.then
+
+
+def test_a_third_frame_after_hello_and_init_reply_is_refused() -> None:
+    inbox = _hello_then_init_inbox()
+    with pytest.raises(ProtocolError, match="after the one frame it owed"):
+        inbox.feed(protocol.encode(Kind.HELLO, b"{}") + protocol.encode(Kind.INIT_OK) + protocol.encode(Kind.INIT_OK))
+
+
 def test_a_header_over_its_kinds_limit_is_refused_before_the_body_is_buffered() -> None:
     inbox = Inbox()
     inbox.expect = protocol.EXPECT_HELLO

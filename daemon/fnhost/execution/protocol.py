@@ -321,22 +321,27 @@ class Inbox:
     over its kind's limit (judged from the header, before the body is buffered), a reply for
     another request or without one, a second frame, or any byte while nothing is expected. Nothing
     unexpected is ever buffered. After an error the inbox expects nothing again.
+
+    ``then``: what may follow the expected frame before it is taken (INIT's reply after HELLO,
+    when INIT was written ahead of HELLO); the inbox then holds both, in order.
     """
 
-    __slots__ = ("_decoder", "expect", "request_id", "frame")
+    __slots__ = ("_decoder", "expect", "then", "request_id", "frame", "_second")
 
     def __init__(self) -> None:
         self._decoder = Decoder()
         self.expect = EXPECT_NOTHING
+        self.then = EXPECT_NOTHING
         self.request_id = b""
         self.frame: Frame | None = None
+        self._second: Frame | None = None
 
     def expect_reply(self, request_id: bytes) -> None:
         self.request_id = request_id
         self.expect = EXPECT_REPLY
 
     def take(self) -> Frame | None:
-        frame, self.frame = self.frame, None
+        frame, self.frame, self._second = self.frame, self._second, None
         return frame
 
     def feed(self, data: bytes) -> None:
@@ -350,7 +355,7 @@ class Inbox:
         except ProtocolError as exc:
             for frame in exc.frames:
                 self._accept(frame)
-            self.expect = EXPECT_NOTHING
+            self.expect = self.then = EXPECT_NOTHING
             raise
         for frame in frames:
             self._accept(frame)
@@ -385,11 +390,14 @@ class Inbox:
                 got = "an empty body" if not body else f"request {bytes(body[1 : 1 + body[0]])!r}"
                 self._refuse(f"its {kind.name} carries {got} while {rid.decode(errors='replace')} "
                              "was in flight")
-        self.expect = EXPECT_NOTHING
-        self.frame = frame
+        self.expect, self.then = self.then, EXPECT_NOTHING
+        if self.frame is None:
+            self.frame = frame
+        else:
+            self._second = frame
 
     def _refuse(self, problem: str) -> None:
-        self.expect = EXPECT_NOTHING
+        self.expect = self.then = EXPECT_NOTHING
         raise ProtocolError(problem)
 
     def expected_text(self) -> str:

@@ -94,6 +94,7 @@ class Worker:
         self.forked = False  # by a zygote, not spawned
         self.protocol_version = 0  # what its HELLO said
         self._scratch: Path | None = None
+        self._init_rest: list[bytes] | None = None  # INIT written ahead of HELLO: what is left of it
         observe(self, None, State.STARTING)
 
     @property
@@ -125,14 +126,19 @@ class Worker:
         """
         started = time.perf_counter()
         deadline = anyio.current_time() + self.spec.init_timeout_s
-        await self.launch(backend, zygotes, deadline=deadline)
+        await self.launch(backend, zygotes, deadline=deadline, init=self.spec.init_frame)
         await self._initialise(self.spec.init_frame, started, deadline)
 
     async def launch(self, backend: MemoryBackend, zygotes: Zygotes | None = None, *,
-                     deadline: float | None = None, forked_only: bool = False) -> int:
+                     deadline: float | None = None, forked_only: bool = False, init: bytes | None = None) -> int:
         """Start the process and read its HELLO by ``deadline`` (anyio's clock; default: the
         init timeout from now); the protocol version HELLO gave. A stem cell stops here until
-        ``specialise``. ``forked_only``: raise ZygoteUnavailable rather than spawn."""
+        ``specialise``. ``forked_only``: raise ZygoteUnavailable rather than spawn.
+
+        ``init``: the INIT frame, written as soon as the process exists rather than after its
+        HELLO (every shim reads INIT after it has sent HELLO, and the pipe holds it until then):
+        the round trip through the daemon's event loop between the two is off the cold start.
+        HELLO is still checked first; a worker whose HELLO is refused is killed unread."""
         spec = self.spec
         if deadline is None:
             deadline = anyio.current_time() + spec.init_timeout_s
@@ -158,6 +164,12 @@ class Worker:
             self.memory = limits
             limits.started(self._leader, self.kill_for_memory)  # its tree: bubblewrap's, in namespaces
         self._inbox.expect = protocol.EXPECT_HELLO
+        if init is not None:
+            self._inbox.then = protocol.EXPECT_INIT_REPLY
+            try:
+                self._init_rest = write_now(self._to_worker, [init])
+            except OSError:  # EPIPE: it is gone already; its exit says why, after HELLO's wait
+                self._init_rest = []
         self._loop.add_reader(self._from_worker, self._on_control)
         self._pidfd = os.pidfd_open(self._leader)
         self._loop.add_reader(self._pidfd, self._on_exit)
@@ -211,11 +223,16 @@ class Worker:
         await self._initialise(frame, started, deadline)
 
     async def _initialise(self, frame: bytes, started: float, deadline: float) -> None:
-        """Send INIT (or SPECIALISE) and take the answer by ``deadline``; IDLE on INIT_OK."""
+        """Send INIT (or SPECIALISE), or what is left of it after ``launch``, and take the
+        answer by ``deadline``; IDLE on INIT_OK."""
         try:
             with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
-                self._inbox.expect = protocol.EXPECT_INIT_REPLY
-                await self._write([frame])
+                parts, self._init_rest = self._init_rest, None
+                if parts is None:  # not written ahead of HELLO (a stem cell's SPECIALISE)
+                    self._inbox.expect = protocol.EXPECT_INIT_REPLY
+                    parts = [frame]
+                if parts:
+                    await self._write(parts)
                 reply = await self._next_frame()
                 if reply.kind is protocol.Kind.INIT_OK:
                     protocol.parse_init_ok(reply.body)
@@ -415,7 +432,7 @@ class Worker:
     def _violation(self, reason: str) -> None:
         """The worker broke the protocol: stop reading, kill its group, STOPPING (never handed out
         again). A task awaiting a frame raises WorkerProtocolError once the exit is seen."""
-        self._inbox.expect = protocol.EXPECT_NOTHING
+        self._inbox.expect = self._inbox.then = protocol.EXPECT_NOTHING
         if self._from_worker >= 0:
             # Nothing more is read: a flood fills the pipe and blocks its writer until the kill.
             self._loop.remove_reader(self._from_worker)
