@@ -4,11 +4,11 @@ Standard library only. Kept to one file, and imports are few, because every cold
 them before the user's code even loads.
 """
 
+import _thread
 import json
 import os
 import struct
 import sys
-import threading
 import time
 import traceback
 
@@ -316,7 +316,9 @@ def main():
             }
         ).encode(),
     )
-    threading.Thread(target=watch_for_daemon_exit, args=(fd_in,), daemon=True).start()
+    # A bare thread: threading.Thread.start() waits until the new thread has run, a scheduling
+    # round trip (0.3 ms on a busy host) that INIT, already in the pipe, need not wait for.
+    _thread.start_new_thread(watch_for_daemon_exit, (fd_in,))
 
     kind, body = channel.read()
     if kind not in (INIT, SPECIALISE):
