@@ -359,6 +359,8 @@ async def start_process(spec: WorkerSpec, backend: MemoryBackend | None, zygotes
         if limits is not None:
             limits.close()
         raise
+    if backend is not None:
+        loop.run_in_executor(SPAWN_THREADS, backend.make_ready)  # the next worker's group, meanwhile
     return spawned, limits
 
 
