@@ -234,27 +234,42 @@ class MmMap(ctypes.Structure):  # struct prctl_mm_map
         ("auxv", ctypes.c_void_p), ("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
 
 
-def show_in_proc(argv, env):
-    """Make /proc/self/cmdline and /proc/self/environ (what ps shows, and what tools that find a
-    function's processes by AWS_LAMBDA_FUNCTION_NAME read) the worker's, as if it had been
-    exec'd: a fork shows its zygote's. PR_SET_MM_MAP, with every other field as it is; where
-    the kernel refuses (no CONFIG_CHECKPOINT_RESTORE) the zygote's stay, and nothing else changes."""
+def _stat_fields():
+    """/proc/self/stat from field 3 on (man 5 proc): where the code, data and stack are. The
+    same in every fork of the zygote, so read once, as the zygote imports this module."""
+    with open("/proc/self/stat") as f:
+        stat_line = f.read()
+    return stat_line[stat_line.rindex(")") + 2:].split()
+
+
+STAT = _stat_fields()
+
+
+def proc_map(argv, env):
+    """The PR_SET_MM_MAP that shows ``argv`` and ``env`` in /proc, every other field as it is,
+    and the buffers it points into."""
     buffers = []
     for items in (argv, [f"{k}={v}" for k, v in env.items()]):
         data = b"".join(os.fsencode(item) + b"\0" for item in items)
         buffers.append((ctypes.create_string_buffer(data, len(data)), len(data)))
-    with open("/proc/self/stat") as f:
-        stat_line = f.read()
-    fields = stat_line[stat_line.rindex(")") + 2:].split()  # field 3 onwards (man 5 proc)
 
     def field(n):
-        return int(fields[n - 3])
+        return int(STAT[n - 3])
 
     (args, args_len), (envs, envs_len) = buffers
     libc.sbrk.restype = ctypes.c_void_p
     mm = MmMap(field(26), field(27), field(45), field(46), field(47), libc.sbrk(0), field(28),
                ctypes.addressof(args), ctypes.addressof(args) + args_len,
                ctypes.addressof(envs), ctypes.addressof(envs) + envs_len, None, 0, 0xFFFFFFFF)
+    return mm, buffers
+
+
+def show_in_proc(argv, env):
+    """Make /proc/self/cmdline and /proc/self/environ (what ps shows, and what tools that find a
+    function's processes by AWS_LAMBDA_FUNCTION_NAME read) the worker's, as if it had been
+    exec'd: a fork shows its zygote's. PR_SET_MM_MAP, with every other field as it is; where
+    the kernel refuses (no CONFIG_CHECKPOINT_RESTORE) the zygote's stay, and nothing else changes."""
+    mm, buffers = proc_map(argv, env)
     if libc.prctl(PR_SET_MM, PR_SET_MM_MAP, ctypes.byref(mm), ctypes.sizeof(mm), 0) == 0:
         _shown.extend(buffers)
 

@@ -33,7 +33,9 @@ function changes before any request comes, each process of it costing only the p
    (the code, or 128 + the signal) on the status pipe the worker sends it, and exits at once —
    the kernel ending everything in the namespace with it — when the daemon's lifeline closes.
 2. Its **worker** (pid 2 there): unshares the mount, IPC and UTS namespaces and builds the view's
-   base (specialise.build_base), then waits for its request. With it, it sends the init the
+   base (specialise.build_base), rehearses the worker's steps on stand-ins so that the pages
+   they write are copied now rather than on the worker's path (rehearsal.py), then waits for its
+   request. With it, it sends the init the
    status pipe, enters the function's control groups (the init too) and a cgroup namespace,
    binds the function's part of the view, and becomes the function's worker
    (specialise.become_worker) before the shim imports the handler. Anything failing before that
@@ -55,6 +57,7 @@ import signal
 import socket
 import sys
 
+from rehearsal import rehearse
 from specialise import (CLONE_NEWCGROUP, CLONE_NEWPID, PR_SET_CHILD_SUBREAPER,
                         SYS_MOUNT_SETATTR, MountAttr, Refused, become_worker, build_base, build_view,
                         check, close_all_but, inject_view, libc, run_worker)
@@ -161,6 +164,9 @@ def worker_main(request_sock, status_sock, namespaced):
         if namespaced:
             os.umask(0)
             build_base()
+        called = select.poll()
+        called.register(request_sock, select.POLLIN)
+        rehearse(lambda: bool(called.poll(0)))  # the worker's first pages copied now (rehearsal.py)
         if renice:
             os.setpriority(os.PRIO_PROCESS, 0, 0)
         msg, fds, _flags, _addr = socket.recv_fds(request_sock, 16, MAX_FDS)

@@ -50,7 +50,9 @@ def handler(event, context):
     time.sleep(event.get("sleep", 0))
     return {"pid": os.getpid(), "uid": os.getuid(), "worker": WORKER, "leaked": LEAKED_BEFORE,
             "modules": sorted(m for m in sys.modules if m.startswith("app")), "sys_path": sys.path,
-            "argv": sys.argv, "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "tz": time.tzname[0]}
+            "argv": sys.argv, "name": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "tz": time.tzname[0],
+            "rehearsal": [m for m in sys.modules if m == "stand_in"]
+                         + [p for p in [*sys.path, *sys.path_importer_cache] if "stand-in" in p]}
 '''
 
 BAD = {
@@ -113,8 +115,27 @@ def test_python_workers_are_forked_and_look_exec_d(daemon: Daemon, code: Path) -
     assert worker.environ()["AWS_LAMBDA_FUNCTION_NAME"] == name
     assert seen["argv"][0].endswith("/bootstrap.py")
     assert seen["tz"] == "UTC"
+    assert seen["rehearsal"] == []  # the spare's rehearsal left nothing (rehearsal.py)
     if NAMESPACES:
         assert seen["pid"] == isolation.WORKER_NS_PID
+
+
+def test_a_spare_rehearses_the_workers_steps_and_keeps_nothing_of_them() -> None:
+    # What every spare runs while it waits (rehearsal.py), here on its own: all of its steps run
+    # (the stand-in's one invocation is answered with a RESULT), and the process is left as it was.
+    probe = """
+import os, sys
+import rehearsal
+def state():
+    return list(sys.path), sorted(sys.modules), dict(os.environ), sorted(sys.path_importer_cache)
+before = state()
+ran = rehearsal.rehearse(lambda: False)
+print(ran, state() == before, rehearsal.rehearse(lambda: True))
+"""
+    shim = Path(__file__).resolve().parents[2] / "runtimes" / "python"
+    out = subprocess.run([sys.executable, "-s", "-c", probe], cwd=shim, capture_output=True, text=True,
+                         timeout=60, env={"PATH": os.environ["PATH"], "PYTHONPATH": str(shim)})
+    assert out.stdout.split() == ["True", "True", "False"], out.stderr
 
 
 def test_nothing_of_one_function_reaches_another(daemon: Daemon, code: Path) -> None:
