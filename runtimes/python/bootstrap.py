@@ -296,7 +296,7 @@ def specialise(spec):
         raise OSError(exc.errno, f"cannot enter {spec['cwd']}: {exc.strerror}") from None
 
 
-def main():
+def main(watch_daemon=True):
     fd_in, fd_out = (int(x) for x in os.environ.pop("FNHOST_CONTROL_FDS").split(","))
     # User code must not inherit the protocol pipes into processes it starts.
     os.set_inheritable(fd_in, False)
@@ -316,9 +316,10 @@ def main():
             }
         ).encode(),
     )
-    # A bare thread: threading.Thread.start() waits until the new thread has run, a scheduling
-    # round trip (0.3 ms on a busy host) that INIT, already in the pipe, need not wait for.
-    _thread.start_new_thread(watch_for_daemon_exit, (fd_in,))
+    if watch_daemon:  # not in a worker forked by the zygote: its init ends it with the daemon
+        # A bare thread: threading.Thread.start() waits until the new thread has run, a scheduling
+        # round trip (0.3 ms on a busy host) that INIT, already in the pipe, need not wait for.
+        _thread.start_new_thread(watch_for_daemon_exit, (fd_in,))
 
     kind, body = channel.read()
     if kind not in (INIT, SPECIALISE):

@@ -4,7 +4,7 @@ A spare is a copy-on-write fork of the zygote: every page of the zygote's heap t
 writes — a reference count is a write — is copied when first written, at about 3 µs a page on
 the hosts measured (bench/PROFILE.md §18). From the request to the first RESULT a worker wrote
 ~420 such pages: over a millisecond of its cold start. Run beforehand on stand-ins, the same
-steps copy those pages while nobody waits, at the spare's lower priority: parse a spec, build
+steps copy those pages while nobody waits, as the spare prepares (SCHED_IDLE): parse a spec, build
 what /proc will show, replace the environment with itself, say HELLO into a pipe, import and
 invoke a stand-in handler (stand-in/stand_in.py, the shim's own) through the real invoke path.
 

@@ -333,7 +333,7 @@ def run_worker():
     import traceback
 
     try:
-        bootstrap.main()
+        bootstrap.main(watch_daemon=False)  # the worker's init watches the daemon's lifeline
         code = 0
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):

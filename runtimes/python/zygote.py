@@ -42,7 +42,7 @@ function changes before any request comes, each process of it costing only the p
    ends it with status 125 and the reason on its stderr (the worker's log): no worker runs
    half-specialised, and a spare is used once.
 
-The zygote makes the next spare once it has answered, at a lower priority while it prepares.
+The zygote makes the next spare once it has answered; the spare prepares as SCHED_IDLE.
 
 Linux only (specialise.py says what it needs); ``--check`` says whether this host has it.
 """
@@ -62,9 +62,10 @@ from specialise import (CLONE_NEWCGROUP, CLONE_NEWPID, PR_SET_CHILD_SUBREAPER,
                         SYS_MOUNT_SETATTR, MountAttr, Refused, become_worker, build_base, build_view,
                         check, close_all_but, inject_view, libc, run_worker)
 
-# A spare is made at once after a fork, and prepares itself at this niceness: on two cores the
-# worker just handed out, specialising, should not wait for it.
-SPARE_NICE = 10
+# A spare is made at once after a fork, and prepares itself (and rehearses) as SCHED_IDLE: it
+# runs only on a core nothing else wants, so the worker just handed out, specialising on the
+# same two cores, never waits for it (at nice 10 it still did, for a scheduler tick at a time).
+IDLE, NORMAL = (os.SCHED_IDLE, os.sched_param(0)), (os.SCHED_OTHER, os.sched_param(0))
 INIT = ""  # fnhost-init (init.c, built by the daemon), which spares' inits become; "": none
 MAX_FDS = 16  # a fork's: 4 of the worker's, the status and spec pipes, and a cgroup.procs per hierarchy
 
@@ -156,11 +157,11 @@ def read_spec(fd):
 def worker_main(request_sock, status_sock, namespaced):
     """Wait for the one request, become its worker, run the shim (never returns)."""
     try:
-        # Preparing a spare yields to the worker just handed out; only root may raise its
-        # priority back afterwards, so a zygote that is not root prepares at the normal one.
+        # Preparing a spare yields to the worker just handed out; only root may leave SCHED_IDLE
+        # afterwards, so a zygote that is not root prepares at the normal priority.
         renice = os.geteuid() == 0
         if renice:
-            os.setpriority(os.PRIO_PROCESS, 0, SPARE_NICE)
+            os.sched_setscheduler(0, *IDLE)
         if namespaced:
             os.umask(0)
             build_base()
@@ -168,7 +169,7 @@ def worker_main(request_sock, status_sock, namespaced):
         called.register(request_sock, select.POLLIN)
         rehearse(lambda: bool(called.poll(0)))  # the worker's first pages copied now (rehearsal.py)
         if renice:
-            os.setpriority(os.PRIO_PROCESS, 0, 0)
+            os.sched_setscheduler(0, *NORMAL)
         msg, fds, _flags, _addr = socket.recv_fds(request_sock, 16, MAX_FDS)
     except (OSError, Refused) as exc:
         print(f"fnhost zygote: a spare worker could not be prepared: {exc}", file=sys.stderr)

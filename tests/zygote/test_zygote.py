@@ -217,8 +217,8 @@ def test_a_start_up_variable_never_reaches_a_zygote(fresh_daemon: Daemon, code: 
     # (the function's own code, say) would run it as root. Such a function's workers are set up
     # by a spare and exec'd, and the interpreter reads the variable as the function's uid.
     custom = public_code({"sitecustomize.py": "import os\nos.environ['FNHOST_SITE_UID'] = str(os.getuid())\n",
-                          "app.py": APP.replace('"tz": time.tzname[0]}', '"tz": time.tzname[0], '
-                                                '"site_uid": os.environ.get("FNHOST_SITE_UID")}')})
+                          "app.py": APP.replace('"tz": time.tzname[0],', '"tz": time.tzname[0], '
+                                                '"site_uid": os.environ.get("FNHOST_SITE_UID"),')})
     fresh_daemon.start()
     _wait_for_event(fresh_daemon, "zygote_started")
     try:
