@@ -19,6 +19,12 @@ It reads requests from one SOCK_SEQPACKET socket that only the daemon holds
   descriptor, a pidfd of a stem cell (protos/worker-protocol.md): bind those paths into that
   process's mount namespace (specialise.inject_view) from a child of this process, which alone
   enters it, and answer ``{"ok": true}`` or ``{"error": "..."}``.
+- ``{"spare": {"namespaced": true}}``: hand the daemon a spare (below) as ``{"spare": N}`` (its
+  init's pid) with one file descriptor, this process's end of the spare's socket, which it then
+  closes. The daemon sends the spare its fork's file descriptors itself, one hop fewer than a
+  ``fork``; it asks for the next spare once it has used one. ``{"error": "..."}`` if none can be made.
+- ``{"drop": N}``: a spare the daemon held was not used (it closed its socket: the spare exits);
+  reap its init once it has.
 - ``{"reap": N}``: the daemon has read that init's status; reap it. Until then the pid stays a
   zombie of this process, so it (and the process group it names) cannot be reused under the
   daemon's feet.
@@ -298,6 +304,18 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
 
+    def give_spare(self, namespaced):
+        """Hand a spare's socket to the daemon, which then gives it its request itself (one hop
+        fewer on a cold start): the one kept, or a new one. Returns the answer and the fd."""
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.namespaced != namespaced:
+            spare.sock.close()
+            self.unused.add(spare.pid)
+            spare = None
+        if spare is None:
+            spare = Spare(namespaced, self.lifeline, self.pidns)
+        return {"spare": spare.pid}, spare.sock
+
     def refill(self, namespaced):
         if self.spare is None:
             try:
@@ -363,6 +381,18 @@ class Zygote:
             request = json.loads(msg)
             if "reap" in request:
                 self.reap(int(request["reap"]))
+                continue
+            if "drop" in request:  # a spare the daemon held and never used: its init is ours to reap
+                self.unused.add(int(request["drop"]))
+                continue
+            if "spare" in request:
+                try:
+                    reply, spare_sock = self.give_spare(bool(request["spare"]["namespaced"]))
+                except (OSError, Refused) as exc:
+                    self.sock.send(json.dumps({"error": str(exc)}).encode())
+                    continue
+                socket.send_fds(self.sock, [json.dumps(reply).encode()], [spare_sock.fileno()])
+                spare_sock.close()  # the daemon's now, alone
                 continue
             if "inject" in request:
                 self.sock.send(json.dumps(self.inject(request["inject"], fds)).encode())

@@ -152,6 +152,10 @@ class Zygote:
         self.forks = self.failures = self.restarts = 0
         self.refusals_in_row = 0  # forks it answered with an error: a host that cannot (see Zygotes.get)
         self._died = False  # lost (not stopped): its next start is a restart
+        # A spare the zygote handed over: its init's pid and the socket its worker waits on. A
+        # fork gives it its file descriptors directly, without a hop through the zygote.
+        self._spare: tuple[int, socket.socket] | None = None
+        self._fetching: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -185,6 +189,13 @@ class Zygote:
             ours.close()
             _end(process)
             raise ZygoteUnavailable(f"{self.key.describe()} did not come up (its output is in the daemon's log)")
+        try:  # the spare it made as it started, held here for the first fork
+            ours.send(self._spare_request())
+            raw, fds, _flags, _addr = socket.recv_fds(ours, 4096, 1)
+            self._spare = _spare_from(raw, fds)
+        except (OSError, ValueError, ZygoteUnavailable) as exc:
+            log.warning("zygote_spare_not_held", zygote=self.key.describe(), error=str(exc),
+                        note="the first fork goes through the zygote")
         ours.setblocking(False)
         if self._died:
             self.restarts += 1
@@ -200,6 +211,7 @@ class Zygote:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        self._let_go_of_spare()
         if self.process is not None:
             _end(self.process)
 
@@ -214,6 +226,7 @@ class Zygote:
             if self._sock is not None:
                 self._sock.close()  # the zygote exits on EOF; its workers live on (their lifeline is the daemon)
                 self._sock = None
+            self._let_go_of_spare()
             if self.process is not None:
                 _end(self.process)
 
@@ -224,8 +237,9 @@ class Zygote:
         return self._sock is not None
 
     async def fork(self, request: dict[str, Any], fds: list[int]) -> int:
-        """Fork one worker; the pid of its init. On the event loop: the request is one datagram
-        and the answer comes in well under a millisecond.
+        """Fork one worker; the pid of its init. On the event loop: given to the spare held here
+        (one datagram, no answer to wait for; the next is asked for in the background), else the
+        zygote is asked, one datagram, and answers in well under a millisecond.
 
         ``request``: ``{"namespaced": bool}``, all the zygote is told. ``fds``: the worker's
         control input and output, stdout, stderr, the status pipe's write end, the spec pipe's
@@ -233,6 +247,25 @@ class Zygote:
         ZygoteUnavailable, at once when the zygote is not running (it takes a cold interpreter's
         start-up to start one: never on this path).
         """
+        namespaced = bool(request["namespaced"])
+        held, self._spare = self._spare, None
+        if held is not None and namespaced == self._namespaced:
+            pid, spare = held
+            try:
+                socket.send_fds(spare, [b"go"], fds)  # one datagram to a waiting reader: never blocks
+                handed = True
+            except OSError:  # it died waiting (killed by someone): the zygote forks this one
+                handed = False
+            finally:
+                spare.close()
+            if handed:
+                self.forks += 1
+                self.refusals_in_row = 0
+                self._fetch_spare()
+                return pid
+            self._drop(pid)
+        elif held is not None:
+            self._spare = held
         reply = await self._request({"fork": request}, fds, counted=True)
         if "pid" not in reply:
             self.failures += 1
@@ -240,7 +273,57 @@ class Zygote:
             raise ZygoteUnavailable(str(reply.get("error", reply)))
         self.forks += 1
         self.refusals_in_row = 0
+        self._fetch_spare()
         return int(reply["pid"])
+
+    # --- the spare held here --------------------------------------------------------------------
+
+    def _spare_request(self) -> bytes:
+        return json.dumps({"spare": {"namespaced": self._namespaced}}).encode()
+
+    def _fetch_spare(self) -> None:
+        """Ask for the next spare in the background (the zygote makes it as SCHED_IDLE)."""
+        if self._fetching is None or self._fetching.done():
+            self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+
+    async def _fetch(self) -> None:
+        async with self._forking:
+            sock = self._sock
+            if sock is None or self._spare is not None:
+                return
+            loop = asyncio.get_running_loop()
+            try:
+                sock.send(self._spare_request())
+                raw, fds = await asyncio.wait_for(_receive_with_fds(loop, sock), FORK_TIMEOUT_S)
+                if not raw:
+                    raise OSError("it exited")
+                spare = _spare_from(raw, fds)
+            except ZygoteUnavailable as exc:
+                log.warning("zygote_spare_not_held", zygote=self.key.describe(), error=str(exc))
+                return
+            except (OSError, ValueError, asyncio.TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+                await loop.run_in_executor(None, self._lost, why)
+                return
+            if self._sock is sock:
+                self._spare = spare
+            else:  # lost meanwhile
+                spare[1].close()
+
+    def _drop(self, pid: int) -> None:
+        """A held spare not used: the zygote reaps its init once it has gone."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.send(json.dumps({"drop": pid}).encode())
+            except OSError:
+                pass
+
+    def _let_go_of_spare(self) -> None:
+        held, self._spare = self._spare, None
+        if held is not None:
+            held[1].close()  # its worker reads EOF and exits; so does its init
+            self._drop(held[0])
 
     async def inject(self, part: dict[str, Any], pid: int) -> None:
         """Bind a function's paths into stem cell ``pid``'s view (zygote.py's ``inject``); raises
@@ -296,6 +379,32 @@ class Zygote:
             except psutil.Error:
                 pass
         return ZygoteStats(self.key, pid, self.forks, self.failures, self.restarts, uss)
+
+
+def _spare_from(raw: bytes, fds: list[int]) -> tuple[int, socket.socket]:
+    """The spare in the zygote's answer to ``{"spare": ...}``: its init's pid and its socket."""
+    reply = json.loads(raw or b"null")
+    if not isinstance(reply, dict) or "spare" not in reply or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise ZygoteUnavailable(f"no spare: {reply.get('error', reply) if isinstance(reply, dict) else reply}")
+    return int(reply["spare"]), socket.socket(fileno=fds[0])
+
+
+async def _receive_with_fds(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> tuple[bytes, list[int]]:
+    """One datagram and the file descriptors it carries, from a non-blocking socket."""
+    while True:
+        try:
+            raw, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+            return raw, fds
+        except BlockingIOError:
+            pass
+        ready = loop.create_future()
+        loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(sock.fileno())
 
 
 def _end(process: subprocess.Popen[bytes]) -> None:
