@@ -98,7 +98,9 @@ class Spare:
     request (its spec and file descriptors) arrives, and is used for that one request only.
     """
 
-    def __init__(self, namespaced, lifeline, pidns):
+    def __init__(self, namespaced, lifeline, pidns, idle=False):
+        """``idle``: made ahead of any request, so the fork itself runs as SCHED_IDLE too (a
+        copy of the zygote's page tables, beside a worker specialising on the same cores)."""
         self.namespaced = namespaced
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if namespaced:
@@ -106,7 +108,15 @@ class Spare:
             # second unshare from a namespace that is not our own is refused), then a new one.
             check(libc.setns(pidns, CLONE_NEWPID), "setns to the zygote's pid namespace")
             check(libc.unshare(CLONE_NEWPID), "unshare the pid namespace")
-        pid = os.fork()
+        idle = idle and os.geteuid() == 0  # only root may leave SCHED_IDLE again
+        if idle:
+            os.sched_setscheduler(0, *IDLE)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if idle and pid != 0:
+                os.sched_setscheduler(0, *NORMAL)
         if pid == 0:
             try:
                 close_all_but({0, 1, 2, lifeline, theirs.fileno()})  # the daemon's socket above all
@@ -140,6 +150,8 @@ def init_main(request_sock, namespaced, lifeline):
         worker_main(request_sock, status_w, namespaced)
     request_sock.close()
     status_w.close()
+    if os.sched_getscheduler(0) == os.SCHED_IDLE:  # born of an idle fork: the worker has its own
+        os.sched_setscheduler(0, *NORMAL)  # an init reports and ends its worker promptly
     if INIT:
         try:
             close_all_but({0, 1, 2, lifeline, status_r.fileno()})
@@ -313,13 +325,13 @@ class Zygote:
             self.unused.add(spare.pid)
             spare = None
         if spare is None:
-            spare = Spare(namespaced, self.lifeline, self.pidns)
+            spare = Spare(namespaced, self.lifeline, self.pidns, idle=True)
         return {"spare": spare.pid}, spare.sock
 
     def refill(self, namespaced):
         if self.spare is None:
             try:
-                self.spare = Spare(namespaced, self.lifeline, self.pidns)
+                self.spare = Spare(namespaced, self.lifeline, self.pidns, idle=True)
             except (OSError, Refused):
                 self.spare = None  # the next request makes one, and says why it could not
 
