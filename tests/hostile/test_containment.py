@@ -296,7 +296,12 @@ def test_max_memory_used_is_never_below_the_workers_vmhwm(daemon: Daemon, code: 
         for mb in (0, 40):
             result = client.invoke(name, json.dumps({"mb": mb}).encode())
             vmhwm = json.loads(result.payload)["vmhwm"]
-            assert result.report.max_memory_used_mb * MiB >= vmhwm, (result.report.line(), vmhwm)
+            # Read from outside, a process's VmHWM can trail what it reads of itself by the page
+            # counts each of its threads has not yet folded into the total (Linux's split RSS
+            # counters, synced every 64 faults): seen here as 40-60 pages. Well under the 12 MB its
+            # group alone misses for a forked worker (the zygote's pages are charged elsewhere).
+            slack = 64 * 4096
+            assert result.report.max_memory_used_mb * MiB >= vmhwm - slack, (result.report.line(), vmhwm)
             print(f"hwm: {result.report.max_memory_used_mb} MB reported, VmHWM {vmhwm / MiB:.1f} MiB")
 
 
