@@ -40,10 +40,13 @@ function changes before any request comes, each process of it costing only the p
    the kernel ending everything in the namespace with it — when the daemon's lifeline closes.
 2. Its **worker** (pid 2 there): unshares the mount, IPC and UTS namespaces and builds the view's
    base (specialise.build_base), rehearses the worker's steps on stand-ins so that the pages
-   they write are copied now rather than on the worker's path (rehearsal.py), then waits for its
-   request. With it, it sends the init the
-   status pipe, enters the function's control groups (the init too) and a cgroup namespace,
-   binds the function's part of the view, and becomes the function's worker
+   they write are copied now rather than on the worker's path (rehearsal.py), then waits on its
+   socket, which the daemon holds once the spare is handed over. ``join`` with a cgroup.procs
+   per hierarchy: it moves itself and its init into its worker's control groups while it waits
+   (daemon/fnhost/execution/spare.py). ``go`` with a fork's file descriptors: its request. With
+   it, it sends the init the status pipe, enters the function's control groups unless it joined
+   them (the init too) and a cgroup namespace, binds the function's part of the view, and
+   becomes the function's worker
    (specialise.become_worker) before the shim imports the handler. Anything failing before that
    ends it with status 125 and the reason on its stderr (the worker's log): no worker runs
    half-specialised, and a spare is used once.
@@ -172,6 +175,17 @@ def read_spec(fd):
     return json.loads(data)
 
 
+def join_groups(cgroup_procs, namespaced):
+    """Into the worker's control groups, this process and its init, before anything of the
+    function (the daemon opened each cgroup.procs: here /sys is read-only already). Sent while
+    the spare waits (``join``, so that the move is off the worker's path), or with the request."""
+    init = b"1" if namespaced else str(os.getppid()).encode()
+    for procs in cgroup_procs:
+        for pid in (init, b"0"):
+            os.write(procs, pid)
+        os.close(procs)
+
+
 def worker_main(request_sock, status_sock, namespaced):
     """Wait for the one request, become its worker, run the shim (never returns)."""
     try:
@@ -183,12 +197,25 @@ def worker_main(request_sock, status_sock, namespaced):
         if namespaced:
             os.umask(0)
             build_base()
-        called = select.poll()
-        called.register(request_sock, select.POLLIN)
-        rehearse(lambda: bool(called.poll(0)))  # the worker's first pages copied now (rehearsal.py)
+        readable = select.poll()
+        readable.register(request_sock, select.POLLIN)
+
+        def called():
+            """Whether the request has come (a ``join`` before it is taken here, and done)."""
+            while readable.poll(0):
+                if request_sock.recv(16, socket.MSG_PEEK) != b"join":
+                    return True
+                join_groups(socket.recv_fds(request_sock, 16, MAX_FDS)[1], namespaced)
+            return False
+
+        rehearse(called)  # the worker's first pages copied now (rehearsal.py)
         if renice:
             os.sched_setscheduler(0, *NORMAL)
-        msg, fds, _flags, _addr = socket.recv_fds(request_sock, 16, MAX_FDS)
+        while True:
+            msg, fds, _flags, _addr = socket.recv_fds(request_sock, 16, MAX_FDS)
+            if msg != b"join":
+                break
+            join_groups(fds, namespaced)
     except (OSError, Refused) as exc:
         print(f"fnhost zygote: a spare worker could not be prepared: {exc}", file=sys.stderr)
         os._exit(0)
@@ -202,13 +229,7 @@ def worker_main(request_sock, status_sock, namespaced):
         status_sock.close()
         os.close(status_w)
         spec = read_spec(spec_r)
-        # Into the worker's control groups, this process and its init, before anything else (the
-        # daemon opened each cgroup.procs: here /sys is read-only already).
-        init = b"1" if namespaced else str(os.getppid()).encode()
-        for procs in cgroup_procs:
-            for pid in (init, b"0"):
-                os.write(procs, pid)
-            os.close(procs)
+        join_groups(cgroup_procs, namespaced)  # none if it joined them while it waited
         if spec["view"] is not None:
             if not namespaced:
                 raise Refused("a namespaced worker was asked of a spare without namespaces")

@@ -138,6 +138,55 @@ print(ran, state() == before, rehearsal.rehearse(lambda: True))
     assert out.stdout.split() == ["True", "True", "False"], out.stderr
 
 
+def _memory_group(pid: int) -> str:
+    """The memory cgroup ``pid`` is in (v1's memory line, or v2's single one)."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    return next((line.split(":", 2)[2] for line in lines if ":memory:" in line), lines[-1].split(":", 2)[2])
+
+
+def _group_dir(group: str) -> Path:
+    v1 = Path("/sys/fs/cgroup/memory") / group.lstrip("/")
+    return v1 if v1.is_dir() else Path("/sys/fs/cgroup") / group.lstrip("/")
+
+
+def _memory_limit(group: str) -> int:
+    path = _group_dir(group)
+    return int((path / "memory.limit_in_bytes").read_text() if (path / "memory.limit_in_bytes").exists()
+               else (path / "memory.max").read_text())
+
+
+def _held_spares(zygote_pid: int) -> list[psutil.Process]:
+    """The zygote's spares not yet given a request: below an init, still the zygote's program."""
+    return [w for init in psutil.Process(zygote_pid).children() for w in init.children()
+            if any(part.endswith("zygote.py") for part in w.cmdline())]
+
+
+def test_a_held_spare_waits_in_a_group_of_its_own_and_each_worker_gets_its_size(daemon: Daemon, code: Path) -> None:
+    # The daemon holds the zygote's spare and gives it its worker's control group while it waits
+    # (execution/spare.py): the move into the group is off the worker's path. The group's limits
+    # are set when a function takes the spare, to that function's memory size.
+    with daemon.client() as client:
+        for memory_mb in (128, 1024, 256, 256):
+            seen = invoke(client, deploy(client, code, memory_mb=memory_mb))
+            worker = host_pid(daemon.pid, seen["pid"], uid=seen["uid"])
+            group = _memory_group(worker)
+            assert f"fnhost-{daemon.pid}/w" in group, group
+            assert _memory_limit(group) == memory_mb * 1024 * 1024, (memory_mb, group)
+            assert _memory_group(psutil.Process(worker).parent().pid) == group  # its init too
+        [zygote] = zygotes(client)
+    deadline = time.monotonic() + 10
+    while not (spares := _held_spares(zygote.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [spare] = spares
+    deadline = time.monotonic() + 10
+    while f"fnhost-{daemon.pid}/w" not in _memory_group(spare.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    group = _memory_group(spare.pid)
+    assert f"fnhost-{daemon.pid}/w" in group, group
+    members = {int(pid) for pid in (_group_dir(group) / "cgroup.procs").read_text().split()}
+    assert members == {spare.pid, spare.parent().pid}  # the spare and its init, and no one else
+
+
 def test_nothing_of_one_function_reaches_another(daemon: Daemon, code: Path) -> None:
     with daemon.client() as client:
         a, b = deploy(client, code), deploy(client, code)

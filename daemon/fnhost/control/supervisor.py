@@ -97,7 +97,7 @@ class Supervisor(Qualifiers, SupervisorLayers):
                 "worker_isolation", view="the host's filesystem view",
                 reason=unavailable or "worker_namespaces is off",
                 note="file permissions and uids keep functions apart; /tmp is shared")
-        self.zygotes = Zygotes(enabled=settings.zygote, namespaced=self.deployer.isolated)
+        self.zygotes = Zygotes(enabled=settings.zygote, namespaced=self.deployer.isolated, groups=self.backend)
         self.cells = StemCells(per_key=settings.stem_cells, backend=self.backend, zygotes=self.zygotes,
                                exec_zygote=self.deployer.exec_zygote, spawn_background=self._spawn_background,
                                kill_grace_s=settings.kill_grace_s, scratch_root=self.scratch_root)

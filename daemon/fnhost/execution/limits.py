@@ -123,6 +123,13 @@ class WorkerLimits:
         """A directory of the group (each lists every process of the worker); None without one."""
         return self.group.dirs[0][1] if self.group is not None and self.group.dirs else None
 
+    def resize(self, limit_bytes: int) -> None:
+        """A group prepared ahead (a held spare's) gets its worker's memory limit and start-up
+        CPU allowance. Raises OSError."""
+        if limit_bytes != self.limit_bytes and self.group is not None:
+            self.backend._set_limits(self.group, limit_bytes, self.limit_bytes)
+        self.limit_bytes = limit_bytes
+
     def adopt(self, identity: Identity) -> None:
         """A stem cell's group now holds ``identity``'s worker (it was prepared with none)."""
         self.identity = identity
@@ -308,7 +315,11 @@ class MemoryBackend:
         if ready is not None:
             group, ready_limit = ready
             if ready_limit != limit_bytes:
-                self._set_limits(group, limit_bytes, ready_limit)
+                try:
+                    self._set_limits(group, limit_bytes, ready_limit)
+                except OSError:
+                    group.remove()
+                    raise
         elif self.hierarchies:
             group = self._new_group(limit_bytes)
         worker = WorkerLimits(self, limit_bytes, identity, group)
@@ -338,13 +349,22 @@ class MemoryBackend:
             group = cgroups.Group(self.hierarchies, f"w{next(_group_names)}")
         except OSError as exc:
             raise OSError(exc.errno, f"cannot create its control group {exc.filename}: {exc.strerror}") from exc
-        self._set_limits(group, limit_bytes)
+        try:
+            self._set_limits(group, limit_bytes)
+        except OSError:
+            group.remove()
+            raise
         return group
+
+    @property
+    def last_limit(self) -> int:
+        """The memory limit of the last worker prepared: the likeliest next one."""
+        return self._last_limit
 
     def _set_limits(self, group: cgroups.Group, limit_bytes: int, previous: int | None = None) -> None:
         """The memory limit and the start-up CPU allowance of a group no process is in yet
         (``previous``: the limit it has; None: a new group, which gets the process limit too);
-        raises OSError with the group removed."""
+        raises OSError naming the file."""
         try:
             pids = group.dir_for("pids") if previous is None else None
             if pids is not None:
@@ -364,7 +384,6 @@ class MemoryBackend:
                     _try_write(path / "memory.swap.max", "0")
             self._set_cpu(group, limit_bytes, initial=True)
         except OSError as exc:
-            group.remove()
             raise OSError(exc.errno, f"cannot set its limits in {exc.filename}: {exc.strerror}") from exc
 
     def _count_uid(self, worker: WorkerLimits) -> None:

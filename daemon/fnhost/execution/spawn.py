@@ -30,6 +30,7 @@ from .cellkey import CellKey
 from .limits import MemoryBackend, WorkerLimits
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
+from .spare import HeldSpare, SpareLost
 from .zygote import Forked, Zygote, ZygoteKey, Zygotes, ZygoteUnavailable
 
 log = structlog.get_logger("fnhost.worker")
@@ -272,9 +273,10 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
     return pipes.spawned(proc, has_init=spec.view is not None)
 
 
-async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) -> Spawned:
-    """The worker forked by ``zygote``, entering ``cgroup_procs`` itself (the groups ``spawn``'s
-    ``join`` would put it in); raises ZygoteUnavailable or OSError with nothing left open.
+async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...], spare: HeldSpare | None = None) -> Spawned:
+    """The worker forked by ``zygote`` (given to ``spare``, when the daemon holds one: spare.py),
+    entering ``cgroup_procs`` itself (the groups ``spawn``'s ``join`` would put it in); raises
+    ZygoteUnavailable, SpareLost or OSError with nothing left open.
 
     On the event loop, not in a spawn thread: nothing here blocks (a thread hop costs more than
     the fork), and the zygote's answer is awaited. The spec goes to the worker in a pipe of its
@@ -311,7 +313,7 @@ async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...]) 
             raise OSError(errno.E2BIG, "the worker's spec does not fit its pipe")
         os.close(spec_w)
         spec_w = -1
-        pid = await zygote.fork({"namespaced": view is not None}, pipes.theirs)
+        pid = await zygote.fork({"namespaced": view is not None}, pipes.theirs, spare)
     except BaseException:
         pipes.abandon()
         raise
@@ -330,17 +332,35 @@ async def start_process(spec: WorkerSpec, backend: MemoryBackend | None, zygotes
     nothing is left behind."""
     loop = asyncio.get_running_loop()
     limits = None
+    zygote = zygotes.get(spec.zygote) if zygotes is not None and spec.zygote is not None else None
+    spare = zygote.take_spare(spec.view is not None) if zygote is not None else None
     try:
-        if backend is not None:
+        if spare is not None and spare.limits is not None:
+            try:
+                limits = spare.take(spec.memory_limit_bytes, spec.identity)  # joined while it waited
+            except OSError as exc:
+                log.warning("spare_group_refused", function=spec.function, error=str(exc))
+                zygote.let_go(spare)  # type: ignore[union-attr]
+                spare = None
+        joined = limits is not None
+        if backend is not None and limits is None:
             # Its control group exists, limits set, before it does: it is born into it.
             limits = backend.prepare(spec.memory_limit_bytes, spec.identity)
-        zygote = zygotes.get(spec.zygote) if zygotes is not None and spec.zygote is not None else None
         spawned = None
         # Shielded: a process started for a caller that went away meanwhile is still ours to stop.
         with anyio.CancelScope(shield=True):
             if zygote is not None:
                 try:
-                    spawned = await fork(spec, zygote, limits.procs_files if limits is not None else ())
+                    try:
+                        spawned = await fork(spec, zygote, () if joined or limits is None else limits.procs_files,
+                                             spare)
+                    except SpareLost:  # the zygote forks another, into a group of its own
+                        spare = None
+                        if joined and backend is not None:
+                            limits.close()  # type: ignore[union-attr]
+                            limits = backend.prepare(spec.memory_limit_bytes, spec.identity)
+                        spawned = await fork(spec, zygote, limits.procs_files if limits is not None else ())
+                    spare = None
                 except ZygoteUnavailable as exc:
                     if forked_only:
                         raise
@@ -356,6 +376,8 @@ async def start_process(spec: WorkerSpec, backend: MemoryBackend | None, zygotes
                 spawned = await loop.run_in_executor(
                     SPAWN_THREADS, partial(spawn, spec, join=limits.join if limits is not None else None))
     except BaseException:
+        if spare is not None:  # never given its request
+            zygote.let_go(spare)  # type: ignore[union-attr]
         if limits is not None:
             limits.close()
         raise

@@ -43,6 +43,9 @@ from typing import Any
 import psutil
 import structlog
 
+from .limits import MemoryBackend
+from .spare import HeldSpare, SpareLost, receive_with_fds
+
 log = structlog.get_logger("fnhost.zygote")
 
 START_TIMEOUT_S = 30.0  # a cold interpreter on a saturated host; the zygote says "ready" when warm
@@ -141,7 +144,7 @@ class Forked:
 class Zygote:
     """One zygote process; forks are one at a time (the zygote is single-threaded)."""
 
-    def __init__(self, key: ZygoteKey, lifeline: int, namespaced: bool) -> None:
+    def __init__(self, key: ZygoteKey, lifeline: int, namespaced: bool, groups: MemoryBackend | None = None) -> None:
         self.key = key
         self._lifeline = lifeline
         self._namespaced = namespaced  # the kind of worker to keep a spare of from the start
@@ -154,8 +157,9 @@ class Zygote:
         self._died = False  # lost (not stopped): its next start is a restart
         # A spare the zygote handed over: its init's pid and the socket its worker waits on. A
         # fork gives it its file descriptors directly, without a hop through the zygote.
-        self._spare: tuple[int, socket.socket] | None = None
+        self._spare: HeldSpare | None = None
         self._fetching: asyncio.Task[None] | None = None
+        self._groups = groups  # where a held spare's group comes from (spare.py); None: no groups
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -192,8 +196,11 @@ class Zygote:
         try:  # the spare it made as it started, held here for the first fork
             ours.send(self._spare_request())
             raw, fds, _flags, _addr = socket.recv_fds(ours, 4096, 1)
-            self._spare = _spare_from(raw, fds)
-        except (OSError, ValueError, ZygoteUnavailable) as exc:
+            spare = HeldSpare.from_answer(raw, fds)
+            if isinstance(spare, str):
+                raise ValueError(spare)
+            self._spare = spare  # it joins its worker's group with the request (no loop here to prepare one)
+        except (OSError, ValueError) as exc:
             log.warning("zygote_spare_not_held", zygote=self.key.describe(), error=str(exc),
                         note="the first fork goes through the zygote")
         ours.setblocking(False)
@@ -236,10 +243,19 @@ class Zygote:
     def running(self) -> bool:
         return self._sock is not None
 
-    async def fork(self, request: dict[str, Any], fds: list[int]) -> int:
-        """Fork one worker; the pid of its init. On the event loop: given to the spare held here
-        (one datagram, no answer to wait for; the next is asked for in the background), else the
-        zygote is asked, one datagram, and answers in well under a millisecond.
+    def take_spare(self, namespaced: bool) -> HeldSpare | None:
+        """The spare held here, if it is of the kind wanted: the caller hands it its request
+        (``fork``), or lets it go (``release`` it, then ``drop``)."""
+        if self._spare is None or namespaced != self._namespaced:
+            return None
+        spare, self._spare = self._spare, None
+        return spare
+
+    async def fork(self, request: dict[str, Any], fds: list[int], spare: HeldSpare | None = None) -> int:
+        """Fork one worker; the pid of its init. On the event loop: given to ``spare`` (taken
+        with ``take_spare``: one datagram, no answer to wait for; the next is asked for in the
+        background), else the zygote is asked, one datagram, and answers in well under a
+        millisecond. Raises SpareLost when ``spare`` has died.
 
         ``request``: ``{"namespaced": bool}``, all the zygote is told. ``fds``: the worker's
         control input and output, stdout, stderr, the status pipe's write end, the spec pipe's
@@ -247,25 +263,14 @@ class Zygote:
         ZygoteUnavailable, at once when the zygote is not running (it takes a cold interpreter's
         start-up to start one: never on this path).
         """
-        namespaced = bool(request["namespaced"])
-        held, self._spare = self._spare, None
-        if held is not None and namespaced == self._namespaced:
-            pid, spare = held
-            try:
-                socket.send_fds(spare, [b"go"], fds)  # one datagram to a waiting reader: never blocks
-                handed = True
-            except OSError:  # it died waiting (killed by someone): the zygote forks this one
-                handed = False
-            finally:
-                spare.close()
-            if handed:
-                self.forks += 1
-                self.refusals_in_row = 0
-                self._fetch_spare()
-                return pid
-            self._drop(pid)
-        elif held is not None:
-            self._spare = held
+        if spare is not None:
+            if not spare.hand(fds):
+                self._drop(spare.pid)  # it died waiting (killed by someone): its group goes with the caller's
+                raise SpareLost(f"the spare {spare.pid} died before it got its request")
+            self.forks += 1
+            self.refusals_in_row = 0
+            self._fetch_spare()
+            return spare.pid
         reply = await self._request({"fork": request}, fds, counted=True)
         if "pid" not in reply:
             self.failures += 1
@@ -294,21 +299,28 @@ class Zygote:
             loop = asyncio.get_running_loop()
             try:
                 sock.send(self._spare_request())
-                raw, fds = await asyncio.wait_for(_receive_with_fds(loop, sock), FORK_TIMEOUT_S)
+                raw, fds = await asyncio.wait_for(receive_with_fds(loop, sock), FORK_TIMEOUT_S)
                 if not raw:
                     raise OSError("it exited")
-                spare = _spare_from(raw, fds)
-            except ZygoteUnavailable as exc:
-                log.warning("zygote_spare_not_held", zygote=self.key.describe(), error=str(exc))
-                return
             except (OSError, ValueError, asyncio.TimeoutError) as exc:
                 why = str(exc) or type(exc).__name__
                 await loop.run_in_executor(None, self._lost, why)
                 return
+            spare = HeldSpare.from_answer(raw, fds)
+            if isinstance(spare, str):
+                log.warning("zygote_spare_not_held", zygote=self.key.describe(), error=spare)
+                return
+            if self._groups is not None and self._groups.hierarchies:
+                try:
+                    spare.join(self._groups)
+                except OSError as exc:
+                    log.warning("spare_group_not_joined", zygote=self.key.describe(), error=str(exc),
+                                note="its worker joins its group when it gets its request")
+                loop.run_in_executor(None, self._groups.make_ready)  # join took the one made ahead
             if self._sock is sock:
                 self._spare = spare
             else:  # lost meanwhile
-                spare[1].close()
+                spare.release()
 
     def _drop(self, pid: int) -> None:
         """A held spare not used: the zygote reaps its init once it has gone."""
@@ -320,10 +332,14 @@ class Zygote:
                 pass
 
     def _let_go_of_spare(self) -> None:
-        held, self._spare = self._spare, None
-        if held is not None:
-            held[1].close()  # its worker reads EOF and exits; so does its init
-            self._drop(held[0])
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            self.let_go(spare)
+
+    def let_go(self, spare: HeldSpare) -> None:
+        """A spare taken and not used: it exits, its group goes, the zygote reaps its init."""
+        spare.release()
+        self._drop(spare.pid)
 
     async def inject(self, part: dict[str, Any], pid: int) -> None:
         """Bind a function's paths into stem cell ``pid``'s view (zygote.py's ``inject``); raises
@@ -381,32 +397,6 @@ class Zygote:
         return ZygoteStats(self.key, pid, self.forks, self.failures, self.restarts, uss)
 
 
-def _spare_from(raw: bytes, fds: list[int]) -> tuple[int, socket.socket]:
-    """The spare in the zygote's answer to ``{"spare": ...}``: its init's pid and its socket."""
-    reply = json.loads(raw or b"null")
-    if not isinstance(reply, dict) or "spare" not in reply or len(fds) != 1:
-        for fd in fds:
-            os.close(fd)
-        raise ZygoteUnavailable(f"no spare: {reply.get('error', reply) if isinstance(reply, dict) else reply}")
-    return int(reply["spare"]), socket.socket(fileno=fds[0])
-
-
-async def _receive_with_fds(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> tuple[bytes, list[int]]:
-    """One datagram and the file descriptors it carries, from a non-blocking socket."""
-    while True:
-        try:
-            raw, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
-            return raw, fds
-        except BlockingIOError:
-            pass
-        ready = loop.create_future()
-        loop.add_reader(sock.fileno(), lambda: ready.done() or ready.set_result(None))
-        try:
-            await ready
-        finally:
-            loop.remove_reader(sock.fileno())
-
-
 def _end(process: subprocess.Popen[bytes]) -> None:
     """Stop a zygote: EOF first (it exits at once), SIGKILL if it does not."""
     try:
@@ -422,6 +412,7 @@ class Zygotes:
 
     enabled: bool = True
     namespaced: bool = False  # its workers get namespaces of their own (the daemon's isolation)
+    groups: MemoryBackend | None = None  # where held spares get their workers' groups ahead
     _zygotes: dict[ZygoteKey, Zygote] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _lifeline: tuple[int, int] = (-1, -1)
@@ -451,7 +442,7 @@ class Zygotes:
                         log.info("zygote_limit", zygote=key.describe(), limit=MAX_ZYGOTES,
                                  note="workers of this start-up environment are spawned")
                     return None
-                zygote = self._zygotes[key] = Zygote(key, self._lifeline[0], self.namespaced)
+                zygote = self._zygotes[key] = Zygote(key, self._lifeline[0], self.namespaced, self.groups)
             return zygote
 
     def stats(self) -> list[ZygoteStats]:
