@@ -364,6 +364,10 @@ class Zygote:
             return {"error": f"an inject takes one file descriptor, got {len(fds)}"}
         err_r, err_w = os.pipe()
         try:
+            # This child must not be born in the pid namespace unshared for the last spare: were
+            # that spare's init slow to fork its worker (it prepares as SCHED_IDLE), this child
+            # would take pid 2 there, the worker's (found by a busy host's stem cells).
+            check(libc.setns(self.pidns, CLONE_NEWPID), "setns to the zygote's pid namespace")
             pid = os.fork()
             if pid == 0:
                 try:
@@ -383,7 +387,7 @@ class Zygote:
             if status == 0:
                 return {"ok": True}
             return {"error": reason.decode(errors="replace") or f"status {os.waitstatus_to_exitcode(status)}"}
-        except OSError as exc:
+        except (OSError, Refused) as exc:
             return {"error": str(exc)}
         finally:
             os.close(err_r)
