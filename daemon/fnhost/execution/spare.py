@@ -19,6 +19,15 @@ from dataclasses import dataclass
 from .limits import MemoryBackend, WorkerLimits
 
 
+# What is made ahead for the next start (a held spare, its group, the next worker's group) waits
+# this long after a start: the zygote's fork and the control-group moves and mkdirs, even as
+# SCHED_IDLE and off the event loop, slowed the start just begun by several milliseconds (they
+# take the kernel's cgroup locks; same-run A/B, bench/PROFILE.md §18: a Python first invoke 8.3
+# -> 4.5 ms p50 with the work 30 ms later, 6.7 ms with it 10 ms later). A start sooner than this
+# after another is forked by the zygote itself, as it was before spares were held.
+AHEAD_AFTER_S = 0.03
+
+
 class SpareLost(Exception):
     """The held spare died before it got its request (killed by someone): fork it afresh."""
 

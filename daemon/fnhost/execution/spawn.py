@@ -30,7 +30,7 @@ from .cellkey import CellKey
 from .limits import MemoryBackend, WorkerLimits
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
-from .spare import HeldSpare, SpareLost
+from .spare import AHEAD_AFTER_S, HeldSpare, SpareLost
 from .zygote import Forked, Zygote, ZygoteKey, Zygotes, ZygoteUnavailable
 
 log = structlog.get_logger("fnhost.worker")
@@ -381,8 +381,8 @@ async def start_process(spec: WorkerSpec, backend: MemoryBackend | None, zygotes
         if limits is not None:
             limits.close()
         raise
-    if backend is not None:
-        loop.run_in_executor(SPAWN_THREADS, backend.make_ready)  # the next worker's group, meanwhile
+    if backend is not None:  # the next worker's group, made once this start is under way (spare.py)
+        loop.call_later(AHEAD_AFTER_S, loop.run_in_executor, SPAWN_THREADS, backend.make_ready)
     return spawned, limits
 
 

@@ -44,7 +44,7 @@ import psutil
 import structlog
 
 from .limits import MemoryBackend
-from .spare import HeldSpare, SpareLost, receive_with_fds
+from .spare import AHEAD_AFTER_S, HeldSpare, SpareLost, receive_with_fds
 
 log = structlog.get_logger("fnhost.zygote")
 
@@ -292,6 +292,7 @@ class Zygote:
             self._fetching = asyncio.get_running_loop().create_task(self._fetch())
 
     async def _fetch(self) -> None:
+        await asyncio.sleep(AHEAD_AFTER_S)  # after the start that took the last one (spare.py)
         async with self._forking:
             sock = self._sock
             if sock is None or self._spare is not None:
