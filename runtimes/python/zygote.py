@@ -51,7 +51,8 @@ function changes before any request comes, each process of it costing only the p
    ends it with status 125 and the reason on its stderr (the worker's log): no worker runs
    half-specialised, and a spare is used once.
 
-The zygote makes the next spare once it has answered; the spare prepares as SCHED_IDLE.
+The zygote keeps a spare of its own too, for forks asked of it (the daemon holds the other),
+made REFILL_AFTER_S after it hands one out; spares prepare as SCHED_IDLE.
 
 Linux only (specialise.py says what it needs); ``--check`` says whether this host has it.
 """
@@ -65,6 +66,7 @@ import select
 import signal
 import socket
 import sys
+import time
 
 from rehearsal import rehearse
 from specialise import (CLONE_NEWCGROUP, CLONE_NEWPID, PR_SET_CHILD_SUBREAPER,
@@ -75,6 +77,10 @@ from specialise import (CLONE_NEWCGROUP, CLONE_NEWPID, PR_SET_CHILD_SUBREAPER,
 # runs only on a core nothing else wants, so the worker just handed out, specialising on the
 # same two cores, never waits for it (at nice 10 it still did, for a scheduler tick at a time).
 IDLE, NORMAL = (os.SCHED_IDLE, os.sched_param(0)), (os.SCHED_OTHER, os.sched_param(0))
+# It keeps one more spare of its own for forks asked of it (the daemon holds the other), made
+# this long after it handed one out: at once, even as SCHED_IDLE, a fork of this process slowed
+# the start just begun by milliseconds (daemon/fnhost/execution/spare.py, AHEAD_AFTER_S).
+REFILL_AFTER_S = 0.03
 INIT = ""  # fnhost-init (init.c, built by the daemon), which spares' inits become; "": none
 MAX_FDS = 16  # a fork's: 4 of the worker's, the status and spec pipes, and a cgroup.procs per hierarchy
 
@@ -402,7 +408,16 @@ class Zygote:
             pass
 
     def serve(self):
+        readable = select.poll()
+        readable.register(self.sock, select.POLLIN)
+        refill = None  # (when, namespaced): the next spare, made once the last start is under way
         while True:
+            if refill is not None:
+                wait_ms = max(0, int((refill[0] - time.monotonic()) * 1000))
+                if not readable.poll(wait_ms):
+                    self.refill(refill[1])
+                    refill = None
+                    continue
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(self.sock, 4096, MAX_FDS)
             except InterruptedError:
@@ -430,13 +445,14 @@ class Zygote:
                     continue
                 socket.send_fds(self.sock, [json.dumps(reply).encode()], [spare_sock.fileno()])
                 spare_sock.close()  # the daemon's now, alone
+                refill = (time.monotonic() + REFILL_AFTER_S, bool(request["spare"]["namespaced"]))
                 continue
             if "inject" in request:
                 self.sock.send(json.dumps(self.inject(request["inject"], fds)).encode())
                 continue
             reply = self.fork(request["fork"], fds)
             self.sock.send(json.dumps(reply).encode())
-            self.refill(bool(request["fork"]["namespaced"]))  # after the answer: off the worker's path
+            refill = (time.monotonic() + REFILL_AFTER_S, bool(request["fork"]["namespaced"]))
 
 
 def check_host():
