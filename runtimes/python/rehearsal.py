@@ -13,6 +13,7 @@ Nothing of it stays: no function's code or data is involved, the environment, ``
 process. A rehearsal that fails only costs the copies it would have saved: it is silent.
 """
 
+import importlib  # noqa: F401 - load_handler's; imported with this module (in the zygote), not by a spare
 import json
 import os
 import sys
