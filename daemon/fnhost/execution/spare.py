@@ -11,7 +11,6 @@ worker's path. The group's limits are set at the fork, to the function's memory 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 from dataclasses import dataclass
@@ -39,9 +38,8 @@ class HeldSpare:
     limits: WorkerLimits | None = None  # the group it joined while it waited
 
     @classmethod
-    def from_answer(cls, raw: bytes, fds: list[int]) -> HeldSpare | str:
+    def from_answer(cls, reply: object, fds: list[int]) -> HeldSpare | str:
         """The spare in the zygote's answer to ``{"spare": ...}``, or why there is none."""
-        reply = json.loads(raw or b"null")
         if not isinstance(reply, dict) or "spare" not in reply or len(fds) != 1:
             for fd in fds:
                 os.close(fd)

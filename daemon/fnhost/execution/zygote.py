@@ -194,9 +194,9 @@ class Zygote:
             _end(process)
             raise ZygoteUnavailable(f"{self.key.describe()} did not come up (its output is in the daemon's log)")
         try:  # the spare it made as it started, held here for the first fork
-            ours.send(self._spare_request())
+            ours.send(json.dumps(self._spare_message()).encode())
             raw, fds, _flags, _addr = socket.recv_fds(ours, 4096, 1)
-            spare = HeldSpare.from_answer(raw, fds)
+            spare = HeldSpare.from_answer(json.loads(raw or b"null"), fds)
             if isinstance(spare, str):
                 raise ValueError(spare)
             self._spare = spare  # it joins its worker's group with the request (no loop here to prepare one)
@@ -271,7 +271,7 @@ class Zygote:
             self.refusals_in_row = 0
             self._fetch_spare()
             return spare.pid
-        reply = await self._request({"fork": request}, fds, counted=True)
+        reply, _ = await self._request({"fork": request}, fds, counted=True)
         if "pid" not in reply:
             self.failures += 1
             self.refusals_in_row += 1
@@ -283,8 +283,8 @@ class Zygote:
 
     # --- the spare held here --------------------------------------------------------------------
 
-    def _spare_request(self) -> bytes:
-        return json.dumps({"spare": {"namespaced": self._namespaced}}).encode()
+    def _spare_message(self) -> dict[str, Any]:
+        return {"spare": {"namespaced": self._namespaced}}
 
     def _fetch_spare(self) -> None:
         """Ask for the next spare in the background (the zygote makes it as SCHED_IDLE)."""
@@ -293,35 +293,28 @@ class Zygote:
 
     async def _fetch(self) -> None:
         await asyncio.sleep(AHEAD_AFTER_S)  # after the start that took the last one (spare.py)
-        async with self._forking:
-            sock = self._sock
-            if sock is None or self._spare is not None:
-                return
-            loop = asyncio.get_running_loop()
+        sock = self._sock
+        if sock is None or self._spare is not None:
+            return
+        try:
+            reply, fds = await self._request(self._spare_message(), [], takes_fd=True)
+        except ZygoteUnavailable:
+            return  # not running, or lost (and logged): the next start brings a fresh one
+        spare = HeldSpare.from_answer(reply, fds)
+        if isinstance(spare, str):
+            log.warning("zygote_spare_not_held", zygote=self.key.describe(), error=spare)
+            return
+        if self._groups is not None and self._groups.hierarchies:
             try:
-                sock.send(self._spare_request())
-                raw, fds = await asyncio.wait_for(receive_with_fds(loop, sock), FORK_TIMEOUT_S)
-                if not raw:
-                    raise OSError("it exited")
-            except (OSError, ValueError, asyncio.TimeoutError) as exc:
-                why = str(exc) or type(exc).__name__
-                await loop.run_in_executor(None, self._lost, why)
-                return
-            spare = HeldSpare.from_answer(raw, fds)
-            if isinstance(spare, str):
-                log.warning("zygote_spare_not_held", zygote=self.key.describe(), error=spare)
-                return
-            if self._groups is not None and self._groups.hierarchies:
-                try:
-                    spare.join(self._groups)
-                except OSError as exc:
-                    log.warning("spare_group_not_joined", zygote=self.key.describe(), error=str(exc),
-                                note="its worker joins its group when it gets its request")
-                loop.run_in_executor(None, self._groups.make_ready)  # join took the one made ahead
-            if self._sock is sock:
-                self._spare = spare
-            else:  # lost meanwhile
-                spare.release()
+                spare.join(self._groups)
+            except OSError as exc:
+                log.warning("spare_group_not_joined", zygote=self.key.describe(), error=str(exc),
+                            note="its worker joins its group when it gets its request")
+            asyncio.get_running_loop().run_in_executor(None, self._groups.make_ready)  # join took the one made ahead
+        if self._sock is sock and self._spare is None:
+            self._spare = spare
+        else:  # lost meanwhile
+            spare.release()
 
     def _drop(self, pid: int) -> None:
         """A held spare not used: the zygote reaps its init once it has gone."""
@@ -347,15 +340,18 @@ class Zygote:
         ZygoteUnavailable. The cell is named by a pidfd: a pid reused meanwhile is never entered."""
         pidfd = os.pidfd_open(pid)  # OSError: the cell is gone
         try:
-            reply = await self._request({"inject": part}, [pidfd])
+            reply, _ = await self._request({"inject": part}, [pidfd])
         finally:
             os.close(pidfd)
         if not reply.get("ok"):
             raise ZygoteUnavailable(f"cannot bind the function into the stem cell: {reply.get('error', reply)}")
 
-    async def _request(self, message: dict[str, Any], fds: list[int], *, counted: bool = False) -> dict[str, Any]:
-        """Send one request with ``fds`` (the caller keeps them) and take its answer, one at a
-        time; raises ZygoteUnavailable, at once when the zygote is not running, and after
+    async def _request(self, message: dict[str, Any], fds: list[int], *, counted: bool = False,
+                       takes_fd: bool = False) -> tuple[dict[str, Any], list[int]]:
+        """Send one request with ``fds`` (the caller keeps them) and take its answer, and with
+        ``takes_fd`` the file descriptor it carries (a spare's socket, the caller's then), one at a
+        time; raises
+        ZygoteUnavailable, at once when the zygote is not running, and after
         forgetting it when it died or hangs (a fresh one is started next time; ``counted``: a
         fork's failure, in ``failures``)."""
         loop = asyncio.get_running_loop()
@@ -365,7 +361,7 @@ class Zygote:
                 raise ZygoteUnavailable("the zygote is not running")
             try:
                 socket.send_fds(sock, [json.dumps(message).encode()], fds)
-                raw = await asyncio.wait_for(loop.sock_recv(sock, 4096), FORK_TIMEOUT_S)
+                raw, received = await asyncio.wait_for(receive_with_fds(loop, sock), FORK_TIMEOUT_S)
             except (OSError, asyncio.TimeoutError) as exc:  # it died (or hangs): a fresh one next time
                 self.failures += counted
                 why = str(exc) or type(exc).__name__
@@ -375,7 +371,11 @@ class Zygote:
                 self.failures += counted
                 await loop.run_in_executor(None, self._lost, "it exited")
                 raise ZygoteUnavailable("the zygote exited")
-        return json.loads(raw)
+        if not takes_fd:
+            for fd in received:
+                os.close(fd)
+            received = []
+        return json.loads(raw), received
 
     def reap(self, process: subprocess.Popen[bytes] | None, pid: int) -> None:
         """Let the zygote that forked ``pid`` reap it (a restarted zygote is not its parent)."""
