@@ -5,6 +5,7 @@ as root on a host with writable cgroups."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -52,3 +53,23 @@ def test_without_a_group_made_ahead_the_worker_makes_its_own(backend: MemoryBack
     worker = backend.prepare(512 * MiB, None)
     assert worker.group is not None and set(memory_limits(worker)) == {512 * MiB}
     worker.close()
+
+
+def test_a_build_takes_neither_the_group_made_ahead_nor_the_next_workers_limit(backend: MemoryBackend) -> None:
+    worker = backend.prepare(256 * MiB, None)  # the last worker: 256 MiB
+    worker.close()
+    backend.make_ready()
+    made_ahead = backend._ready[0]
+    build = subprocess.Popen(["sleep", "30"])
+    try:
+        attached = backend.attach(build.pid, 2048 * MiB)  # Go's build limit
+        assert attached.group is not made_ahead and backend._ready[0] is made_ahead
+        assert set(memory_limits(attached)) == {2048 * MiB}
+        assert backend.last_limit == 256 * MiB  # the next worker's group is made at the workers' size
+        nxt = backend.prepare(256 * MiB, None)
+        assert nxt.group is made_ahead and set(memory_limits(nxt)) == {256 * MiB}
+        nxt.close()
+    finally:
+        build.kill()
+        build.wait()
+        attached.close()
