@@ -190,11 +190,19 @@ def inject_view(part, target):
     bind_back(readable, list(part["covered"]))
 
 
+# What this process's bounding set still holds, as far as drop_bounding_set knows. Each drop
+# commits a new set of credentials (~5 µs; 0.2-0.3 ms for all 41), dropped or not before: a spare
+# drops all but two while it waits (zygote.py), and its worker then only those two.
+_bounding = set(range(CAP_LAST + 1))
+
+
 def drop_bounding_set(keep=()):
-    """Every capability but ``keep`` out of the bounding set: no exec can grant it again."""
-    for cap in range(CAP_LAST + 1):
-        if cap not in keep:
-            check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop the capability bounding set")
+    """Every capability but ``keep`` out of the bounding set: no exec can grant it again. The
+    capabilities this process holds now stay (mounting, taking a uid): the bounding set only
+    limits what an exec may give."""
+    for cap in sorted(_bounding.difference(keep)):
+        check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "drop the capability bounding set")
+        _bounding.discard(cap)
 
 
 def keep_only_setid():
