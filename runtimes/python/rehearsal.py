@@ -1,4 +1,4 @@
-"""What a spare rehearses while it waits for its function (zygote.py's ``worker_main``).
+"""What a spare rehearses while it waits for its function (spare.py's ``worker_main``).
 
 A spare is a copy-on-write fork of the zygote: every page of the zygote's heap that the worker
 writes — a reference count is a write — is copied when first written, at about 3 µs a page on

@@ -192,7 +192,7 @@ def inject_view(part, target):
 
 # What this process's bounding set still holds, as far as drop_bounding_set knows. Each drop
 # commits a new set of credentials (~5 µs; 0.2-0.3 ms for all 41), dropped or not before: a spare
-# drops all but two while it waits (zygote.py), and its worker then only those two.
+# drops all but two while it waits (spare.py), and its worker then only those two.
 _bounding = set(range(CAP_LAST + 1))
 
 

@@ -28,7 +28,8 @@ from ..execution.invocation import (
 )
 from ..execution.limits import LimitSettings, MemoryBackend, choose_backend
 from ..execution.stemcell import CellStats, StemCells
-from ..execution.zygote import ZygoteKey, Zygotes
+from ..execution.zygote import ZygoteKey
+from ..execution.zygotes import Zygotes
 from .zygote_stats import ZygoteReport, cell_report, forked_workers
 from .zygote_stats import report as zygote_report
 from ..execution.pool import Pool, PoolConfig

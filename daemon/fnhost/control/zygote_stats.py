@@ -16,7 +16,8 @@ import psutil
 
 from ..execution.stemcell import CellSnapshot, CellStats
 from ..execution.worker import Worker
-from ..execution.zygote import ZygoteKey, Zygotes
+from ..execution.zygote import ZygoteKey
+from ..execution.zygotes import Zygotes
 
 
 @dataclass(frozen=True, slots=True)

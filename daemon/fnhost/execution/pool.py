@@ -48,7 +48,7 @@ from .spawn import WorkerSpec
 from .states import State, StateCounts
 from .worker import Worker
 from .stemcell import StemCells
-from .zygote import Zygotes
+from .zygotes import Zygotes
 
 log = structlog.get_logger("fnhost.pool")
 

@@ -31,7 +31,8 @@ from .limits import MemoryBackend, WorkerLimits
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
 from .spare import AHEAD_AFTER_S, HeldSpare, SpareLost
-from .zygote import Forked, Zygote, ZygoteKey, Zygotes, ZygoteUnavailable
+from .zygote import Forked, Zygote, ZygoteKey, ZygoteUnavailable
+from .zygotes import Zygotes
 
 log = structlog.get_logger("fnhost.worker")
 

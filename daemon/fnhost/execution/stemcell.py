@@ -41,7 +41,8 @@ from .limits import MemoryBackend
 from .spawn import WorkerSpec, private_dirs
 from .states import State
 from .worker import Worker
-from .zygote import ZygoteKey, Zygotes, ZygoteUnavailable
+from .zygote import ZygoteKey, ZygoteUnavailable
+from .zygotes import Zygotes
 
 log = structlog.get_logger("fnhost.stemcell")
 

@@ -38,7 +38,8 @@ from .limits import MemoryBackend, WorkerMemory
 from .logcapture import LogCapture
 from .spawn import PIPE_SIZE, WorkerSpec, describe_exit, start_process, write_all, write_now
 from .states import IllegalTransition, State
-from .zygote import Forked, Zygotes, ZygoteUnavailable
+from .zygote import Forked, ZygoteUnavailable
+from .zygotes import Zygotes
 
 log = structlog.get_logger("fnhost.worker")
 
