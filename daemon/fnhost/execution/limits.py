@@ -26,37 +26,26 @@ the kernel regenerate the file: a microsecond for a group's counter, no open/clo
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import os
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
 from . import cgroups, sampling
 from .sampling import kill_uid
+from .worker_limits import Identity, WorkerLimits
 
 log = structlog.get_logger("fnhost.limits")
 
 MiB = 1024 * 1024
 CPU_PERIOD_US = 100_000  # the kernel's default CFS period
 CPU_MIN_QUOTA_US = 1_000  # the kernel refuses less
-HWM_REFRESH_S = 0.25  # on the invoke path, VmHWM is read at least this often (see peak_bytes)
+
 
 _group_names = itertools.count(1)
 DEFAULT_LIMIT_BYTES = 128 * MiB  # Lambda's default memory size: the first group made ahead has it
-
-
-class Identity(Protocol):
-    """What limits needs of sandbox.Identity (which imports this module's types: no import back)."""
-
-    uid: int
-    own: bool  # the function's own uid: every process of it is the function's
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,211 +58,6 @@ class LimitSettings:
 def cpu_quota_us(memory_mb: int, mb_per_vcpu: int, period_us: int = CPU_PERIOD_US) -> int:
     """CFS quota per period for ``memory_mb``: 128 MB gets 7,235 µs of each 100 ms."""
     return max(CPU_MIN_QUOTA_US, period_us * memory_mb // mb_per_vcpu)
-
-
-def _pread_int(fd: int) -> int:
-    return int(os.pread(fd, 64, 0))
-
-
-def _status_hwm(fd: int) -> int:
-    """VmHWM (peak RSS) from an open /proc/<pid>/status, in bytes; 0 once the process is gone."""
-    try:
-        data = os.pread(fd, 4096, 0)
-    except OSError:
-        return 0
-    i = data.find(b"VmHWM:")
-    if i < 0:
-        return 0
-    return int(data[i + 6 : data.index(b"kB", i)]) * 1024
-
-
-class WorkerLimits:
-    """One worker's group (where the host has one), its memory accounting, and its kill."""
-
-    def __init__(self, backend: MemoryBackend, limit_bytes: int, identity: Identity | None,
-                 group: cgroups.Group | None) -> None:
-        self.backend = backend
-        self.limit_bytes = limit_bytes
-        self.identity = identity
-        self.group = group
-        self.pid = 0
-        self.over_limit = False  # the psutil sampler killed it for memory
-        self.last_rss = 0
-        self._sampled_peak = 0
-        self._hwm = 0
-        self._measured_seen = 0  # the group's (or sampler's) peak when VmHWM was last read
-        self._hwm_due = 0.0
-        self._status = self._peak = -1
-        self._on_over_limit: Callable[[], None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-
-    @property
-    def join(self) -> Callable[[int], None] | None:
-        """What spawn calls with the child's pid before letting it run: None without a group."""
-        return self.group.join if self.group is not None else None
-
-    @property
-    def procs_files(self) -> tuple[str, ...]:
-        """Each directory's ``cgroup.procs``: what a forked worker writes itself into."""
-        return tuple(str(path / "cgroup.procs") for _, path in self.group.dirs) if self.group is not None else ()
-
-    @property
-    def path(self) -> Path | None:
-        """A directory of the group (each lists every process of the worker); None without one."""
-        return self.group.dirs[0][1] if self.group is not None and self.group.dirs else None
-
-    def resize(self, limit_bytes: int) -> None:
-        """A group prepared ahead (a held spare's) gets its worker's memory limit and start-up
-        CPU allowance. Raises OSError."""
-        if limit_bytes != self.limit_bytes and self.group is not None:
-            self.backend._set_limits(self.group, limit_bytes, self.limit_bytes)
-        self.limit_bytes = limit_bytes
-
-    def adopt(self, identity: Identity) -> None:
-        """A stem cell's group now holds ``identity``'s worker (it was prepared with none)."""
-        self.identity = identity
-        self.backend._count_uid(self)
-
-    def started(self, pid: int, on_over_limit: Callable[[], None] | None = None) -> None:
-        """The worker runs as ``pid``; ``on_over_limit`` runs on this (running) loop if the sampler kills it."""
-        self.pid = pid
-        if on_over_limit is not None:
-            self._on_over_limit = on_over_limit
-            self._loop = asyncio.get_running_loop()
-        try:
-            self._status = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            self._status = -1
-        memory = self.group.dir_for("memory") if self.group is not None else None
-        if memory is not None:
-            h, path = memory
-            try:
-                self._peak = os.open(path / ("memory.max_usage_in_bytes" if h.version == 1 else _v2_peak(path)),
-                                     os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                self._peak = -1  # the peak falls back to VmHWM
-        self.backend._watch(self)
-
-    def measure(self, pid: int) -> None:
-        """Read VmHWM from ``pid`` from now on: the worker itself, when ``started`` got the
-        process that leads its tree (bubblewrap, whose own peak is a few hundred kB)."""
-        try:
-            status = os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return  # gone: its exit is on its way, and the group's peak still stands
-        if self._status >= 0:
-            os.close(self._status)
-        self._status = status
-        self._hwm = 0
-        self._hwm_due = 0.0
-
-    def init_done(self) -> None:
-        """INIT_OK: from the start-up allowance (a full vCPU at least) to the function's CPU share."""
-        try:
-            self.backend._set_cpu(self.group, self.limit_bytes, initial=False)
-        except OSError as exc:  # the group is still capped at its start-up allowance
-            log.warning("cpu_limit_failed", pid=self.pid, error=str(exc))
-
-    # --- memory -------------------------------------------------------------------------------
-
-    def peak_bytes(self) -> int:
-        """The worker's high-water mark: the largest of its group's, the sampler's and VmHWM.
-
-        /proc/PID/status costs ~8 µs to generate against ~1 µs for the group's counter, so on the
-        invoke path VmHWM is read again only when the other figures grew (the worker grew) or
-        HWM_REFRESH_S after the last reading (it mapped pages the group does not charge it for).
-        """
-        measured = self._sampled_peak
-        if self._peak >= 0:
-            try:
-                measured = max(measured, _pread_int(self._peak))
-            except (OSError, ValueError):
-                pass
-        if self._status >= 0:
-            now = time.monotonic()
-            if measured > self._measured_seen or now >= self._hwm_due:
-                self._hwm = max(self._hwm, _status_hwm(self._status))
-                self._measured_seen = measured
-                self._hwm_due = now + HWM_REFRESH_S
-        return max(measured, self._hwm)
-
-    def oom_killed(self) -> bool:
-        if self.over_limit:
-            return True
-        memory = self.group.dir_for("memory") if self.group is not None else None
-        if memory is None:
-            return False
-        h, path = memory
-        try:
-            text = (path / ("memory.oom_control" if h.version == 1 else "memory.events")).read_bytes()
-        except OSError:
-            return False
-        for line in text.splitlines():
-            key, _, value = line.partition(b" ")
-            if key == b"oom_kill":
-                return int(value) > 0
-        return False
-
-    def tree_rss(self) -> int:
-        """The memory that counts against the limit: the group's peak, or the latest sample."""
-        return self.peak_bytes() if self._peak >= 0 else self.last_rss
-
-    def members(self, children: dict[int, list[int]] | None = None) -> set[int]:
-        """Every process of the worker: its group, or its tree plus its uid's strays."""
-        if self.group is not None:
-            return self.group.pids()
-        if children is None:
-            children = sampling.children_map()
-        pids = sampling.tree(self.pid, children) if self.pid else set()
-        if self.identity is not None and self.identity.own:
-            pids |= self.backend._strays(self.identity.uid)
-        return pids
-
-    def sample(self, children: dict[int, list[int]] | None = None) -> None:
-        """psutil backend, from the sampler thread: measure, and kill the worker if it is over."""
-        members = self.members(children)
-        rss = sampling.rss(members)
-        self.last_rss = rss
-        self._sampled_peak = max(self._sampled_peak, rss)
-        if rss <= self.limit_bytes or self.over_limit or self._closed:
-            return
-        self.over_limit = True
-        log.warning("memory_limit_exceeded", pid=self.pid, rss=rss, limit=self.limit_bytes)
-        if self.group is not None:
-            self.group.kill()
-        else:
-            sampling.kill_pids(members)
-        if self._loop is not None and self._on_over_limit is not None:
-            self._loop.call_soon_threadsafe(self._on_over_limit)
-
-    # --- the end ------------------------------------------------------------------------------
-
-    def kill(self) -> None:
-        """SIGKILL every process of the worker's group (a no-op without one)."""
-        if self.group is not None:
-            self.group.kill()
-
-    def close(self) -> None:
-        """The worker is dead: kill whatever it left in its group, and release the group."""
-        if self._closed:
-            return
-        self._closed = True
-        self.backend._unwatch(self)
-        for fd in (self._status, self._peak):
-            if fd >= 0:
-                os.close(fd)
-        self._status = self._peak = -1
-        if self.group is not None:
-            self.group.kill()
-            self.backend._bury(self.group)
-
-
-WorkerMemory = WorkerLimits  # the name worker.py knows it by
-
-
-def _v2_peak(path: Path) -> str:
-    return "memory.peak" if (path / "memory.peak").exists() else "memory.current"
 
 
 class MemoryBackend:
@@ -316,14 +100,14 @@ class MemoryBackend:
             group, ready_limit = ready
             if ready_limit != limit_bytes:
                 try:
-                    self._set_limits(group, limit_bytes, ready_limit)
+                    self.set_limits(group, limit_bytes, ready_limit)
                 except OSError:
                     group.remove()
                     raise
         elif self.hierarchies:
             group = self._new_group(limit_bytes)
         worker = WorkerLimits(self, limit_bytes, identity, group)
-        self._count_uid(worker)
+        self.count_uid(worker)
         return worker
 
     def make_ready(self) -> None:
@@ -350,7 +134,7 @@ class MemoryBackend:
         except OSError as exc:
             raise OSError(exc.errno, f"cannot create its control group {exc.filename}: {exc.strerror}") from exc
         try:
-            self._set_limits(group, limit_bytes)
+            self.set_limits(group, limit_bytes)
         except OSError:
             group.remove()
             raise
@@ -361,7 +145,7 @@ class MemoryBackend:
         """The memory limit of the last worker prepared: the likeliest next one."""
         return self._last_limit
 
-    def _set_limits(self, group: cgroups.Group, limit_bytes: int, previous: int | None = None) -> None:
+    def set_limits(self, group: cgroups.Group, limit_bytes: int, previous: int | None = None) -> None:
         """The memory limit and the start-up CPU allowance of a group no process is in yet
         (``previous``: the limit it has; None: a new group, which gets the process limit too);
         raises OSError naming the file."""
@@ -382,11 +166,11 @@ class MemoryBackend:
                 else:
                     _write(path / "memory.max", str(limit_bytes))
                     _try_write(path / "memory.swap.max", "0")
-            self._set_cpu(group, limit_bytes, initial=True)
+            self.set_cpu(group, limit_bytes, initial=True)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot set its limits in {exc.filename}: {exc.strerror}") from exc
 
-    def _count_uid(self, worker: WorkerLimits) -> None:
+    def count_uid(self, worker: WorkerLimits) -> None:
         """``worker`` runs as its function's own uid: a live worker of that uid from now on."""
         if worker.identity is not None and worker.identity.own:
             self._by_uid.setdefault(worker.identity.uid, set()).add(worker)
@@ -409,7 +193,7 @@ class MemoryBackend:
             raise
         return limits
 
-    def _set_cpu(self, group: cgroups.Group | None, limit_bytes: int, *, initial: bool) -> None:
+    def set_cpu(self, group: cgroups.Group | None, limit_bytes: int, *, initial: bool) -> None:
         cpu = group.dir_for("cpu") if self.has_cpu and group is not None else None
         if cpu is None:
             return
@@ -424,11 +208,11 @@ class MemoryBackend:
         else:
             _write(path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
 
-    def _watch(self, worker: WorkerLimits) -> None:
+    def watch(self, worker: WorkerLimits) -> None:
         if self._sampler is not None:
             self._sampler.add(worker)
 
-    def _unwatch(self, worker: WorkerLimits) -> None:
+    def unwatch(self, worker: WorkerLimits) -> None:
         if self._sampler is not None:
             self._sampler.discard(worker)
         identity = worker.identity
@@ -444,12 +228,12 @@ class MemoryBackend:
                     # dies with its last worker, before the uid can serve a new one.
                     kill_uid(identity.uid)
 
-    def _strays(self, uid: int) -> set[int]:
+    def strays(self, uid: int) -> set[int]:
         """Processes of ``uid`` outside every live worker's session (they called setsid)."""
         sessions = {w.pid for w in list(self._by_uid.get(uid, ()))}  # list(): one step under the GIL
         return self._uid_processes.outside(uid, sessions)
 
-    def _bury(self, group: cgroups.Group) -> None:
+    def bury(self, group: cgroups.Group) -> None:
         if not group.remove():
             self._graveyard.append(group)  # its killed processes are still leaving
 

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 import structlog
 
 if TYPE_CHECKING:
-    from .limits import MemoryBackend, WorkerMemory
+    from .limits import MemoryBackend
+    from .worker_limits import WorkerLimits
 
 log = structlog.get_logger("fnhost.sandbox")
 
@@ -182,7 +183,7 @@ def run_confined(argv: list[str], *, identity: Identity | None, cwd: Path, env: 
         extra_groups=[] if identity else None,
         umask=umask,
     )
-    memory: WorkerMemory | None = None
+    memory: WorkerLimits | None = None
     tail = bytearray()
     over_limit = False
     try:

@@ -15,7 +15,8 @@ import os
 import socket
 from dataclasses import dataclass
 
-from .limits import MemoryBackend, WorkerLimits
+from .limits import MemoryBackend
+from .worker_limits import WorkerLimits
 
 
 # What is made ahead for the next start (a held spare, its group, the next worker's group) waits

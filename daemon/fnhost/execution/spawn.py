@@ -27,10 +27,11 @@ import structlog
 
 from . import isolation, protocol, sandbox
 from .cellkey import CellKey
-from .limits import MemoryBackend, WorkerLimits
+from .limits import MemoryBackend
 from .logcapture import LOG_MAX_BYTES
 from .sandbox import Identity
 from .spare import AHEAD_AFTER_S, HeldSpare, SpareLost
+from .worker_limits import WorkerLimits
 from .zygote import Forked, Zygote, ZygoteKey, ZygoteUnavailable
 from .zygotes import Zygotes
 

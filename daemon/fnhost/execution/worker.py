@@ -34,10 +34,11 @@ from ..errors import (
     WorkerProtocolError,
 )
 from . import isolation, protocol
-from .limits import MemoryBackend, WorkerMemory
+from .limits import MemoryBackend
 from .logcapture import LogCapture
 from .spawn import PIPE_SIZE, WorkerSpec, describe_exit, start_process, write_all, write_now
 from .states import IllegalTransition, State
+from .worker_limits import WorkerLimits
 from .zygote import Forked, ZygoteUnavailable
 from .zygotes import Zygotes
 
@@ -77,7 +78,7 @@ class Worker:
         self.invocations = 0
         self.last_used = time.monotonic()
         self.returncode: int | None = None
-        self.memory: WorkerMemory | None = None
+        self.memory: WorkerLimits | None = None
         self.killed_for: type[FunctionError] | None = None
         self._protocol_error = ""
         self.final_peak = 0
