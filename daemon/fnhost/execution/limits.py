@@ -80,6 +80,8 @@ class MemoryBackend:
             self.kill_method = "process group, then the function's uid"
         self._sampler = None if self.kernel_enforced else sampling.Sampler(settings.sample_interval_s)
         self._graveyard: list[cgroups.Group] = []  # killed groups whose processes were still leaving
+        # A zygote lost in a thread lets go of its held spare's group there (zygote.py, _lost).
+        self._graveyard_lock = threading.Lock()
         self._by_uid: dict[int, set[WorkerLimits]] = {}  # live workers of each function's own uid
         self._uid_processes = sampling.UidProcesses(lambda: set(self._by_uid))
         # The next worker's group, made ahead with the limits of the last one (make_ready): a
@@ -235,10 +237,13 @@ class MemoryBackend:
 
     def bury(self, group: cgroups.Group) -> None:
         if not group.remove():
-            self._graveyard.append(group)  # its killed processes are still leaving
+            with self._graveyard_lock:
+                self._graveyard.append(group)  # its killed processes are still leaving
 
     def _sweep(self) -> None:
-        self._graveyard = [g for g in self._graveyard if not g.remove()]
+        if self._graveyard:
+            with self._graveyard_lock:
+                self._graveyard = [g for g in self._graveyard if not g.remove()]
 
     def close(self) -> None:
         """Shutdown: stop sampling; kill whatever any group still holds and remove them all."""
