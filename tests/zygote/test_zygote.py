@@ -186,6 +186,32 @@ def test_a_held_spare_waits_in_a_group_of_its_own_and_each_worker_gets_its_size(
     assert members == {spare.pid, spare.parent().pid}  # the spare and its init, and no one else
 
 
+def _bounding_set(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd:")), 16)
+
+
+def test_a_spare_waits_with_no_capability_its_worker_could_not_be_given(daemon: Daemon, code: Path) -> None:
+    # A namespaced spare empties its bounding set while it waits, but for CAP_SETUID and
+    # CAP_SETGID (a stem cell's exec keeps them to take its function's uid): 41 drops, each a
+    # new set of credentials, are off the worker's path, and a spare never holds more than a
+    # worker could be given. Without namespaces its worker keeps the daemon's identity, and so
+    # does the spare.
+    with daemon.client() as client:
+        invoke(client, deploy(client, code))
+        [zygote] = zygotes(client)
+    full = _bounding_set(zygote.pid)
+    expected = (1 << 6) | (1 << 7) if NAMESPACES else full
+    deadline = time.monotonic() + 10
+    while True:
+        spares = {s.pid: _bounding_set(s.pid) for s in _held_spares(zygote.pid)}
+        if len(spares) == 2 and set(spares.values()) == {expected}:
+            break  # the daemon's held spare and the zygote's own, both prepared
+        assert time.monotonic() < deadline, {pid: hex(b) for pid, b in spares.items()}
+        time.sleep(0.05)
+    assert full.bit_count() > 30  # the zygote itself keeps its own (it forks every later spare)
+
+
 def test_nothing_of_one_function_reaches_another(daemon: Daemon, code: Path) -> None:
     with daemon.client() as client:
         a, b = deploy(client, code), deploy(client, code)
