@@ -90,6 +90,17 @@ def test_stacks_comparison_runs() -> None:
     assert all(float(row.split("|")[4]) > 0 for row in table), out  # req/s at 32 in flight
 
 
+def test_idle_costs_run(tmp_path: Path) -> None:
+    """bench.idle times a call after each pause on every path, real servers and a real worker."""
+    out = _run_tool("bench.idle", "--samples", "3", "--out", str(tmp_path / "idle.json"))
+    paths = json.loads((tmp_path / "idle.json").read_text())["paths"]
+    assert set(paths) == {"grpc", "worker", "fnhost", "fnhost-http"}, out
+    for path, by_pause in paths.items():
+        assert set(by_pause) == {"0", "2", "20", "200"}, (path, by_pause)
+        assert all(v["p50_us"] > 0 and v["p90_us"] >= v["p50_us"] for v in by_pause.values()), (path, by_pause)
+        assert by_pause["0"]["excess_p50_us"] == 0.0, (path, by_pause)
+
+
 def test_http_server_comparison_runs(tmp_path: Path) -> None:
     """bench.httpservers serves the raw echo on uvicorn and on the bare httptools protocol, drives
     both with the keep-alive http.client pool, and reports ratios to the floor."""
