@@ -154,6 +154,45 @@ def user_frames(exc):
     return tb
 
 
+BYTECODE_DIR = "bytecode"  # in the build directory: what build.py compiled at deploy
+
+
+def use_built_bytecode(code_dir, build_dir):
+    """Import the function's modules (those under ``code_dir``) from the bytecode its build
+    compiled (build.py), each checked against its source's hash; any other module as usual.
+
+    The bytecode mirrors the code as ``sys.pycache_prefix`` would. The prefix is in force only
+    while one of the function's modules is loaded, so the standard library and site-packages keep
+    their own ``__pycache__``. A module without bytecode, or whose source changed, is compiled
+    from its source as before; nothing is ever written."""
+    if not build_dir or build_dir == code_dir:  # deployed before builds compiled it: nothing built
+        return
+    prefix = os.path.join(build_dir, BYTECODE_DIR)
+    if not os.path.isdir(prefix):
+        return
+    from importlib import machinery
+
+    class BuiltLoader(machinery.SourceFileLoader):
+        def get_code(self, fullname):
+            saved, sys.pycache_prefix = sys.pycache_prefix, prefix
+            try:
+                return super().get_code(fullname)
+            finally:
+                sys.pycache_prefix = saved
+
+    loaders = ((BuiltLoader, machinery.SOURCE_SUFFIXES), (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
+               (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES))
+    inside = code_dir.rstrip(os.sep) + os.sep
+
+    def finder(path):
+        if path != code_dir and not path.startswith(inside):
+            raise ImportError("not the function's code")  # the next hook's, as before
+        return machinery.FileFinder(path, *loaders)
+
+    sys.path_hooks.insert(0, finder)
+    sys.path_importer_cache.pop(code_dir, None)
+
+
 def load_handler(handler, code_dir):
     """Import the handler's module and return the function, or raise InitFailure."""
     modname, _, funcname = handler.rpartition(".")
@@ -337,6 +376,7 @@ def main(watch_daemon=True):
     if not init.get("invoked_function_arn"):  # the unqualified ARN, when the daemon sends none
         region = os.environ.get("AWS_REGION") or "local"
         init["invoked_function_arn"] = f"arn:aws:lambda:{region}:000000000000:function:{init['function_name']}"
+    use_built_bytecode(init["code_dir"], init.get("build_dir"))
     try:
         func = load_handler(init["handler"], init["code_dir"])
     except InitFailure as failure:

@@ -122,7 +122,7 @@ class Deployer:
             raise InvalidParameter(str(exc)) from exc
         # What a runtime's prepare step leaves for its builds to read (Go's compiled standard
         # library): only where builds run as other users than the daemon, which keeps its own.
-        cache_root = _build_cache_root() if identity is not None else None
+        cache_root = _build_cache_root() if identity is not None and runtime.prepares else None
         cache_dir = cache_root / config.runtime if cache_root is not None else None
 
         def build() -> Path:

@@ -132,6 +132,11 @@ class Runtime:
     def builds(self) -> bool:
         return bool(self.select()[0].build_argv)
 
+    @property
+    def prepares(self) -> bool:
+        """Whether its builds read what a prepare step leaves in the build cache (Go's standard library)."""
+        return bool(self.select()[0].prepare_argv)
+
     def values(self, **extra: str) -> dict[str, str]:
         variant, paths = self.select()
         return {**paths, "runtime_dir": str(self.directory), **extra}

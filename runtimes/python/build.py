@@ -1,0 +1,56 @@
+"""fnhost's build step for Python functions (runtime.toml ``[build]``), run at deploy.
+
+    python -s build.py CODE_DIR OUT_DIR
+
+Compiles every module of the function's code to bytecode, into ``OUT_DIR/bytecode``: the tree
+``sys.pycache_prefix`` would give it (the source's absolute path, then ``name.cpython-311.pyc``),
+each stamped with a hash of its source that the worker checks at import: a code directory is
+read where it is, and a module changed there after the deploy is compiled from its source, never
+run stale (a timestamp misses an edit of the same size in the same second). A worker
+imports the function's modules from there (bootstrap.use_built_bytecode) instead of compiling
+them on every cold start: the code directory is read-only to workers, so without this nothing
+could ever cache them, as on Lambda.
+
+A module that does not compile is left out, silently: the worker then compiles it from its
+source and reports its error at INIT as Lambda does (``Runtime.UserCodeSyntaxError``), rather
+than the deploy failing. Runs as the function's own uid with its workers' limits (a build is
+untrusted code at work); it reads the code and writes nothing outside OUT_DIR.
+"""
+
+import importlib.util
+import os
+import py_compile
+import sys
+
+BYTECODE_DIR = "bytecode"  # under the build directory; bootstrap.py reads the same name
+
+
+def build(code_dir, out_dir):
+    """Compile what compiles; return (compiled, skipped) counts."""
+    sys.pycache_prefix = os.path.join(out_dir, BYTECODE_DIR)
+    compiled = skipped = 0
+    for root, dirs, files in os.walk(code_dir):  # symbolic links to directories are not followed
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            source = os.path.join(root, name)
+            try:
+                py_compile.compile(source, cfile=importlib.util.cache_from_source(source), doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+                compiled += 1
+            except (py_compile.PyCompileError, OSError, ValueError, RecursionError, MemoryError):
+                skipped += 1  # unreadable, or does not compile: the worker says why at INIT
+    return compiled, skipped
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: build.py CODE_DIR OUT_DIR")
+    code_dir, out_dir = (os.path.abspath(p) for p in sys.argv[1:])
+    compiled, skipped = build(code_dir, out_dir)
+    print(f"fnhost: {compiled} modules compiled to bytecode" + (f", {skipped} left to compile at INIT" if skipped else ""))
+
+
+if __name__ == "__main__":
+    main()
