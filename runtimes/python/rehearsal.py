@@ -14,6 +14,7 @@ process. A rehearsal that fails only costs the copies it would have saved: it is
 """
 
 import importlib  # noqa: F401 - load_handler's; imported with this module (in the zygote), not by a spare
+import importlib.machinery  # noqa: F401 - use_built_bytecode's, likewise
 import json
 import os
 import sys
