@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import importlib.util
 import marshal
+import os
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import Daemon, payload, public_code
+
+BUILD = Path(__file__).resolve().parents[1] / "runtimes" / "python" / "build.py"
 
 APP = """
 import json
@@ -64,3 +69,24 @@ def test_a_functions_modules_come_from_the_bytecode_its_deploy_built(fresh_daemo
             assert payload(result)["errorType"] == "Runtime.UserCodeSyntaxError", result.payload
     finally:
         shutil.rmtree(code, ignore_errors=True)
+
+
+def test_the_build_leaves_to_the_worker_what_it_must_not_spend_a_deploy_on(tmp_path: Path) -> None:
+    # A source too big to compile within the build's memory, a FIFO (reading it would block the
+    # build until its timeout failed the deploy), a module that does not compile: skipped, and the
+    # build still succeeds; the rest is compiled.
+    code, out = tmp_path / "code", tmp_path / "out"
+    (code / "pkg").mkdir(parents=True)
+    (code / "ok.py").write_text("VALUE = 1\n")
+    (code / "pkg" / "sub.py").write_text("VALUE = 2\n")
+    (code / "big.py").write_text("#" * (3 * 1024 * 1024) + "\nVALUE = 3\n")
+    (code / "broken.py").write_text("def f(:\n")
+    os.mkfifo(code / "pipe.py")
+    ran = subprocess.run([sys.executable, "-s", str(BUILD), str(code), str(out)], capture_output=True, text=True,
+                         timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    built = sorted(p.relative_to(out / "bytecode").as_posix() for p in (out / "bytecode").rglob("*.pyc"))
+    tag = sys.implementation.cache_tag
+    inside = str(code).lstrip("/")
+    assert built == [f"{inside}/ok.{tag}.pyc", f"{inside}/pkg/sub.{tag}.pyc"], built
+    assert "2 modules compiled to bytecode, 3 left to compile at INIT" in ran.stdout, ran.stdout

@@ -13,22 +13,30 @@ could ever cache them, as on Lambda.
 
 A module that does not compile is left out, silently: the worker then compiles it from its
 source and reports its error at INIT as Lambda does (``Runtime.UserCodeSyntaxError``), rather
-than the deploy failing. Runs as the function's own uid with its workers' limits (a build is
+than the deploy failing. So is what this step must not spend the deploy on (its limits would
+fail the deploy where the function would have run): a source over MAX_SOURCE_BYTES, modules past
+MAX_MODULES, anything not a regular file, and whatever is left when TIME_BUDGET_S has passed. Runs as the function's own uid with its workers' limits (a build is
 untrusted code at work); it reads the code and writes nothing outside OUT_DIR.
 """
 
 import importlib.util
 import os
 import py_compile
+import stat
 import sys
+import time
 
 BYTECODE_DIR = "bytecode"  # under the build directory; bootstrap.py reads the same name
+MAX_SOURCE_BYTES = 2 * 1024 * 1024  # the compiler takes tens of times a source's size: within [build] memory_mb
+MAX_MODULES = 50_000  # a build's output is refused past 100,000 entries (runtimes/README.md)
+TIME_BUDGET_S = 60.0  # [build] timeout_s is 120
 
 
 def build(code_dir, out_dir):
     """Compile what compiles; return (compiled, skipped) counts."""
     sys.pycache_prefix = os.path.join(out_dir, BYTECODE_DIR)
     compiled = skipped = 0
+    stop_at = time.monotonic() + TIME_BUDGET_S
     for root, dirs, files in os.walk(code_dir):  # symbolic links to directories are not followed
         dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
@@ -36,6 +44,11 @@ def build(code_dir, out_dir):
                 continue
             source = os.path.join(root, name)
             try:
+                st = os.stat(source)  # a FIFO or a device would block the read, or never end it
+                if (not stat.S_ISREG(st.st_mode) or st.st_size > MAX_SOURCE_BYTES or compiled >= MAX_MODULES
+                        or time.monotonic() > stop_at):
+                    skipped += 1
+                    continue
                 py_compile.compile(source, cfile=importlib.util.cache_from_source(source), doraise=True,
                                    invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
                 compiled += 1
