@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,18 @@ BUILD = Path(__file__).resolve().parents[1] / "runtimes" / "python" / "build.py"
 
 APP = """
 import json
+import os
+import sys
+
 import pkg.mod
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "deps.zip"))  # as some packagers ship dependencies
+import zipped
 
 
 def handler(event, context):
     return {"loader": type(__loader__).__name__, "package": type(pkg.mod.__loader__).__name__,
-            "stdlib": type(json.__loader__).__name__, "value": pkg.mod.VALUE}
+            "stdlib": type(json.__loader__).__name__, "zipped": zipped.VALUE, "value": pkg.mod.VALUE}
 """
 
 
@@ -38,6 +45,9 @@ def test_a_functions_modules_come_from_the_bytecode_its_deploy_built(fresh_daemo
     for name, text in (("__init__.py", ""), ("mod.py", "VALUE = 41\n")):
         (code / "pkg" / name).write_text(text)
         (code / "pkg" / name).chmod(0o644)
+    with zipfile.ZipFile(code / "deps.zip", "w") as deps:
+        deps.writestr("zipped.py", "VALUE = 'from a zip'\n")
+    (code / "deps.zip").chmod(0o644)
     fresh_daemon.config = f"[daemon]\nzygote = {str(zygote).lower()}\n"
     fresh_daemon.start()
     try:
@@ -54,7 +64,8 @@ def test_a_functions_modules_come_from_the_bytecode_its_deploy_built(fresh_daemo
             pyc.write_bytes(importlib.util.MAGIC_NUMBER + checked
                             + importlib.util.source_hash(source.read_bytes()) + marshal.dumps(other))
             assert payload(client.invoke("bytecode", b"{}")) == {
-                "loader": "BuiltLoader", "package": "BuiltLoader", "stdlib": "SourceFileLoader", "value": 99}
+                "loader": "BuiltLoader", "package": "BuiltLoader", "stdlib": "SourceFileLoader", "zipped": "from a zip",
+                "value": 99}
 
             # A code directory is read where it is: changed there after the deploy (the same size, the
             # same second), its module no longer matches its bytecode and is compiled from source.

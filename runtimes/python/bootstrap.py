@@ -185,8 +185,8 @@ def use_built_bytecode(code_dir, build_dir):
     inside = code_dir.rstrip(os.sep) + os.sep
 
     def finder(path):
-        if path != code_dir and not path.startswith(inside):
-            raise ImportError("not the function's code")  # the next hook's, as before
+        if (path != code_dir and not path.startswith(inside)) or not os.path.isdir(path):
+            raise ImportError("not a directory of the function's code")  # the next hook's (a zip's, say)
         return machinery.FileFinder(path, *loaders)
 
     sys.path_hooks.insert(0, finder)
