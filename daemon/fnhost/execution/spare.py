@@ -53,7 +53,7 @@ class HeldSpare:
         limits = backend.prepare(backend.last_limit, None)
         fds = []
         try:
-            fds = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in limits.procs_files]
+            fds = limits.open_procs()
             if fds:
                 socket.send_fds(self.sock, [b"join"], fds)
         except OSError:

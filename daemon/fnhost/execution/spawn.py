@@ -275,9 +275,9 @@ def spawn(spec: WorkerSpec, join: Callable[[int], None] | None = None) -> Spawne
     return pipes.spawned(proc, has_init=spec.view is not None)
 
 
-async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...], spare: HeldSpare | None = None) -> Spawned:
+async def fork(spec: WorkerSpec, zygote: Zygote, enters: WorkerLimits | None, spare: HeldSpare | None = None) -> Spawned:
     """The worker forked by ``zygote`` (given to ``spare``, when the daemon holds one: spare.py),
-    entering ``cgroup_procs`` itself (the groups ``spawn``'s ``join`` would put it in); raises
+    entering the groups of ``enters`` itself (those ``spawn``'s ``join`` would put it in); raises
     ZygoteUnavailable, SpareLost or OSError with nothing left open.
 
     On the event loop, not in a spawn thread: nothing here blocks (a thread hop costs more than
@@ -290,8 +290,8 @@ async def fork(spec: WorkerSpec, zygote: Zygote, cgroup_procs: tuple[str, ...], 
     pipes.ours.append(status_r)
     pipes.theirs += [status_w, spec_r]
     try:
-        for path in cgroup_procs:  # the worker writes itself in, from a view where /sys is read-only
-            pipes.theirs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
+        if enters is not None:
+            pipes.theirs += enters.open_procs()  # the worker writes itself in
         env, pipes.scratch = _environment(spec, child_in, child_out)
         scratch = pipes.scratch
         identity = spec.identity
@@ -354,14 +354,13 @@ async def start_process(spec: WorkerSpec, backend: MemoryBackend | None, zygotes
             if zygote is not None:
                 try:
                     try:
-                        spawned = await fork(spec, zygote, () if joined or limits is None else limits.procs_files,
-                                             spare)
+                        spawned = await fork(spec, zygote, None if joined else limits, spare)
                     except SpareLost:  # the zygote forks another, into a group of its own
                         spare = None
                         if joined and backend is not None:
                             limits.close()  # type: ignore[union-attr]
                             limits = backend.prepare(spec.memory_limit_bytes, spec.identity)
-                        spawned = await fork(spec, zygote, limits.procs_files if limits is not None else ())
+                        spawned = await fork(spec, zygote, limits)
                     spare = None
                 except ZygoteUnavailable as exc:
                     if forked_only:

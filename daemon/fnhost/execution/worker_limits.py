@@ -81,10 +81,19 @@ class WorkerLimits:
         """What spawn calls with the child's pid before letting it run: None without a group."""
         return self.group.join if self.group is not None else None
 
-    @property
-    def procs_files(self) -> tuple[str, ...]:
-        """Each directory's ``cgroup.procs``: what a forked worker writes itself into."""
-        return tuple(str(path / "cgroup.procs") for _, path in self.group.dirs) if self.group is not None else ()
+    def open_procs(self) -> list[int]:
+        """Each directory's ``cgroup.procs``, opened for writing: what a forked worker (or a held
+        spare) writes itself into, from a view where /sys is read-only. Raises OSError with none
+        left open; none without a group."""
+        fds: list[int] = []
+        try:
+            for _, path in self.group.dirs if self.group is not None else ():
+                fds.append(os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return fds
 
     @property
     def path(self) -> Path | None:

@@ -350,8 +350,7 @@ class Zygote:
                        takes_fd: bool = False) -> tuple[dict[str, Any], list[int]]:
         """Send one request with ``fds`` (the caller keeps them) and take its answer, and with
         ``takes_fd`` the file descriptor it carries (a spare's socket, the caller's then), one at a
-        time; raises
-        ZygoteUnavailable, at once when the zygote is not running, and after
+        time. Raises ZygoteUnavailable, at once when the zygote is not running, and after
         forgetting it when it died or hangs (a fresh one is started next time; ``counted``: a
         fork's failure, in ``failures``)."""
         loop = asyncio.get_running_loop()
