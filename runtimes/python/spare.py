@@ -17,8 +17,7 @@ paid for everything no function changes, each process costing only the pages it 
    (daemon/fnhost/execution/spare.py). ``go`` with a fork's file descriptors: its request. With
    it, it sends the init the status pipe, enters the function's control groups unless it joined
    them (the init too) and a cgroup namespace, binds the function's part of the view, and
-   becomes the function's worker
-   (specialise.become_worker) before the shim imports the handler. Anything failing before that
+   becomes the function's worker (specialise.become_worker) before the shim imports the handler. Anything failing before that
    ends it with status 125 and the reason on its stderr (the worker's log): no worker runs
    half-specialised, and a spare is used once.
 """
@@ -62,8 +61,9 @@ class Spare:
 
     def __init__(self, namespaced, lifeline, pidns, init, idle=False):
         """``init``: fnhost-init (init.c, built by the daemon), which its init becomes ("": none,
-        ``init_loop`` stands in). ``idle``: made ahead of any request, so the fork itself runs as SCHED_IDLE too (a
-        copy of the zygote's page tables, beside a worker specialising on the same cores)."""
+        ``init_loop`` stands in). ``idle``: made ahead of any request, so the fork itself runs as
+        SCHED_IDLE too (a copy of the zygote's page tables, beside a worker specialising on the
+        same cores)."""
         self.namespaced = namespaced
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if namespaced:
