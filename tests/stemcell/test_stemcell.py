@@ -132,6 +132,7 @@ def test_a_first_worker_is_a_cell_set_up_exactly_as_a_spawned_one(daemon: Daemon
         seen = invoke(client, name, peek=str(daemon.state_dir))
         assert taken(client) == before + 1
         warm_seen = invoke(client, warm)
+        wait_ready(client)  # the cell taken is refilled in the background; look at the new one once it waits
     status = seen["status"]
     uid = seen["uid"]
     assert uid != 0 and uid != warm_seen["uid"], "each function its own uid"
