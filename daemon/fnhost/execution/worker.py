@@ -1,11 +1,12 @@
 """One worker process: spawn, handshake, invoke, kill — and its state machine.
 
-I/O is callback-driven on the event loop (``add_reader`` on the control pipe, the log pipes and a
-pidfd), so an idle worker costs no task and an invocation costs one future. Only the task that
-holds the worker (the pool while IDLE, the invoking request while BUSY) changes its state; the
-callbacks only record what happened and wake that task — except for a worker that breaks the
-protocol (``protocol.Inbox`` says what it may send when): the control callback kills it and moves
-it to STOPPING at once, so the pool can never hand it out again, and nothing it sent is kept.
+I/O is callback-driven on the event loop (``add_reader`` on the control pipe in ``Channel``, on
+the log pipes and on a pidfd), so an idle worker costs no task and an invocation costs one future.
+Only the task that holds the worker (the pool while IDLE, the invoking request while BUSY) changes
+its state; the callbacks only record what happened and wake that task — except for a worker that
+breaks the protocol (``protocol.Inbox`` says what it may send when): the channel reports it, and
+the worker is killed and moved to STOPPING at once, so the pool can never hand it out again, and
+nothing it sent is kept.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from ..errors import (
 from . import isolation, protocol
 from .limits import MemoryBackend
 from .logcapture import LogCapture
-from .spawn import PIPE_SIZE, WorkerSpec, describe_exit, start_process, write_all, write_now
+from .channel import Channel
+from .spawn import WorkerSpec, describe_exit, start_process
 from .states import IllegalTransition, State
 from .worker_limits import WorkerLimits
 from .zygote import Forked, ZygoteUnavailable
@@ -85,11 +87,10 @@ class Worker:
         self._on_dead = on_dead
         self._observe = observe
         self._loop = asyncio.get_running_loop()
-        self._inbox = protocol.Inbox()  # the one frame expected now, and the checks it must pass
         self._encode_invoke = protocol.encode_invoke  # the INVOKE of the version its HELLO gave
-        self._waiter: asyncio.Future[None] | None = None
         self._exited = asyncio.Event()
-        self._to_worker = self._from_worker = self._pidfd = -1
+        self._channel = Channel(self._loop, self._exited, self._exit_error, self._violation)
+        self._pidfd = -1
         self._logs: LogCapture | None = None
         self._proc: subprocess.Popen[bytes] | Forked | None = None
         self._has_init = False  # the process started leads a pid namespace: the worker is below it
@@ -159,26 +160,27 @@ class Worker:
         self._proc = spawned.proc
         self._has_init = spawned.has_init
         self.forked = isinstance(spawned.proc, Forked)
-        self._to_worker, self._from_worker, self._scratch = spawned.to_worker, spawned.from_worker, spawned.scratch
+        self._scratch = spawned.scratch
+        channel = self._channel
+        channel.attach(spawned.to_worker, spawned.from_worker)
         self.pid = self._leader = self._proc.pid
         self._logs = LogCapture(spec.function, spawned.stdout, spawned.stderr, self._loop, spec.log_max_bytes)
         if limits is not None:
             self.memory = limits
             limits.started(self._leader, self.kill_for_memory)  # its tree: bubblewrap's, in namespaces
-        self._inbox.expect = protocol.EXPECT_HELLO
+        channel.inbox.expect = protocol.EXPECT_HELLO
         if init is not None:
-            self._inbox.then = protocol.EXPECT_INIT_REPLY
+            channel.inbox.then = protocol.EXPECT_INIT_REPLY
             try:
-                self._init_rest = write_now(self._to_worker, [init])
+                self._init_rest = channel.send_now([init])
             except OSError:  # EPIPE: it is gone already; its exit says why, after HELLO's wait
                 self._init_rest = []
-        self._loop.add_reader(self._from_worker, self._on_control)
         self._pidfd = os.pidfd_open(self._leader)
         self._loop.add_reader(self._pidfd, self._on_exit)
         try:
             with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                 try:
-                    hello = await self._next_frame()
+                    hello = await channel.receive()
                 except RuntimeExit as exc:
                     if self.forked and self.returncode is not None and (self.returncode > 128 or self.returncode < 0):
                         # A signal before HELLO: no function code ran (specialisation had not
@@ -231,11 +233,11 @@ class Worker:
             with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                 parts, self._init_rest = self._init_rest, None
                 if parts is None:  # not written ahead of HELLO (a stem cell's SPECIALISE)
-                    self._inbox.expect = protocol.EXPECT_INIT_REPLY
+                    self._channel.inbox.expect = protocol.EXPECT_INIT_REPLY
                     parts = [frame]
                 if parts:
-                    await self._write(parts)
-                reply = await self._next_frame()
+                    await self._channel.send(parts)
+                reply = await self._channel.receive()
                 if reply.kind is protocol.Kind.INIT_OK:
                     protocol.parse_init_ok(reply.body)
                     error = None
@@ -298,26 +300,27 @@ class Worker:
             raise self._exit_error()
         rid = request_id.encode()
         deadline_ms = int(time.time() * 1000 + timeout_s * 1000)
-        self._inbox.expect_reply(rid)  # before the write: the reply may race the rest of the payload
+        channel = self._channel
+        channel.inbox.expect_reply(rid)  # before the write: the reply may race the rest of the payload
         started = time.perf_counter()
         self.invocations += 1
         timed_out = False
         try:
             try:
-                rest = write_now(self._to_worker, self._encode_invoke(rid, deadline_ms, payload, context))
+                rest = channel.send_now(self._encode_invoke(rid, deadline_ms, payload, context))
             except OSError:  # EPIPE: the worker is gone; its exit says why
                 rest = [b""]
             if rest:
                 # A payload bigger than the pipe, or a worker that is not reading: the slow path.
                 with anyio.move_on_after(timeout_s) as scope:
-                    await self._write(rest)
-                    frame = await self._next_frame()
+                    await channel.send(rest)
+                    frame = await channel.receive()
                 timed_out = scope.cancelled_caught
             else:
                 # The common case costs one timer handle instead of a cancel scope.
                 deadline = self._loop.call_later(timeout_s, self._on_deadline)
                 try:
-                    frame = await self._next_frame()
+                    frame = await channel.receive()
                 except _DeadlinePassed:
                     timed_out = True
                 finally:
@@ -328,7 +331,7 @@ class Worker:
         except BaseException:
             # The caller went away mid-invocation (client cancelled, stream closed): the worker
             # would later send this invocation's reply to the next caller. It cannot be reused.
-            self._inbox.expect = protocol.EXPECT_NOTHING
+            channel.inbox.expect = protocol.EXPECT_NOTHING
             if self.state is State.BUSY:
                 self._set(State.STOPPING)
                 self._signal_group(signal.SIGKILL)
@@ -336,7 +339,7 @@ class Worker:
         finally:
             duration_ms = (time.perf_counter() - started) * 1000
         if timed_out:
-            self._inbox.expect = protocol.EXPECT_NOTHING  # a late reply is refused: it is being stopped
+            channel.inbox.expect = protocol.EXPECT_NOTHING  # a late reply is refused: it is being stopped
             self.killed_for = SandboxTimeout
             await self.stop(signal.SIGTERM)
             raise SandboxTimeout(f"Task timed out after {timeout_s:.2f} seconds")
@@ -377,67 +380,15 @@ class Worker:
             self._set(State.STOPPING)
         self._signal_group(signal.SIGKILL)
 
-    # --- channel ------------------------------------------------------------------------------
-
-    async def _write(self, parts: list[bytes]) -> None:
-        try:
-            await write_all(self._to_worker, parts)
-        except OSError as exc:  # EPIPE: the worker is gone; its exit says why
-            await self._exited.wait()
-            raise self._exit_error() from exc
-
-    async def _next_frame(self) -> protocol.Frame:
-        """The expected frame; a worker that broke the protocol raises once it is dead."""
-        while (frame := self._inbox.take()) is None:
-            if self._exited.is_set():
-                raise self._exit_error()
-            self._waiter = self._loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return frame
-
     def _on_deadline(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(_DeadlinePassed())
+        self._channel.interrupt(_DeadlinePassed())
 
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def _on_control(self) -> None:
-        fd = self._from_worker
-        if fd < 0:
-            return  # queued before _finish() closed it
-        try:
-            data = os.read(fd, PIPE_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            # The worker closed its end (it is exiting); the pidfd callback finishes the story.
-            self._loop.remove_reader(fd)
-            return
-        try:
-            self._inbox.feed(data)
-        except protocol.ProtocolError as exc:
-            self._violation(str(exc))
-        # No drain of the log pipes here: everything the worker printed before its reply was
-        # written to them before the reply, so their readiness is in the same epoll batch as
-        # this one (or an earlier one), and their callbacks run before the task this wakes.
-        # The invocation's log is exact without two empty reads per invocation.
-        if self._inbox.frame is not None:
-            self._wake()
+    # --- death --------------------------------------------------------------------------------
 
     def _violation(self, reason: str) -> None:
         """The worker broke the protocol: stop reading, kill its group, STOPPING (never handed out
         again). A task awaiting a frame raises WorkerProtocolError once the exit is seen."""
-        self._inbox.expect = self._inbox.then = protocol.EXPECT_NOTHING
-        if self._from_worker >= 0:
-            # Nothing more is read: a flood fills the pipe and blocks its writer until the kill.
-            self._loop.remove_reader(self._from_worker)
+        self._channel.refuse_all()
         if self.state in (State.STOPPING, State.DEAD, State.FAILED):
             return  # already on its way out; what it writes now does not matter
         log.error("worker_protocol_error", function=self.spec.function, pid=self.pid,
@@ -465,7 +416,7 @@ class Worker:
         if self._logs is not None:
             self._logs.drain()
         self._exited.set()
-        self._wake()
+        self._channel.wake()
         if self.state is not State.DEAD:
             self._finish()
 
@@ -500,9 +451,7 @@ class Worker:
     async def _kill_and_reap(self, sig: int | None = None) -> None:
         if self._proc is None:
             return
-        if self._to_worker >= 0:
-            os.close(self._to_worker)  # a healthy shim exits on EOF at once
-            self._to_worker = -1
+        self._channel.hang_up()
         if sig is not None:
             self._signal_group(sig)
         if self._pidfd < 0:  # spawned but never watched
@@ -518,14 +467,14 @@ class Worker:
             await self._exited.wait()
 
     def _finish(self) -> None:
-        for fd in (self._from_worker, self._to_worker, self._pidfd):
-            if fd >= 0:
-                try:
-                    self._loop.remove_reader(fd)
-                except (ValueError, OSError):
-                    pass
-                os.close(fd)
-        self._from_worker = self._to_worker = self._pidfd = -1
+        self._channel.close()
+        if self._pidfd >= 0:
+            try:
+                self._loop.remove_reader(self._pidfd)
+            except (ValueError, OSError):
+                pass
+            os.close(self._pidfd)
+            self._pidfd = -1
         if self._logs is not None:
             self._logs.close()
         if self.memory is not None:
