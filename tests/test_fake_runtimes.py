@@ -24,7 +24,7 @@ import structlog
 
 import fnhost
 from fnhost.errors import FunctionError, RuntimeExit, SandboxTimeout, WorkerProtocolError
-from fnhost.execution import pool as pool_module
+from fnhost.execution import backoff as backoff_module
 from fnhost.execution import protocol
 from fnhost.execution.invocation import Invocation
 from fnhost.execution.pool import Pool, PoolConfig
@@ -207,7 +207,7 @@ async def test_an_oversized_frame_header_is_reported_as_a_protocol_error() -> No
 
 
 async def test_a_worker_that_cannot_be_spawned_gives_its_slot_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pool_module, "BACKOFF_FIRST_S", 0.05)
+    monkeypatch.setattr(backoff_module, "BACKOFF_FIRST_S", 0.05)
     async with real_pool(fake_spec("wrong_request_id.py", cwd="/nonexistent/fnhost-code"), limit=1,
                          queue_timeout_s=0.2) as pool:
         outcome = await pool.invoke(Invocation("fake", b"{}"))

@@ -21,7 +21,7 @@ import pytest
 import structlog
 
 from fnhost.errors import FunctionError, InitError, RuntimeExit, SandboxTimeout, TooManyRequests
-from fnhost.execution import pool as pool_module
+from fnhost.execution import backoff as backoff_module
 from fnhost.execution.invocation import Invocation, Outcome
 from fnhost.execution.pool import Pool, PoolConfig
 from fnhost.execution.spawn import WorkerSpec
@@ -313,7 +313,7 @@ async def test_an_init_failure_of_old_code_does_not_hold_back_new_code() -> None
 
 
 async def test_a_failing_init_is_not_retried_until_the_back_off_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pool_module, "BACKOFF_FIRST_S", 0.1)
+    monkeypatch.setattr(backoff_module, "BACKOFF_FIRST_S", 0.1)
     host = Host(start_errors={0: lambda: InitError("Runtime.ImportModuleError", "No module named 'app'")})
     async with running(host, limit=2) as (pool, _):
         first = await pool.invoke(Invocation("f", b"{}"))
@@ -342,7 +342,7 @@ async def test_a_failing_init_is_not_retried_until_the_back_off_passes(monkeypat
 
 
 async def test_a_queued_caller_gets_the_init_error_instead_of_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pool_module, "BACKOFF_FIRST_S", 5.0)
+    monkeypatch.setattr(backoff_module, "BACKOFF_FIRST_S", 5.0)
     host = Host(start_gate=asyncio.Event(),
                 start_errors={0: lambda: InitError("Runtime.InitError", "boom")})
     async with running(host, limit=1, queue_timeout_s=5.0) as (pool, _):
@@ -488,7 +488,7 @@ async def test_a_timeout_is_an_unhandled_function_error_and_the_worker_is_replac
 async def test_a_worker_killed_while_starting_is_replaced_before_any_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """A start that died (killed from outside, a crash) is retried at once, twice in a row; only
     the third in a row backs off. A handler that cannot load backs off at the first (above)."""
-    monkeypatch.setattr(pool_module, "BACKOFF_FIRST_S", 5.0)
+    monkeypatch.setattr(backoff_module, "BACKOFF_FIRST_S", 5.0)
     host = Host(start_errors={0: lambda: RuntimeExit("Runtime exited with error: signal: kill")})
     async with running(host, limit=2) as (pool, _):
         for expected_starts in (1, 2, 3):
@@ -532,7 +532,7 @@ async def test_a_queued_caller_woken_to_retry_keeps_its_original_wait(monkeypatc
         started = anyio.current_time()
         queued = asyncio.create_task(pool.acquire())
         await anyio.sleep(0.4)
-        pool._wake_one()  # as a dying worker or a failed start does; the limit is still reached
+        pool.waiters.wake_one()  # as a dying worker or a failed start does; the limit is still reached
         with pytest.raises(TooManyRequests):
             await queued
         assert anyio.current_time() - started < 0.9  # not 0.4 + 0.6

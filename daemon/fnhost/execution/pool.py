@@ -7,15 +7,14 @@ happened to the function's ``Accounts``. Every front end reaches it through
 
 Nothing here scans: an idle worker is popped from the end of a list (most recently used first,
 so the hottest process serves and the coldest ages out), a queued request is a future in a
-deque, and worker counts move with each worker's state transitions (``StateCounts``).
+deque (``Waiters``), and worker counts move with each worker's state transitions
+(``StateCounts``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -24,7 +23,6 @@ import structlog
 from ..errors import (
     ForkLost,
     FunctionError,
-    InitError,
     RequestTooLarge,
     ResourceNotFound,
     ResponseTooLarge,
@@ -36,6 +34,7 @@ from ..observability.logs import ReportLog
 from ..observability.report import Report, RequestIds
 from . import protocol
 from .accounting import Accounts, PoolSnapshot
+from .backoff import BACKOFF_MAX_S, InitBackoff
 from .invocation import (
     SYNC_PAYLOAD_MAX,
     Invocation,
@@ -48,14 +47,10 @@ from .spawn import WorkerSpec
 from .states import State, StateCounts
 from .worker import Worker
 from .stemcell import StemCells
+from .waiters import Waiters
 from .zygotes import Zygotes
 
 log = structlog.get_logger("fnhost.pool")
-
-BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 60.0
-EXIT_RETRIES = 2
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoolConfig:
@@ -69,34 +64,6 @@ class PoolConfig:
     limit: int  # max concurrent workers: the function's reserved concurrency or the daemon's cap
     queue_timeout_s: float  # how long a call waits for a worker at the limit
     billing_granularity_ms: int
-
-
-class _InitBackoff:
-    """Consecutive init failures: until ``until``, callers get ``error`` without a new spawn."""
-
-    __slots__ = ("failures", "until", "error")
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.until = 0.0
-        self.error: FunctionError | None = None
-
-    def record(self, error: FunctionError) -> None:
-        self.failures += 1
-        self.error = error
-        # A handler that cannot load (InitError) or a runtime that breaks the protocol fails the
-        # same way every time: back off at once. A process that died while starting (killed from
-        # outside, a crash) is tried again at once, EXIT_RETRIES times in a row, first.
-        deterministic = isinstance(error, (InitError, WorkerProtocolError))
-        backing_off = self.failures - (0 if deterministic else EXIT_RETRIES)
-        if backing_off > 0:
-            self.until = time.monotonic() + min(BACKOFF_FIRST_S * 2 ** (backing_off - 1), BACKOFF_MAX_S)
-
-    def active(self) -> FunctionError | None:
-        """A fresh copy of the error to raise while backing off, else None."""
-        if self.error is not None and time.monotonic() < self.until:
-            return self.error.again()
-        return None
 
 
 Spawner = Callable[[Callable[[], Awaitable[None]]], None]
@@ -124,11 +91,10 @@ class Pool:
         self.workers: set[Worker] = set()  # every live worker, any generation
         self.live = 0  # current-generation workers that are starting, idle or busy
         self.states = StateCounts()  # every live worker, any generation, by state
-        self.queued = 0  # calls waiting for a worker now
-        self.waiters: deque[asyncio.Future[Worker | None]] = deque()
-        self.backoff = _InitBackoff()
+        self.waiters: Waiters[Worker] = Waiters()
+        self.backoff = InitBackoff()
         self.closed = False
-        self._strikes = _InitBackoff()  # protocol violations in a row: they slow min_warm respawns
+        self._strikes = InitBackoff()  # protocol violations in a row: they slow min_warm respawns
         self._stopping = False  # stop_all: busy workers are being killed by the daemon's shutdown
         self._new_worker = worker_factory
 
@@ -253,20 +219,10 @@ class Pool:
 
     def _hand_over(self, worker: Worker) -> None:
         """A BUSY worker of the current generation: to the oldest waiter, or back to idle."""
-        waiter = self._next_waiter()
-        if waiter is not None:
-            waiter.set_result(worker)  # handed over still BUSY: no idle round trip
-            return
+        if self.waiters.hand(worker):
+            return  # handed over still BUSY: no idle round trip
         worker.release()
         self.idle.append(worker)
-
-    def _next_waiter(self) -> asyncio.Future[Worker | None] | None:
-        """The oldest queued request still waiting (timed-out ones are dropped on the way)."""
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                return waiter
-        return None
 
     # --- starting workers ---------------------------------------------------------------------
 
@@ -313,13 +269,13 @@ class Pool:
                 error=exc.message,
                 retry_in_s=round(self.backoff.until - time.monotonic(), 2),
             )
-            self._wake_one()  # a waiter may now get the error (backoff) instead of waiting
+            self.waiters.wake_one()  # a waiter may now get the error (backoff) instead of waiting
             raise
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await worker.stop()
             raise
-        self.backoff = _InitBackoff()
+        self.backoff = InitBackoff()
         if worker.generation != self.generation or self.closed:
             # Reconfigured while this worker was starting: it runs stale code.
             self.spawn_background(worker.stop)
@@ -336,37 +292,20 @@ class Pool:
     async def _wait_for_worker(self, wait_until: float) -> Worker | None:
         """Queue for a worker until ``wait_until`` (anyio's clock); None means a slot freed up and
         the caller should try again."""
-        config = self.config
-        waiter: asyncio.Future[Worker | None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
-        self.queued += 1
         try:
-            with anyio.move_on_after(wait_until - anyio.current_time()):
-                await waiter
-        except BaseException:
-            # The caller went away; a worker handed over at that very moment must not be lost.
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                handed = waiter.result()
-                if handed is not None:
-                    self.release(handed)
-            waiter.cancel()
-            raise
-        finally:
-            self.queued -= 1
-        if waiter.done() and not waiter.cancelled():
-            return waiter.result()  # even if the deadline struck in the same instant
-        waiter.cancel()
-        self.accounts.counters.throttles += 1
-        raise TooManyRequests(
-            f"Rate Exceeded: {config.function} is at its concurrency limit of {config.limit} "
-            f"and no worker became free within {config.queue_timeout_s:g} s"
-        )
+            return await self.waiters.wait(wait_until, self.release)
+        except TimeoutError:
+            config = self.config
+            self.accounts.counters.throttles += 1
+            raise TooManyRequests(
+                f"Rate Exceeded: {config.function} is at its concurrency limit of {config.limit} "
+                f"and no worker became free within {config.queue_timeout_s:g} s"
+            ) from None
 
-    def _wake_one(self) -> None:
-        """A slot freed up (a worker died or a start failed): let the oldest waiter retry."""
-        waiter = self._next_waiter()
-        if waiter is not None:
-            waiter.set_result(None)
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a worker now."""
+        return self.waiters.queued
 
     def _observe(self, worker: Worker, old: State | None, new: State) -> None:
         """Every worker transition: the counts move, and BUSY workers are known to the sampler."""
@@ -386,7 +325,7 @@ class Pool:
                 self.idle.remove(worker)  # rare: a worker that dies while idle
             except ValueError:
                 pass
-            self._wake_one()
+            self.waiters.wake_one()
             if worker.killed_for is WorkerProtocolError:
                 # Workers that break the protocol once warm (a thread writing to the control pipe
                 # after init, say) would otherwise be respawned in a hot loop: min_warm waits
@@ -422,7 +361,7 @@ class Pool:
         raised = config.limit - self.config.limit
         self.config = config
         for _ in range(min(len(self.waiters), max(raised, 0))):
-            self._wake_one()  # waiters queued for a lower limit may now fit
+            self.waiters.wake_one()  # waiters queued for a lower limit may now fit
 
     def reconfigure(self, config: PoolConfig, spec: WorkerSpec) -> None:
         """New code or configuration: later invocations only ever get new workers."""
@@ -432,13 +371,13 @@ class Pool:
             self.cells.want(spec.stem_cell)
         self.generation += 1
         self.live = 0
-        self.backoff = _InitBackoff()
+        self.backoff = InitBackoff()
         stale, self.idle = self.idle, []
         for worker in stale:
             self.spawn_background(worker.stop)
         # Waiters queued for the old limit may now fit.
         for _ in range(min(len(self.waiters), config.limit)):
-            self._wake_one()
+            self.waiters.wake_one()
         self.spawn_background(self.ensure_warm)
 
     def reap_idle(self, now: float) -> None:
@@ -460,8 +399,7 @@ class Pool:
                 tg.start_soon(_stop, worker)
 
     def _fail_waiters(self) -> None:
-        while (waiter := self._next_waiter()) is not None:
-            waiter.set_exception(ResourceNotFound(f"Function not found: {self.config.function}"))
+        self.waiters.fail_all(lambda: ResourceNotFound(f"Function not found: {self.config.function}"))
 
     async def stop_all(self) -> None:
         """Shutdown: every worker, busy or not, is stopped now."""
