@@ -224,6 +224,8 @@ def main() -> None:
                   f"{b['p50_ms']:7.1f}      {c['p50_ms']:7.2f}")
     for mode, view in r["views"].items():  # type: ignore[attr-defined]
         print(f"{mode}: {view}")
+    for runtime, why in r["skipped"].items():  # type: ignore[attr-defined]
+        print(f"{runtime}: not measured: {why}")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def discover(registry: RuntimeRegistry, only: list[str] | None = None, *,
     if only is not None:
         for name in only:
             if name not in {f.runtime for f in found} and name not in skipped:
-                skipped[name] = "no such runtime folder under runtimes/"
+                known = ", ".join(sorted(runtime.name for runtime in registry))
+                skipped[name] = f"no runtime named {name} (runtimes/ has {known})"
     return found, skipped
 
 
