@@ -82,6 +82,60 @@ def test_a_functions_modules_come_from_the_bytecode_its_deploy_built(fresh_daemo
         shutil.rmtree(code, ignore_errors=True)
 
 
+LAYERED = """
+import layermod
+import sitepkg
+
+
+def handler(event, context):
+    return {"layer": layermod.VALUE, "site": sitepkg.VALUE, "file": layermod.__file__,
+            "loaders": [type(m.__loader__).__name__ for m in (layermod, sitepkg)]}
+"""
+
+
+def _stamped_with(pyc: Path, source_text: str, replacement: str) -> None:
+    """``pyc`` made the bytecode of ``replacement``, stamped with the hash of ``source_text``."""
+    checked = (3).to_bytes(4, "little")  # hash-based, checked against the source
+    pyc.write_bytes(importlib.util.MAGIC_NUMBER + checked + importlib.util.source_hash(source_text.encode())
+                    + marshal.dumps(compile(replacement, "replaced", "exec")))
+
+
+@pytest.mark.parametrize("zygote", [True, False], ids=["forked", "spawned"])
+def test_a_functions_layers_come_from_the_bytecode_its_deploy_built(fresh_daemon: Daemon, zygote: bool) -> None:
+    from tests.conftest import zipped
+
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site = f"python/lib/{version}/site-packages/sitepkg/__init__.py"
+    layer_files = {"python/layermod.py": "VALUE = 'layer one'\n", site: "VALUE = 'site'\n"}
+    code = public_code({"app.py": LAYERED})
+    fresh_daemon.config = f"[daemon]\nzygote = {str(zygote).lower()}\n"
+    fresh_daemon.start()
+    try:
+        with fresh_daemon.client() as client:
+            one = client.publish_layer_version("deps", zipped(layer_files))
+            created = client.create_function("layered", runtime="python", handler="app.handler", code=str(code),
+                                             layers=[one.layer_version_arn])
+            [build] = (fresh_daemon.state_dir / "builds").glob("python-*")
+            tag = sys.implementation.cache_tag
+            found = {p.name: p for p in (build / "bytecode").rglob(f"*.{tag}.pyc")}
+            assert {f"layermod.{tag}.pyc", f"__init__.{tag}.pyc", f"app.{tag}.pyc"} <= set(found), sorted(found)
+            # Compiled for where the worker imports the layer from: /opt in its own mount namespace.
+            seen = "/" + str(found[f"layermod.{tag}.pyc"].parent.relative_to(build / "bytecode"))
+            assert seen == "/opt/python" if "/opt" in created.isolation else seen.endswith("/python"), seen
+            _stamped_with(found[f"layermod.{tag}.pyc"], layer_files["python/layermod.py"], "VALUE = 'built'\n")
+            seen_by = payload(client.invoke("layered", b"{}"))
+            assert seen_by["layer"] == "built" and seen_by["site"] == "site", seen_by
+            assert seen_by["file"] == f"{seen}/layermod.py" and seen_by["loaders"] == ["BuiltLoader"] * 2
+
+            # Another version of the layer is another build: its module runs as published.
+            two = client.publish_layer_version("deps", zipped({**layer_files, "python/layermod.py": "VALUE = 'two'\n"}))
+            client.update_function_configuration("layered", layers=[two.layer_version_arn])
+            assert [b for b in (fresh_daemon.state_dir / "builds").glob("python-*") if b != build]  # the old one may be collected
+            assert payload(client.invoke("layered", b"{}"))["layer"] == "two"
+    finally:
+        shutil.rmtree(code, ignore_errors=True)
+
+
 def test_the_build_leaves_to_the_worker_what_it_must_not_spend_a_deploy_on(tmp_path: Path) -> None:
     # A source too big to compile within the build's memory, a FIFO (reading it would block the
     # build until its timeout failed the deploy), a module that does not compile: skipped, and the
@@ -101,3 +155,22 @@ def test_the_build_leaves_to_the_worker_what_it_must_not_spend_a_deploy_on(tmp_p
     inside = str(code).lstrip("/")
     assert built == [f"{inside}/ok.{tag}.pyc", f"{inside}/pkg/sub.{tag}.pyc"], built
     assert "2 modules compiled to bytecode, 3 left to compile at INIT" in ran.stdout, ran.stdout
+
+
+def test_the_build_compiles_a_layers_python_tree_for_where_workers_see_it(tmp_path: Path) -> None:
+    code, layers, out = tmp_path / "code", tmp_path / "merged", tmp_path / "out"
+    code.mkdir()
+    (code / "app.py").write_text("VALUE = 1\n")
+    (layers / "python" / "pkg").mkdir(parents=True)
+    (layers / "python" / "pkg" / "__init__.py").write_text("VALUE = 2\n")
+    (layers / "bin").mkdir()
+    (layers / "bin" / "tool.py").write_text("VALUE = 3\n")  # not importable from a layer: left alone
+    ran = subprocess.run([sys.executable, "-s", str(BUILD), str(code), str(out), str(layers), "/opt"],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    tag = sys.implementation.cache_tag
+    built = sorted(p.relative_to(out / "bytecode").as_posix() for p in (out / "bytecode").rglob("*.pyc"))
+    assert built == sorted([f"{str(code).lstrip('/')}/app.{tag}.pyc", f"opt/python/pkg/__init__.{tag}.pyc"]), built
+    pyc = (out / "bytecode" / "opt" / "python" / "pkg" / f"__init__.{tag}.pyc").read_bytes()
+    assert marshal.loads(pyc[16:]).co_filename == "/opt/python/pkg/__init__.py"
+    assert pyc[8:16] == importlib.util.source_hash(b"VALUE = 2\n")  # checked against the source at import

@@ -157,9 +157,10 @@ def user_frames(exc):
 BYTECODE_DIR = "bytecode"  # in the build directory: what build.py compiled at deploy
 
 
-def use_built_bytecode(code_dir, build_dir):
-    """Import the function's modules (those under ``code_dir``) from the bytecode its build
-    compiled (build.py), each checked against its source's hash; any other module as usual.
+def use_built_bytecode(code_dir, build_dir, layers_dir=None):
+    """Import the function's modules (those under ``code_dir``, and under ``layers_dir``/python
+    where its layers are) from the bytecode its build compiled (build.py), each checked against
+    its source's hash; any other module as usual.
 
     The bytecode mirrors the code as ``sys.pycache_prefix`` would. The prefix is in force only
     while one of the function's modules is loaded, so the standard library and site-packages keep
@@ -182,15 +183,20 @@ def use_built_bytecode(code_dir, build_dir):
 
     loaders = ((BuiltLoader, machinery.SOURCE_SUFFIXES), (machinery.ExtensionFileLoader, machinery.EXTENSION_SUFFIXES),
                (machinery.SourcelessFileLoader, machinery.BYTECODE_SUFFIXES))
-    inside = code_dir.rstrip(os.sep) + os.sep
+    roots = [code_dir.rstrip(os.sep)]
+    if layers_dir:
+        roots.append(os.path.join(layers_dir, "python"))
+    inside = tuple(root + os.sep for root in roots)
 
     def finder(path):
-        if (path != code_dir and not path.startswith(inside)) or not os.path.isdir(path):
+        if (path not in roots and not path.startswith(inside)) or not os.path.isdir(path):
             raise ImportError("not a directory of the function's code")  # the next hook's (a zip's, say)
         return machinery.FileFinder(path, *loaders)
 
     sys.path_hooks.insert(0, finder)
-    sys.path_importer_cache.pop(code_dir, None)
+    for path in list(sys.path_importer_cache):
+        if path in roots or path.startswith(inside):
+            del sys.path_importer_cache[path]
 
 
 def load_handler(handler, code_dir):
@@ -376,7 +382,7 @@ def main(watch_daemon=True):
     if not init.get("invoked_function_arn"):  # the unqualified ARN, when the daemon sends none
         region = os.environ.get("AWS_REGION") or "local"
         init["invoked_function_arn"] = f"arn:aws:lambda:{region}:000000000000:function:{init['function_name']}"
-    use_built_bytecode(init["code_dir"], init.get("build_dir"))
+    use_built_bytecode(init["code_dir"], init.get("build_dir"), os.environ.get("FNHOST_LAYERS_DIR"))
     try:
         func = load_handler(init["handler"], init["code_dir"])
     except InitFailure as failure:

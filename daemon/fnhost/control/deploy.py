@@ -111,15 +111,21 @@ class Deployer:
         runtime = self.runtimes.get(config.runtime)
         if not runtime.builds:
             return code.location
-        build_dir = self.registry.build_dir_for(config.runtime, code, config.handler, config.name)
-        if (build_dir / ".fnhost-built").exists():
-            return build_dir
         if slot is None:
             slot = self.registry.get(config.name).slot
         try:
             identity = sandbox.identity_for(slot, self.settings.worker_user, self.settings.worker_uid_base)
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from exc
+        layers = None  # (merged directory, where workers see it), for a build that reads them
+        if config.layers and self.layers is not None and runtime.build_reads_layers:
+            versions = self.layers.resolve(config.layers, kept=config.layers)  # merged already: found
+            merged = await anyio.to_thread.run_sync(self.layers.merged_dir, versions)
+            layers = (merged, self.layers_seen_at(merged, runtime, identity))
+        build_dir = self.registry.build_dir_for(config.runtime, code, config.handler, config.name,
+                                                layers="\0".join(map(str, layers)) if layers else "")
+        if (build_dir / ".fnhost-built").exists():
+            return build_dir
         # What a runtime's prepare step leaves for its builds to read (Go's compiled standard
         # library): only where builds run as other users than the daemon, which keeps its own.
         cache_root = _build_cache_root() if identity is not None and runtime.prepares else None
@@ -132,7 +138,7 @@ class Deployer:
                 staging = Path(tempfile.mkdtemp(dir=self.registry.build_root, prefix=".building-"))
                 started = time.perf_counter()
                 runtime.build(code.location, staging, config.handler, scratch,
-                              identity=identity, cache_dir=cache_dir, backend=self.backend)
+                              identity=identity, cache_dir=cache_dir, backend=self.backend, layers=layers)
                 sandbox.make_readable(staging)
                 (staging / ".fnhost-built").write_text(f"{time.perf_counter() - started:.3f}\n")
                 try:
@@ -177,8 +183,7 @@ class Deployer:
             view=view,
             platform_env=self.lambda_env(config.name),
             version=record.version,
-            # Lambda's /opt where the worker has its own mount namespace; else the real path.
-            layers_dir="/opt" if view is not None and view.opt else str(layers or ""),
+            layers_dir=self.layers_seen_at(layers, runtime, identity) if layers is not None else "",
         )
         if spec.zygote is None and (setter := self.exec_zygote()) is not None:
             # No zygote of its own: the Python zygote's spare sets the worker up and execs it.
@@ -199,6 +204,12 @@ class Deployer:
             return None
         versions = self.layers.resolve(record.config.layers, kept=record.config.layers)
         return self.layers.merged_dir(versions)
+
+    def layers_seen_at(self, layers: Path, runtime: Runtime, identity: sandbox.Identity | None) -> str:
+        """Where the workers of a function with ``layers`` (its merged directory) find them:
+        Lambda's /opt where each has its own mount namespace (``view_for``), else the real path."""
+        own_opt = identity is not None and self.isolated and not runtime.installed_under("/opt")
+        return "/opt" if own_opt else str(layers)
 
     def lambda_env(self, name: str) -> dict[str, str]:
         """What function ``name``'s workers call the daemon's Lambda API with: region, endpoint, key."""

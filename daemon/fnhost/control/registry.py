@@ -325,9 +325,11 @@ class Registry:
                WHERE code_stored = 1 AND name != ? AND code_sha256 != ?)""", (besides, sha256)).fetchone()
         return int(row[0])
 
-    def build_dir_for(self, runtime: str, code: CodeRef, handler: str, function: str = "") -> Path:
+    def build_dir_for(self, runtime: str, code: CodeRef, handler: str, function: str = "", layers: str = "") -> Path:
         # One per function: a build is readable by its own function's group only (seal_build).
-        key = hashlib.sha256(f"{runtime}\0{code.sha256}\0{handler}\0{function}".encode()).hexdigest()[:32]
+        # ``layers``: what of the function's layers its build reads, for a runtime whose build does.
+        keyed = f"{runtime}\0{code.sha256}\0{handler}\0{function}" + (f"\0{layers}" if layers else "")
+        key = hashlib.sha256(keyed.encode()).hexdigest()[:32]
         return self.build_root / f"{runtime}-{key}"
 
     # --- functions ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ..execution.zygote import ZygoteKey, key_for
 log = structlog.get_logger("fnhost.runtimes")
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_FUNCTION_PLACEHOLDERS = {"code_dir", "build_dir", "handler", "layers_dir", "scratch_dir"}
+_FUNCTION_PLACEHOLDERS = {"code_dir", "build_dir", "handler", "layers_dir", "layers_source", "scratch_dir"}
 
 MiB = 1024 * 1024
 # What a build may leave: Lambda takes 250 MB of unzipped code, so four times that is a runaway
@@ -188,9 +188,15 @@ class Runtime:
             out[key] = f"{value}:{env[key]}" if env.get(key) else value
         return out
 
+    @property
+    def build_reads_layers(self) -> bool:
+        """Whether this runtime's build reads the function's layers (``{layers_source}``)."""
+        variant, _ = self.select()
+        return any("{layers_source}" in a for a in variant.build_argv)
+
     def build(self, code_dir: Path, build_dir: Path, handler: str, scratch: Path, *,
               identity: Identity | None = None, cache_dir: Path | None = None,
-              backend: MemoryBackend | None = None) -> str:
+              backend: MemoryBackend | None = None, layers: tuple[Path, str] | None = None) -> str:
         """Run the descriptor's build step as the untrusted code it is; its result lands in ``build_dir``.
 
         ``scratch`` is the build's private directory — its working directory, TMPDIR and (with an
@@ -201,8 +207,9 @@ class Runtime:
         empty) as files and directories of its own, never following a link, so nothing the build
         left behind — a link, an open descriptor, a process — reaches what workers run.
         ``cache_dir``: where the descriptor's ``[build] prepare_argv`` keeps what builds may read
-        and not write (Go's compiled standard library). Returns the build's output (its tail);
-        raises BuildFailed with that tail.
+        and not write (Go's compiled standard library). ``layers``: the function's merged layers
+        (``{layers_source}``) and where its workers see them (``{layers_dir}``). Returns the
+        build's output (its tail); raises BuildFailed with that tail.
         """
         variant, _ = self.select()
         if cache_dir is not None and variant.prepare_argv:
@@ -212,7 +219,8 @@ class Runtime:
             os.chown(out, identity.uid, identity.gid)
         values = self.values(code_dir=str(code_dir), build_dir=str(out), handler=handler,
                              memory_mb=str(variant.build_memory_mb), scratch_dir=str(scratch),
-                             cache_dir=str(cache_dir or ""))
+                             cache_dir=str(cache_dir or ""), layers_source=str(layers[0]) if layers else "",
+                             layers_dir=layers[1] if layers else "")
         argv = [substitute(a, values) for a in variant.build_argv]
         # Nothing of the daemon's environment but where programs are; a daemon that keeps its
         # identity keeps its HOME too (and so its toolchains' caches, as before builds ran confined).
