@@ -2,7 +2,7 @@
 
 - gRPC floor: ``bench.echo_server`` in its own process, driven by the same client pool as fnhost.
 - worker-hop floor: this process talking straight to a runtime's shim over the worker protocol,
-  started through the daemon's own path (``fnhost.control.deploy.compose_worker_spec`` composes
+  started through the daemon's own path (``fnhost.control.worker_specs.compose_worker_spec`` composes
   the argv, environment and INIT frame from ``runtimes/<lang>/runtime.toml``, after a build for
   compiled runtimes; ``fnhost.execution.spawn.spawn`` starts it), then spoken to with blocking
   reads and writes: the least any parent can do per invocation, with no daemon, event loop or
@@ -23,7 +23,7 @@ import time
 from array import array
 from pathlib import Path
 
-from fnhost.control.deploy import compose_worker_spec
+from fnhost.control.worker_specs import compose_worker_spec
 from fnhost.control.runtimes import Runtime
 from fnhost.execution import protocol
 from fnhost.execution.spawn import PIPE_SIZE, Spawned, spawn

@@ -22,7 +22,7 @@ import anyio
 import pytest
 
 from fnhost.client import Client
-from fnhost.control.deploy import compose_worker_spec
+from fnhost.control.worker_specs import compose_worker_spec
 from fnhost.errors import InvalidParameter, ToolchainMissing
 from fnhost.execution.invocation import Invocation, function_arn
 from fnhost.execution.pool import Pool

@@ -15,7 +15,7 @@ from bench.floors import WorkerHop
 from bench.functions import EchoFunction
 from fnhost import errors
 from fnhost.client import Client
-from fnhost.control.deploy import worker_cache_dir
+from fnhost.control.build_caches import worker_cache_dir
 from fnhost.control.runtimes import Runtime, RuntimeRegistry
 from tests.conftest import fixture_case, public_code, short_tempdir, unique
 

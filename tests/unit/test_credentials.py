@@ -199,7 +199,7 @@ def test_endpoint_override_stays_the_users() -> None:
 
 
 def test_worker_spec_puts_the_platforms_variables_beyond_the_functions_reach(tmp_path: Path) -> None:
-    from fnhost.control.deploy import compose_worker_spec
+    from fnhost.control.worker_specs import compose_worker_spec
     from fnhost.control.runtimes import RuntimeRegistry
     from fnhost.execution import protocol
 

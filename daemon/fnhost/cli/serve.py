@@ -112,7 +112,7 @@ def prepare() -> None:
     Run as the user the daemon runs as (root on a build host), after installing or upgrading a
     toolchain; otherwise the first deploy of that runtime does it and waits (about a minute).
     """
-    from ..control.deploy import prepare_build_caches
+    from ..control.build_caches import prepare_build_caches
     from ..control.runtimes import RuntimeRegistry
     from ..observability import logs
 

@@ -41,7 +41,8 @@ from . import codestore
 from .async_backends import open_backend
 from .async_invoke import AsyncInvocations
 from .config import FunctionConfig, Settings
-from .deploy import CodeSource, Deployer, plain_zygote
+from .deploy import CodeSource, Deployer
+from .worker_specs import plain_zygote
 from .event_configs import EventConfigs
 from .event_sources import EventSources
 from .function_urls import UrlConfigs

@@ -1,5 +1,5 @@
 """What a stem cell fixes as it starts (execution/stemcell.py): the key cells are kept by, computed
-for each function at deploy (control/deploy.py) and carried in its WorkerSpec."""
+for each function at deploy (control/worker_specs.py) and carried in its WorkerSpec."""
 
 from __future__ import annotations
 

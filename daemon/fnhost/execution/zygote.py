@@ -16,7 +16,7 @@ process group's id, cannot be reused) until the daemon says ``reap``.
 
 A zygote starts with the environment variables the interpreter reads only as it starts
 (``startup_env`` in the descriptor: ``PYTHONPATH``, ``LD_PRELOAD``, a locale...) as the daemon
-sets them, and never as a function chose them: it runs as root (control/deploy.py's
+sets them, and never as a function chose them: it runs as root (control/worker_specs.py's
 ``unsafe_startup``; such a function's workers are exec'd by a spare). A key differs only in
 what the daemon chose (a layered function's ``LD_LIBRARY_PATH=/opt/lib``); past MAX_ZYGOTES of
 them, workers are spawned (the log says so). So is every worker while its zygote is unavailable.
