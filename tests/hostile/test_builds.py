@@ -27,7 +27,8 @@ import pytest
 from fnhost import errors
 from fnhost.client import Client
 from fnhost.control.config import Settings
-from fnhost.control.runtimes import RuntimeRegistry, copy_build_output
+from fnhost.control.build_output import copy_build_output
+from fnhost.control.runtimes import RuntimeRegistry
 from fnhost.execution import limits, sandbox
 
 from tests.conftest import ROOT, Daemon, unique
