@@ -123,6 +123,18 @@ def wait_ready(client: Client, timeout: float = 30.0, **match: object) -> None:
         time.sleep(0.1)
 
 
+def waiting_cells(daemon_pid: int) -> list[psutil.Process]:
+    """The node processes under the daemon still root's: cells waiting for a function."""
+    found = []
+    for p in psutil.Process(daemon_pid).children(recursive=True):
+        try:
+            if p.name() == "node" and p.uids().real == 0:
+                found.append(p)
+        except psutil.NoSuchProcess:
+            continue  # a process of some start that ended as it was listed
+    return found
+
+
 def test_a_first_worker_is_a_cell_set_up_exactly_as_a_spawned_one(daemon: Daemon, code: Path) -> None:
     with daemon.client() as client:
         warm = deploy(client, code)  # its deploy keeps a cell of its kind ready
@@ -158,8 +170,7 @@ def test_a_first_worker_is_a_cell_set_up_exactly_as_a_spawned_one(daemon: Daemon
         assert worker.uids().real == uid
         # A cell waits at nice 10; the function's worker runs at the daemon's priority, every thread.
         assert {t.id: psutil.Process(t.id).nice() for t in worker.threads()} == {t.id: 0 for t in worker.threads()}
-        waiting = [p for p in psutil.Process(daemon.pid).children(recursive=True)
-                   if p.name() == "node" and p.uids().real == 0]
+        waiting = waiting_cells(daemon.pid)
         assert waiting and all(p.nice() == 10 for p in waiting)
 
 
@@ -218,8 +229,7 @@ def test_killing_a_cell_or_the_zygote_loses_no_invocation(fresh_daemon: Daemon, 
     with d.client() as client:
         deploy(client, code)
         wait_ready(client)
-        [cell] = [p for p in psutil.Process(d.pid).children(recursive=True)
-                  if p.name() == "node" and p.uids().real == 0]
+        [cell] = waiting_cells(d.pid)
         cell.kill()  # while it waits: another is born in its place
         wait_gone([cell.pid])
         wait_ready(client)
@@ -242,8 +252,7 @@ def test_reloading_with_no_stem_cells_stops_them(fresh_daemon: Daemon, code: Pat
     with d.client() as client:
         deploy(client, code)
         wait_ready(client)
-        pids = [p.pid for p in psutil.Process(d.pid).children(recursive=True)
-                if p.name() == "node" and p.uids().real == 0]
+        pids = [p.pid for p in waiting_cells(d.pid)]
         assert pids
         config = Path(str(d.state_dir) + ".toml")
         config.write_text(config.read_text().replace("stem_cells = 1", "stem_cells = 0"))
