@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from fnhost.control.build_output import copy_build_output
 from tests.conftest import Daemon, payload, public_code
 
 BUILD = Path(__file__).resolve().parents[1] / "runtimes" / "python" / "build.py"
@@ -138,8 +139,9 @@ def test_a_functions_layers_come_from_the_bytecode_its_deploy_built(fresh_daemon
 
 def test_the_build_leaves_to_the_worker_what_it_must_not_spend_a_deploy_on(tmp_path: Path) -> None:
     # A source too big to compile within the build's memory, a FIFO (reading it would block the
-    # build until its timeout failed the deploy), a module that does not compile: skipped, and the
-    # build still succeeds; the rest is compiled.
+    # build until its timeout failed the deploy), a module that does not compile, one so deep that
+    # its bytecode's directories would fail the build's output: skipped, and the build still
+    # succeeds; the rest is compiled, and the daemon takes it.
     code, out = tmp_path / "code", tmp_path / "out"
     (code / "pkg").mkdir(parents=True)
     (code / "ok.py").write_text("VALUE = 1\n")
@@ -147,6 +149,9 @@ def test_the_build_leaves_to_the_worker_what_it_must_not_spend_a_deploy_on(tmp_p
     (code / "big.py").write_text("#" * (3 * 1024 * 1024) + "\nVALUE = 3\n")
     (code / "broken.py").write_text("def f(:\n")
     os.mkfifo(code / "pipe.py")
+    deep = code.joinpath(*(f"d{i}" for i in range(70)))  # its bytecode would nest past the daemon's limit
+    deep.mkdir(parents=True)
+    (deep / "deep.py").write_text("VALUE = 4\n")
     ran = subprocess.run([sys.executable, "-s", str(BUILD), str(code), str(out)], capture_output=True, text=True,
                          timeout=60)
     assert ran.returncode == 0, ran.stderr
@@ -154,7 +159,9 @@ def test_the_build_leaves_to_the_worker_what_it_must_not_spend_a_deploy_on(tmp_p
     tag = sys.implementation.cache_tag
     inside = str(code).lstrip("/")
     assert built == [f"{inside}/ok.{tag}.pyc", f"{inside}/pkg/sub.{tag}.pyc"], built
-    assert "2 modules compiled to bytecode, 3 left to compile at INIT" in ran.stdout, ran.stdout
+    assert "2 modules compiled to bytecode, 3 left to compile at INIT" in ran.stdout, ran.stdout  # not looked for below the depth
+    (tmp_path / "taken").mkdir()
+    copy_build_output(out, tmp_path / "taken")  # raises BuildFailed on what it refuses
 
 
 def test_the_build_compiles_a_layers_python_tree_for_where_workers_see_it(tmp_path: Path) -> None:

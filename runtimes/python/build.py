@@ -17,8 +17,9 @@ A module that does not compile is left out, silently: the worker then compiles i
 source and reports its error at INIT as Lambda does (``Runtime.UserCodeSyntaxError``), rather
 than the deploy failing. So is what this step must not spend the deploy on (its limits would
 fail the deploy where the function would have run): a source over MAX_SOURCE_BYTES, modules past
-MAX_MODULES, anything not a regular file, and whatever is left when TIME_BUDGET_S has passed; the
-function's own code comes first. Runs as the function's own uid with its workers' limits (a build
+MAX_MODULES, a directory more than MAX_DEPTH deep (counting its absolute path), anything not a
+regular file, and whatever is left when TIME_BUDGET_S has passed; the function's own code comes
+first. Runs as the function's own uid with its workers' limits (a build
 is untrusted code at work); it reads the code and the layers and writes nothing outside OUT_DIR.
 """
 
@@ -33,6 +34,9 @@ BYTECODE_DIR = "bytecode"  # under the build directory; bootstrap.py reads the s
 MAX_SOURCE_BYTES = 2 * 1024 * 1024  # the compiler takes tens of times a source's size: within [build] memory_mb
 MAX_MODULES = 50_000  # a build's output is refused past 100,000 entries (runtimes/README.md)
 TIME_BUDGET_S = 60.0  # [build] timeout_s is 120
+# The bytecode's directories mirror each source's absolute path under OUT_DIR/bytecode, and the
+# daemon refuses a build's output nested 64 directories deep (runtimes/README.md, "Builds").
+MAX_DEPTH = 60
 
 
 def build(code_dir, out_dir, layers=None):
@@ -47,9 +51,13 @@ def build(code_dir, out_dir, layers=None):
     stop_at = time.monotonic() + TIME_BUDGET_S
     for tree, seen_tree in trees:
         for root, dirs, files in os.walk(tree):  # symbolic links to directories are not followed
-            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            too_deep = len((seen_tree + root[len(tree):]).split(os.sep)) > MAX_DEPTH
+            dirs[:] = [] if too_deep else [d for d in dirs if d != "__pycache__"]
             for name in files:
                 if not name.endswith(".py"):
+                    continue
+                if too_deep:
+                    skipped += 1
                     continue
                 source = os.path.join(root, name)
                 seen = seen_tree + source[len(tree):]  # the path the worker imports it from
