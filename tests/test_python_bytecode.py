@@ -101,15 +101,16 @@ def _stamped_with(pyc: Path, source_text: str, replacement: str) -> None:
                     + marshal.dumps(compile(replacement, "replaced", "exec")))
 
 
-@pytest.mark.parametrize("zygote", [True, False], ids=["forked", "spawned"])
-def test_a_functions_layers_come_from_the_bytecode_its_deploy_built(fresh_daemon: Daemon, zygote: bool) -> None:
+@pytest.mark.parametrize("config", ["zygote = true", "zygote = false", "worker_namespaces = false"],
+                         ids=["forked", "spawned", "host-view"])
+def test_a_functions_layers_come_from_the_bytecode_its_deploy_built(fresh_daemon: Daemon, config: str) -> None:
     from tests.conftest import zipped
 
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     site = f"python/lib/{version}/site-packages/sitepkg/__init__.py"
     layer_files = {"python/layermod.py": "VALUE = 'layer one'\n", site: "VALUE = 'site'\n"}
     code = public_code({"app.py": LAYERED})
-    fresh_daemon.config = f"[daemon]\nzygote = {str(zygote).lower()}\n"
+    fresh_daemon.config = f"[daemon]\n{config}\n"
     fresh_daemon.start()
     try:
         with fresh_daemon.client() as client:
@@ -120,9 +121,13 @@ def test_a_functions_layers_come_from_the_bytecode_its_deploy_built(fresh_daemon
             tag = sys.implementation.cache_tag
             found = {p.name: p for p in (build / "bytecode").rglob(f"*.{tag}.pyc")}
             assert {f"layermod.{tag}.pyc", f"__init__.{tag}.pyc", f"app.{tag}.pyc"} <= set(found), sorted(found)
-            # Compiled for where the worker imports the layer from: /opt in its own mount namespace.
+            # Compiled for where the worker imports the layer from: /opt in its own mount namespace,
+            # else the merged directory in the state directory.
             seen = "/" + str(found[f"layermod.{tag}.pyc"].parent.relative_to(build / "bytecode"))
-            assert seen == "/opt/python" if "/opt" in created.isolation else seen.endswith("/python"), seen
+            if "at /opt in its mount namespace" in created.isolation:
+                assert seen == "/opt/python" and "worker_namespaces = false" not in config
+            else:
+                assert seen.startswith(str(fresh_daemon.state_dir)) and seen.endswith("/python"), seen
             _stamped_with(found[f"layermod.{tag}.pyc"], layer_files["python/layermod.py"], "VALUE = 'built'\n")
             seen_by = payload(client.invoke("layered", b"{}"))
             assert seen_by["layer"] == "built" and seen_by["site"] == "site", seen_by

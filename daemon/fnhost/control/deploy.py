@@ -21,9 +21,9 @@ from ..execution import isolation, sandbox
 from ..execution.limits import MemoryBackend
 from ..execution.spawn import WorkerSpec
 from ..execution.zygote import ZygoteKey
+from .build_caches import build_cache_root
 from .config import FunctionConfig, Settings, validate_config
 from .credentials import Credentials, lambda_environment
-from .build_caches import build_cache_root
 from .layers import LayerStore
 from .registry import CodeRef, FunctionRecord, Registry, code_from_directory
 from .runtimes import Runtime, RuntimeRegistry

@@ -45,9 +45,9 @@ from .invocation import (
 from .limits import MemoryBackend
 from .spawn import WorkerSpec
 from .states import State, StateCounts
-from .worker import Worker
 from .stemcell import StemCells
 from .waiters import Waiters
+from .worker import Worker
 from .zygotes import Zygotes
 
 log = structlog.get_logger("fnhost.pool")

@@ -35,9 +35,9 @@ from ..errors import (
     WorkerProtocolError,
 )
 from . import isolation, protocol
+from .channel import Channel
 from .limits import MemoryBackend
 from .logcapture import LogCapture
-from .channel import Channel
 from .spawn import WorkerSpec, describe_exit, start_process
 from .states import IllegalTransition, State
 from .worker_limits import WorkerLimits
